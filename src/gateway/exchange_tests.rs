@@ -1,0 +1,758 @@
+//! The request path driven through a fake host: what the gateway decides for
+//! each kind of request, and what it sends where.
+
+use super::*;
+use crate::gateway::host::{BodyAction as B, HeadersAction as H};
+use crate::gateway::testing::{gateway, gateway_with, json_response, sse_response, FakeHost};
+use serde_json::{json, Value};
+
+const TWO: &str = r#"[{"name":"alpha","cluster":"c_alpha","authority":"alpha.test","headers":{"authorization":"Bearer ${TOKEN}"},"tools":{"exclude":["admin_reset"]}},{"name":"beta","cluster":"c_beta","path":"/beta/mcp"}]"#;
+
+fn hdrs(method: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_string(), method.to_string()),
+        (":path".to_string(), "/mcp".to_string()),
+        (":authority".to_string(), "localhost:1975".to_string()),
+        (
+            "accept".to_string(),
+            "application/json, text/event-stream".to_string(),
+        ),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    for (k, v) in extra {
+        h.push((k.to_string(), v.to_string()));
+    }
+    h
+}
+
+fn body_of(r: &LocalResponse) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+struct Harness {
+    gw: Arc<Gateway>,
+    host: FakeHost,
+}
+
+impl Harness {
+    fn new(backends: &str) -> Self {
+        Harness {
+            gw: Arc::new(gateway(backends)),
+            host: FakeHost::default(),
+        }
+    }
+
+    /// POST a message; returns the exchange (for follow-up callbacks) and the body action.
+    fn post(&mut self, session: Option<&str>, msg: Value) -> (Exchange, B) {
+        let mut extra = vec![];
+        if let Some(s) = session {
+            extra.push(("mcp-session-id", s));
+        }
+        let mut ex = Exchange::new(self.gw.clone());
+        match ex.on_request_headers(&mut self.host, &hdrs("POST", &extra), false) {
+            H::NeedBody => {}
+            H::Respond(r) => return (ex, B::Respond(r)),
+            other => panic!("unexpected {other:?}"),
+        }
+        let a = ex.on_request_body(&mut self.host, msg.to_string().as_bytes());
+        (ex, a)
+    }
+
+    /// Answer every pending call with `answer(cluster, body)`.
+    fn answer(&mut self, ex: &mut Exchange, answer: impl Fn(&str, &Value) -> CallResponse) -> B {
+        let calls: Vec<(u32, Outbound)> = std::mem::take(&mut self.host.calls);
+        let mut last = B::Wait;
+        for (token, call) in calls {
+            let body: Value = serde_json::from_slice(&call.body).unwrap_or(Value::Null);
+            last = ex.on_call_response(&mut self.host, token, answer(&call.cluster, &body));
+        }
+        last
+    }
+
+    fn init_answer(cluster: &str, req: &Value) -> CallResponse {
+        let result = json!({
+            "protocolVersion": req["params"]["protocolVersion"],
+            "capabilities": {"tools": {"listChanged": cluster == "c_alpha"}, "logging": {}},
+            "serverInfo": {"name": cluster},
+            "instructions": format!("use {cluster}"),
+        });
+        let msg = json!({"jsonrpc": "2.0", "id": req["id"], "result": result}).to_string();
+        if cluster == "c_alpha" {
+            let mut r = sse_response(&format!(
+                "id: ev0\ndata:\n\nevent: message\ndata: {msg}\n\n"
+            ));
+            r.headers
+                .push(("mcp-session-id".into(), "alpha-session-1".into()));
+            r
+        } else {
+            json_response(&msg)
+        }
+    }
+
+    /// A full initialize; returns the gateway session id.
+    fn session(&mut self) -> String {
+        let (mut ex, a) = self.post(
+            None,
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+        );
+        assert_eq!(a, B::Wait);
+        let B::Respond(r) = self.answer(&mut ex, Self::init_answer) else {
+            panic!()
+        };
+        r.headers
+            .iter()
+            .find(|(k, _)| k == "mcp-session-id")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+}
+
+fn op_set<'a>(ops: &'a [HeaderOp], name: &str) -> Option<&'a str> {
+    ops.iter().find_map(|o| match o {
+        HeaderOp::Set(k, v) if k == name => Some(v.as_str()),
+        _ => None,
+    })
+}
+
+fn op_removes(ops: &[HeaderOp], name: &str) -> bool {
+    ops.iter()
+        .any(|o| matches!(o, HeaderOp::Remove(k) if k == name))
+}
+
+#[test]
+fn other_paths_pass_but_lose_the_route_header() {
+    let mut h = Harness::new(TWO);
+    let mut ex = Exchange::new(h.gw.clone());
+    let mut headers = hdrs("GET", &[("x-mcpgw-cluster", "c_alpha")]);
+    headers[1].1 = "/healthz".into();
+    let a = ex.on_request_headers(&mut h.host, &headers, true);
+    assert_eq!(
+        a,
+        H::Continue(vec![HeaderOp::Remove("x-mcpgw-cluster".into())])
+    );
+}
+
+#[test]
+fn transport_rules() {
+    let mut h = Harness::new(TWO);
+    let check = |h: &mut Harness, headers: Vec<(String, String)>, status: u16| {
+        let mut ex = Exchange::new(h.gw.clone());
+        match ex.on_request_headers(&mut h.host, &headers, false) {
+            H::Respond(r) => {
+                assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(&r.body));
+                assert!(body_of(&r)["error"]["code"].is_i64());
+            }
+            other => panic!("expected {status}, got {other:?}"),
+        }
+    };
+    let mut no_sse = hdrs("POST", &[]);
+    no_sse[3].1 = "application/json".into();
+    check(&mut h, no_sse, 406);
+    let mut wrong_ct = hdrs("POST", &[]);
+    wrong_ct[4].1 = "text/plain".into();
+    check(&mut h, wrong_ct, 415);
+    check(
+        &mut h,
+        hdrs("POST", &[("mcp-protocol-version", "2024-01-01")]),
+        400,
+    );
+    check(&mut h, hdrs("POST", &[("mcp-session-id", "forged")]), 404);
+    check(&mut h, hdrs("POST", &[("content-length", "99999999")]), 413);
+    check(&mut h, hdrs("PUT", &[]), 405);
+    check(
+        &mut h,
+        hdrs("POST", &[("origin", "https://evil.example")]),
+        403,
+    );
+    check(&mut h, hdrs("GET", &[]), 400);
+    check(&mut h, hdrs("DELETE", &[]), 400);
+
+    // Local pages talking to a local gateway are fine.
+    let mut ex = Exchange::new(h.gw.clone());
+    let a = ex.on_request_headers(
+        &mut h.host,
+        &hdrs("POST", &[("origin", "http://localhost:3000")]),
+        false,
+    );
+    assert_eq!(a, H::NeedBody);
+}
+
+#[test]
+fn bad_bodies_get_spec_errors() {
+    let mut h = Harness::new(TWO);
+    let cases: Vec<(&[u8], u16, i64)> = vec![
+        (b"{not json", 400, -32700),
+        (
+            b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]",
+            400,
+            -32600,
+        ),
+        (b"{\"jsonrpc\":\"2.0\",\"id\":1}", 400, -32600),
+    ];
+    for (body, status, code) in cases {
+        let mut ex = Exchange::new(h.gw.clone());
+        assert_eq!(
+            ex.on_request_headers(&mut h.host, &hdrs("POST", &[]), false),
+            H::NeedBody
+        );
+        let B::Respond(r) = ex.on_request_body(&mut h.host, body) else {
+            panic!()
+        };
+        assert_eq!(r.status, status);
+        assert_eq!(body_of(&r)["error"]["code"], code);
+    }
+    // No session on a non-initialize request.
+    let (_, a) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":"s","method":"tools/list"}),
+    );
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(r.status, 400);
+    assert_eq!(body_of(&r)["id"], "s");
+}
+
+#[test]
+fn modern_clients_are_told_to_fall_back() {
+    let mut h = Harness::new(TWO);
+    let (_, a) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}),
+    );
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(r.status, 400);
+    let b = body_of(&r);
+    assert_eq!(b["id"], 1);
+    assert_eq!(b["error"]["code"], -32601, "not a modern-era error code");
+    // The 2026 header on any request gets the same answer.
+    let mut ex = Exchange::new(h.gw.clone());
+    assert_eq!(
+        ex.on_request_headers(
+            &mut h.host,
+            &hdrs("POST", &[("mcp-protocol-version", "2026-07-28")]),
+            false
+        ),
+        H::NeedBody
+    );
+    let B::Respond(r) = ex.on_request_body(
+        &mut h.host,
+        br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (r.status, body_of(&r)["error"]["code"].as_i64()),
+        (400, Some(-32601))
+    );
+}
+
+#[test]
+fn initialize_fans_out_and_seals_the_session() {
+    let mut h = Harness::new(TWO);
+    let (mut ex, a) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":"i1","method":"initialize","params":{"protocolVersion":"2026-07-28","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}}),
+    );
+    assert_eq!(a, B::Wait);
+    assert_eq!(h.host.calls.len(), 2);
+    let (_, to_alpha) = h.host.call_to("c_alpha");
+    assert_eq!(header(&to_alpha.headers, ":authority"), Some("alpha.test"));
+    assert_eq!(
+        header(&to_alpha.headers, "authorization"),
+        Some("Bearer s3cret")
+    );
+    assert_eq!(header(&to_alpha.headers, ":path"), Some("/mcp"));
+    let sent: Value = serde_json::from_slice(&to_alpha.body).unwrap();
+    assert_eq!(
+        sent["params"]["protocolVersion"], "2025-11-25",
+        "negotiated down"
+    );
+    assert_eq!(
+        sent["params"]["capabilities"]["sampling"],
+        json!({}),
+        "client params kept"
+    );
+    let (_, to_beta) = h.host.call_to("c_beta");
+    assert_eq!(header(&to_beta.headers, ":path"), Some("/beta/mcp"));
+    assert_eq!(
+        header(&to_beta.headers, ":authority"),
+        Some("localhost:1975")
+    );
+
+    let B::Respond(r) = h.answer(&mut ex, Harness::init_answer) else {
+        panic!()
+    };
+    let b = body_of(&r);
+    assert_eq!(b["id"], "i1");
+    assert_eq!(b["result"]["protocolVersion"], "2025-11-25");
+    assert_eq!(b["result"]["serverInfo"]["name"], "mcpgw");
+    assert_eq!(b["result"]["capabilities"]["tools"]["listChanged"], true);
+    assert!(b["result"]["instructions"]
+        .as_str()
+        .unwrap()
+        .contains("## alpha\nuse c_alpha"));
+    let token = header(&r.headers, "mcp-session-id").unwrap();
+    let s = Session::open(
+        &h.gw.cfg.keys,
+        token,
+        h.host.now_ms(),
+        h.gw.cfg.session_ttl_ms,
+    )
+    .unwrap();
+    assert_eq!(s.backends.len(), 2);
+    assert_eq!(
+        s.backend("alpha").unwrap().session_id.as_deref(),
+        Some("alpha-session-1")
+    );
+    assert_eq!(s.backend("beta").unwrap().session_id, None);
+    assert_eq!(
+        s.backend("alpha").unwrap().caps,
+        caps::TOOLS | caps::LOGGING
+    );
+}
+
+#[test]
+fn initialize_leaves_out_failed_backends() {
+    let mut h = Harness::new(TWO);
+    let (mut ex, _) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}),
+    );
+    let a = h.answer(&mut ex, |cluster, req| {
+        if cluster == "c_beta" {
+            CallResponse {
+                status: 503,
+                headers: vec![],
+                body: b"upstream connect error".to_vec(),
+            }
+        } else {
+            Harness::init_answer(cluster, req)
+        }
+    });
+    let B::Respond(r) = a else { panic!() };
+    let token = header(&r.headers, "mcp-session-id").unwrap();
+    let s = Session::open(
+        &h.gw.cfg.keys,
+        token,
+        h.host.now_ms(),
+        h.gw.cfg.session_ttl_ms,
+    )
+    .unwrap();
+    assert_eq!(
+        s.backends
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["alpha"]
+    );
+    assert!(h.host.logged("backend beta: HTTP 503"));
+
+    // Everything down: a JSON-RPC error naming each backend.
+    let (mut ex, _) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}),
+    );
+    let B::Respond(r) = h.answer(&mut ex, |_, _| CallResponse::default()) else {
+        panic!()
+    };
+    let msg = body_of(&r)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("alpha: no answer") && msg.contains("beta: no answer"),
+        "{msg}"
+    );
+    assert!(header(&r.headers, "mcp-session-id").is_none());
+}
+
+#[test]
+fn tools_list_merges_filters_and_paginates() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"k":1}}}),
+    );
+    assert_eq!(a, B::Wait);
+    let (_, call) = h.host.call_to("c_alpha");
+    assert_eq!(
+        header(&call.headers, "mcp-session-id"),
+        Some("alpha-session-1")
+    );
+    assert_eq!(
+        header(&call.headers, "mcp-protocol-version"),
+        Some("2025-06-18")
+    );
+    let a = h.answer(&mut ex, |cluster, req| {
+        assert_eq!(req["params"]["_meta"]["k"], 1);
+        assert!(req["params"].get("cursor").is_none());
+        let r = if cluster == "c_alpha" {
+            json!({"tools":[{"name":"echo","inputSchema":{}},{"name":"admin_reset","inputSchema":{}}],"nextCursor":"alpha-p2"})
+        } else {
+            json!({"tools":[{"name":"echo","inputSchema":{}}]})
+        };
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":r}).to_string())
+    });
+    let B::Respond(r) = a else { panic!() };
+    let b = body_of(&r);
+    let names: Vec<&str> = b["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["alpha__echo", "beta__echo"]);
+    let cursor = b["result"]["nextCursor"].as_str().unwrap().to_string();
+
+    // Page two goes only to alpha, with alpha's own cursor.
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"cursor":cursor}}),
+    );
+    assert_eq!(h.host.calls.len(), 1);
+    let a = h.answer(&mut ex, |cluster, req| {
+        assert_eq!(cluster, "c_alpha");
+        assert_eq!(req["params"]["cursor"], "alpha-p2");
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"tools":[{"name":"add","inputSchema":{}}]}}).to_string())
+    });
+    let B::Respond(r) = a else { panic!() };
+    let b = body_of(&r);
+    assert_eq!(b["result"]["tools"][0]["name"], "alpha__add");
+    assert!(b["result"].get("nextCursor").is_none());
+
+    // A forged cursor is invalid params.
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"nope"}}),
+    );
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(body_of(&r)["error"]["code"], -32602);
+}
+
+#[test]
+fn tools_call_is_routed_with_credentials() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"},"_meta":{"progressToken":"p"}}}),
+    );
+    let B::Forward { headers, body } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-cluster"), Some("c_alpha"));
+    assert_eq!(op_set(&headers, ":path"), Some("/mcp"));
+    assert_eq!(op_set(&headers, ":authority"), Some("alpha.test"));
+    assert_eq!(op_set(&headers, "mcp-session-id"), Some("alpha-session-1"));
+    assert_eq!(op_set(&headers, "mcp-protocol-version"), Some("2025-06-18"));
+    assert_eq!(op_set(&headers, "authorization"), Some("Bearer s3cret"));
+    assert!(op_removes(&headers, "cookie") && op_removes(&headers, "origin"));
+    let body = body.unwrap();
+    assert_eq!(
+        op_set(&headers, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["params"]["name"], "echo");
+    assert_eq!(sent["params"]["_meta"]["progressToken"], "p");
+    assert_eq!(sent["id"], "c1");
+
+    // The client's own token never reaches a backend that did not opt in.
+    let (_, a) = h.post(Some(&sid), json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"beta__echo","arguments":{}}}));
+    let B::Forward { headers, .. } = a else {
+        panic!()
+    };
+    assert!(op_removes(&headers, "authorization"));
+    assert!(op_removes(&headers, "mcp-session-id"), "stateless backend");
+    assert_eq!(op_set(&headers, ":path"), Some("/beta/mcp"));
+
+    for name in ["alpha__admin_reset", "gamma__x", "echo", "alpha__"] {
+        let (_, a) = h.post(
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":name}}),
+        );
+        let B::Respond(r) = a else {
+            panic!("{name} was routed")
+        };
+        let b = body_of(&r);
+        assert_eq!(b["error"]["code"], -32602, "{name}");
+        assert_eq!(b["error"]["message"], format!("Unknown tool: {name}"));
+        assert_eq!(b["id"], 7);
+    }
+}
+
+#[test]
+fn local_answers() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let (_, a) = h.post(Some(&sid), json!({"jsonrpc":"2.0","id":9,"method":"ping"}));
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(body_of(&r), json!({"jsonrpc":"2.0","id":9,"result":{}}));
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":9,"method":"tasks/list"}),
+    );
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(body_of(&r)["error"]["code"], -32601);
+    assert!(h.host.calls.is_empty());
+}
+
+#[test]
+fn notifications_reach_every_backend_then_202() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    );
+    assert_eq!(a, B::Wait);
+    assert_eq!(h.host.calls.len(), 2);
+    assert_eq!(
+        header(&h.host.call_to("c_alpha").1.headers, "mcp-session-id"),
+        Some("alpha-session-1")
+    );
+    let B::Respond(r) = h.answer(&mut ex, |_, _| CallResponse {
+        status: 202,
+        ..Default::default()
+    }) else {
+        panic!()
+    };
+    assert_eq!(r.status, 202);
+}
+
+#[test]
+fn delete_ends_the_session_everywhere() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let mut ex = Exchange::new(h.gw.clone());
+    let a = ex.on_request_headers(
+        &mut h.host,
+        &hdrs("DELETE", &[("mcp-session-id", &sid)]),
+        true,
+    );
+    assert_eq!(a, H::Wait);
+    assert_eq!(h.host.calls.len(), 1, "only stateful backends get a DELETE");
+    let (_, call) = h.host.call_to("c_alpha");
+    assert_eq!(header(&call.headers, ":method"), Some("DELETE"));
+    let B::Respond(r) = h.answer(&mut ex, |_, _| CallResponse {
+        status: 200,
+        ..Default::default()
+    }) else {
+        panic!()
+    };
+    assert_eq!(r.status, 204);
+    let (_, a) = h.post(Some(&sid), json!({"jsonrpc":"2.0","id":1,"method":"ping"}));
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn expired_sessions_are_404() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    h.host.now.set(h.host.now.get() + 2 * 3_600_000);
+    let (_, a) = h.post(Some(&sid), json!({"jsonrpc":"2.0","id":1,"method":"ping"}));
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn routed_sse_answer_is_rewritten() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha__echo"}}),
+    );
+    let a = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "200".into()),
+            ("content-type".into(), "text/event-stream".into()),
+            ("mcp-session-id".into(), "alpha-session-1".into()),
+        ],
+    );
+    let ResponseHeadersAction::Continue(ops) = a else {
+        panic!()
+    };
+    assert!(op_removes(&ops, "mcp-session-id") && op_removes(&ops, "content-length"));
+    let ResponseBodyAction::Replace(out) = ex.on_response_body(
+        &mut h.host,
+        b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"roots/list\"}\n\n",
+        false,
+    ) else {
+        panic!()
+    };
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"id\":\"mcpgw."), "{text}");
+    assert!(!text.contains("id: 1\n"));
+    let ResponseBodyAction::Replace(out) = ex.on_response_body(
+        &mut h.host,
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n",
+        true,
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        out,
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n"
+    );
+
+    // The client answers the backend's request: back to alpha, original id restored.
+    let wrapped = text
+        .split("\"id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":wrapped,"result":{"roots":[]}}),
+    );
+    let B::Forward { headers, body } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-cluster"), Some("c_alpha"));
+    let sent: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(sent["id"], 42, "number restored as a number");
+    // A made-up id cannot be routed.
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":"mcpgw.AAAA","result":{}}),
+    );
+    assert!(matches!(a, B::Respond(r) if r.status == 400));
+}
+
+#[test]
+fn stream_cut_without_answer_gets_an_error_event() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"beta__echo"}}),
+    );
+    let _ = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "200".into()),
+            ("content-type".into(), "text/event-stream".into()),
+        ],
+    );
+    let ResponseBodyAction::Replace(out) =
+        ex.on_response_body(&mut h.host, b"data: {\"jsonrpc\":\"2.0\",\"met", true)
+    else {
+        panic!()
+    };
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("\"id\":\"q\"") && text.contains("beta"),
+        "{text}"
+    );
+}
+
+#[test]
+fn backend_failures_become_jsonrpc_errors() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    for (status, ct) in [
+        (503, "text/plain"),
+        (401, "application/json"),
+        (200, "text/html"),
+    ] {
+        let (mut ex, _) = h.post(
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"beta__echo"}}),
+        );
+        let a = ex.on_response_headers(
+            &mut h.host,
+            &[
+                (":status".into(), status.to_string()),
+                ("content-type".into(), ct.into()),
+                ("www-authenticate".into(), "Bearer".into()),
+            ],
+        );
+        let ResponseHeadersAction::Replace(r) = a else {
+            panic!("{status}")
+        };
+        assert_eq!(r.status, 200);
+        assert!(header(&r.headers, "www-authenticate").is_none());
+        let b = body_of(&r);
+        assert_eq!(b["id"], 11);
+        assert!(b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("backend beta failed"));
+    }
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"alpha__echo"}}),
+    );
+    let a = ex.on_response_headers(&mut h.host, &[(":status".into(), "404".into())]);
+    assert!(matches!(a, ResponseHeadersAction::Replace(r) if r.status == 404));
+}
+
+#[test]
+fn get_streams() {
+    // Several backends: no merged GET stream.
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let mut ex = Exchange::new(h.gw.clone());
+    let a = ex.on_request_headers(&mut h.host, &hdrs("GET", &[("mcp-session-id", &sid)]), true);
+    assert!(matches!(a, H::Respond(r) if r.status == 405));
+
+    // Resuming names a backend: routed there with its own event id.
+    let w = Wrapped {
+        sid: Session::open(&h.gw.cfg.keys, &sid, h.host.now_ms(), 3_600_000)
+            .unwrap()
+            .sid,
+        backend: "alpha".into(),
+        original: "ev-17".into(),
+    };
+    let id = w.seal_event_id(&h.gw.cfg.keys, &[9; 24]);
+    let mut ex = Exchange::new(h.gw.clone());
+    let a = ex.on_request_headers(
+        &mut h.host,
+        &hdrs("GET", &[("mcp-session-id", &sid), ("last-event-id", &id)]),
+        true,
+    );
+    let H::Continue(ops) = a else { panic!("{a:?}") };
+    assert_eq!(op_set(&ops, "x-mcpgw-cluster"), Some("c_alpha"));
+    assert_eq!(op_set(&ops, "last-event-id"), Some("ev-17"));
+
+    // One backend: the GET stream passes through.
+    let mut h = Harness::new(r#"[{"name":"alpha","cluster":"c_alpha"}]"#);
+    let sid = h.session();
+    let mut ex = Exchange::new(h.gw.clone());
+    let H::Continue(ops) =
+        ex.on_request_headers(&mut h.host, &hdrs("GET", &[("mcp-session-id", &sid)]), true)
+    else {
+        panic!()
+    };
+    assert_eq!(op_set(&ops, "x-mcpgw-cluster"), Some("c_alpha"));
+    assert!(op_removes(&ops, "last-event-id"));
+}
+
+#[test]
+fn allowed_origins_list() {
+    let gw = Arc::new(gateway_with(
+        r#"[{"name":"a","cluster":"a"}]"#,
+        r#","allowed_origins":["https://app.example.com"]"#,
+    ));
+    let mut host = FakeHost::default();
+    let mut ex = Exchange::new(gw.clone());
+    assert_eq!(
+        ex.on_request_headers(
+            &mut host,
+            &hdrs("POST", &[("origin", "https://app.example.com")]),
+            false
+        ),
+        H::NeedBody
+    );
+    let mut ex = Exchange::new(gw);
+    assert!(matches!(
+        ex.on_request_headers(&mut host, &hdrs("POST", &[("origin", "http://localhost:3000")]), false),
+        H::Respond(r) if r.status == 403
+    ));
+}

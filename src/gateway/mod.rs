@@ -1,0 +1,24 @@
+//! Gateway logic: pure Rust, no proxy calls. A request's path through it is
+//! `exchange` (classify and decide) -> `naming` / `filter` (which backend,
+//! visible or not) -> fan out and `merge`, or route and `stream` (rewrite the
+//! answer as it flows back). State that must outlive a request lives in sealed
+//! ids (`session`, `tokens`, built on `crypto`).
+
+pub mod config;
+pub mod crypto;
+pub mod exchange;
+pub mod filter;
+pub mod host;
+pub mod merge;
+pub mod naming;
+pub mod revocation;
+pub mod session;
+pub mod stream;
+pub mod tokens;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use config::{compile, Config, ConfigError};
+pub use exchange::{Exchange, Gateway};
+pub use host::Host;

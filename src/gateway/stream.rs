@@ -1,0 +1,358 @@
+//! Rewriting what a backend sends back to the client, message by message:
+//! in a buffered JSON answer or, incrementally, in an SSE stream.
+//!
+//! - server-to-client requests get a sealed id (the client's answer is routed
+//!   back by it); a server's `notifications/cancelled` for such a request
+//!   names the same sealed id (the seal is deterministic for this reason);
+//! - SSE event ids get sealed (resumption with `Last-Event-ID` finds the
+//!   backend and its own event id);
+//! - resource URIs in results and notifications get the backend namespace.
+//!
+//! Messages that need none of this pass through byte for byte.
+
+use super::config::Backend;
+use super::exchange::Gateway;
+use super::host::{Host, Level};
+use super::naming::Naming;
+use super::tokens::Wrapped;
+use crate::protocol::jsonrpc::{self, json_string, Kind, RawObject};
+use crate::protocol::sse::{self, Item};
+use serde_json::Value;
+
+/// Who the stream belongs to.
+#[derive(Debug, Clone)]
+pub struct StreamCtx {
+    pub backend: usize,
+    pub sid: [u8; 16],
+    /// The client's request method and raw id, when the stream answers one.
+    pub method: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl StreamCtx {
+    fn backend<'g>(&self, gw: &'g Gateway) -> Option<&'g Backend> {
+        gw.cfg.backends.get(self.backend)
+    }
+}
+
+/// Rewrite one JSON-RPC message from the backend. `Ok(None)`: unchanged.
+/// `answers` is set when the message is the response to the client's request.
+pub fn rewrite_message(
+    gw: &Gateway,
+    ctx: &StreamCtx,
+    text: &str,
+    answers: &mut bool,
+) -> Option<String> {
+    let Ok(msg) = jsonrpc::parse(text.as_bytes()) else {
+        return None;
+    };
+    let backend = ctx.backend(gw)?;
+    match msg.kind {
+        Kind::Request => {
+            let id = msg.id?;
+            let token = wrap_request_id(gw, ctx, backend, id.get());
+            let obj = RawObject::parse_str(text.trim()).ok()?;
+            Some(obj.write_with(&[("id", &json_string(&token))]))
+        }
+        Kind::Notification => {
+            let method = msg.method.as_deref()?;
+            match method {
+                "notifications/resources/updated" => {
+                    let params = msg.params?;
+                    let mut p: Value = serde_json::from_str(params.get()).ok()?;
+                    let uri = p.get("uri")?.as_str()?;
+                    let exposed = Naming::new(&gw.cfg).expose_uri(backend, uri).into_owned();
+                    if let Some(slot) = p.get_mut("uri") {
+                        *slot = Value::String(exposed);
+                    }
+                    let obj = RawObject::parse_str(text.trim()).ok()?;
+                    Some(obj.write_with(&[("params", &p.to_string())]))
+                }
+                "notifications/cancelled" => {
+                    // The backend cancels a request it sent to the client: name it
+                    // by the id the client knows.
+                    let params = msg.params?;
+                    let pobj = RawObject::parse(params).ok()?;
+                    let rid = pobj.get("requestId")?;
+                    let token = wrap_request_id(gw, ctx, backend, rid.get());
+                    let new_params = pobj.write_with(&[("requestId", &json_string(&token))]);
+                    let obj = RawObject::parse_str(text.trim()).ok()?;
+                    Some(obj.write_with(&[("params", &new_params)]))
+                }
+                _ => None,
+            }
+        }
+        Kind::Response | Kind::Error => {
+            let is_answer = match (&ctx.request_id, msg.id) {
+                (Some(want), Some(id)) => want == id.get(),
+                _ => false,
+            };
+            if !is_answer {
+                return None;
+            }
+            *answers = true;
+            let result = msg.result?;
+            let method = ctx.method.as_deref()?;
+            let new_result = rewrite_result(gw, backend, method, result.get())?;
+            let obj = RawObject::parse_str(text.trim()).ok()?;
+            Some(obj.write_with(&[("result", &new_result)]))
+        }
+    }
+}
+
+/// The sealed id for a backend's request id. Deterministic, so a later
+/// `notifications/cancelled` from the backend maps to the same id.
+pub fn wrap_request_id(gw: &Gateway, ctx: &StreamCtx, backend: &Backend, original: &str) -> String {
+    let w = Wrapped {
+        sid: ctx.sid,
+        backend: backend.name.clone(),
+        original: original.to_string(),
+    };
+    let nonce =
+        gw.cfg
+            .keys
+            .synthetic_nonce(&[&ctx.sid, backend.name.as_bytes(), original.as_bytes()]);
+    w.seal_request_id(&gw.cfg.keys, &nonce)
+}
+
+/// Namespace the resource URIs a result carries. `None` when nothing changes.
+pub fn rewrite_result(
+    gw: &Gateway,
+    backend: &Backend,
+    method: &str,
+    result: &str,
+) -> Option<String> {
+    let naming = Naming::new(&gw.cfg);
+    if naming.expose_uri(backend, "").is_empty() || !result.contains("\"uri\"") {
+        // Bare URIs for this backend, or no URI at all: nothing to do.
+        return None;
+    }
+    let mut v: Value = serde_json::from_str(result).ok()?;
+    let fix = |uri: &mut Value| {
+        if let Some(s) = uri.as_str() {
+            *uri = Value::String(naming.expose_uri(backend, s).into_owned());
+        }
+    };
+    let fix_content = |c: &mut Value| match c.get("type").and_then(Value::as_str) {
+        Some("resource_link") => {
+            if let Some(u) = c.get_mut("uri") {
+                fix(u);
+            }
+        }
+        Some("resource") => {
+            if let Some(u) = c.get_mut("resource").and_then(|r| r.get_mut("uri")) {
+                fix(u);
+            }
+        }
+        _ => {}
+    };
+    match method {
+        "tools/call" => {
+            for c in v.get_mut("content")?.as_array_mut()? {
+                fix_content(c);
+            }
+        }
+        "prompts/get" => {
+            for m in v.get_mut("messages")?.as_array_mut()? {
+                if let Some(c) = m.get_mut("content") {
+                    fix_content(c);
+                }
+            }
+        }
+        "resources/read" => {
+            for c in v.get_mut("contents")?.as_array_mut()? {
+                if let Some(u) = c.get_mut("uri") {
+                    fix(u);
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(v.to_string())
+}
+
+/// Incremental SSE rewriting for one routed stream.
+#[derive(Debug)]
+pub struct SseRewrite {
+    parser: sse::Parser,
+    items: Vec<Item>,
+    /// The client's request has been answered in this stream.
+    pub answered: bool,
+    /// The backend gave event ids, so the client can resume after a drop.
+    pub resumable: bool,
+}
+
+impl SseRewrite {
+    pub fn new(max_event: usize) -> Self {
+        SseRewrite {
+            parser: sse::Parser::new(max_event),
+            items: Vec::new(),
+            answered: false,
+            resumable: false,
+        }
+    }
+
+    /// Rewrite a chunk; complete events go to `out`, partial ones wait.
+    pub fn feed(
+        &mut self,
+        gw: &Gateway,
+        host: &dyn Host,
+        ctx: &StreamCtx,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), sse::SseError> {
+        self.parser.feed(chunk, &mut self.items)?;
+        let Some(backend) = ctx.backend(gw) else {
+            return Ok(());
+        };
+        for mut item in self.items.drain(..) {
+            if let Item::Event(ev) = &mut item {
+                if let Some(id) = ev.id.take() {
+                    self.resumable = true;
+                    ev.id = Some(if id.is_empty() {
+                        id
+                    } else {
+                        let w = Wrapped {
+                            sid: ctx.sid,
+                            backend: backend.name.clone(),
+                            original: id,
+                        };
+                        let mut nonce = [0u8; 24];
+                        if host.random(&mut nonce).is_err() {
+                            host.log(
+                                Level::Error,
+                                "no randomness for an event id; dropping the id",
+                            );
+                            String::new()
+                        } else {
+                            w.seal_event_id(&gw.cfg.keys, &nonce)
+                        }
+                    });
+                }
+                if ev.event_type() == "message" {
+                    if let Some(data) = ev.data.as_deref() {
+                        if let Some(new) = rewrite_message(gw, ctx, data, &mut self.answered) {
+                            ev.data = Some(new);
+                        }
+                    }
+                }
+            }
+            item.write(out);
+        }
+        Ok(())
+    }
+
+    /// End of the backend stream. Returns whether an event was cut off.
+    pub fn finish(&mut self) -> bool {
+        self.parser.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::testing::{gateway, FakeHost};
+
+    fn ctx(method: &str) -> StreamCtx {
+        StreamCtx {
+            backend: 0,
+            sid: [3; 16],
+            method: Some(method.into()),
+            request_id: Some("7".into()),
+        }
+    }
+
+    #[test]
+    fn sse_rewrite_any_chunking() {
+        let gw = gateway(r#"[{"name":"a","cluster":"a"},{"name":"b","cluster":"b"}]"#);
+        let host = FakeHost::default();
+        let stream = concat!(
+            "id: e1\nretry: 1000\ndata:\n\n",
+            ": ping\n\n",
+            "id: e2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n",
+            "id: e3\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"sampling/createMessage\",\"params\":{}}\n\n",
+            "id: e4\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"resource_link\",\"uri\":\"test://r\",\"name\":\"r\"}]}}\n\n",
+        )
+        .as_bytes();
+        let c = ctx("tools/call");
+        let mut outputs = Vec::new();
+        for split in [1, 7, 40, 100, stream.len() - 1] {
+            let mut rw = SseRewrite::new(1 << 20);
+            let mut out = Vec::new();
+            rw.feed(&gw, &host, &c, &stream[..split], &mut out).unwrap();
+            rw.feed(&gw, &host, &c, &stream[split..], &mut out).unwrap();
+            assert!(!rw.finish());
+            assert!(rw.answered && rw.resumable);
+            outputs.push(out);
+        }
+        let items = sse::parse_all(&outputs[0], 1 << 20).unwrap();
+        let events: Vec<_> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[0].retry, Some(1000));
+        assert_eq!(events[0].data.as_deref(), Some(""));
+        let e1 = events[0].id.as_deref().unwrap();
+        assert_eq!(
+            Wrapped::open_event_id(&gw.cfg.keys, e1, &[3; 16])
+                .unwrap()
+                .original,
+            "e1"
+        );
+        assert!(events[1]
+            .data
+            .as_deref()
+            .unwrap()
+            .contains("\"progressToken\":1"));
+        let req: Value = serde_json::from_str(events[2].data.as_deref().unwrap()).unwrap();
+        let rid = req["id"].as_str().unwrap();
+        let w = Wrapped::open_request_id(&gw.cfg.keys, rid, &[3; 16]).unwrap();
+        assert_eq!((w.backend.as_str(), w.original.as_str()), ("a", "0"));
+        let resp: Value = serde_json::from_str(events[3].data.as_deref().unwrap()).unwrap();
+        assert_eq!(resp["id"], 7);
+        assert_eq!(resp["result"]["content"][0]["uri"], "a+test://r");
+    }
+
+    #[test]
+    fn cancellation_names_the_same_wrapped_id() {
+        let gw = gateway(r#"[{"name":"a","cluster":"a"},{"name":"b","cluster":"b"}]"#);
+        let c = ctx("tools/call");
+        let mut answered = false;
+        let req = rewrite_message(
+            &gw,
+            &c,
+            r#"{"jsonrpc":"2.0","id":"s-1","method":"elicitation/create","params":{}}"#,
+            &mut answered,
+        )
+        .unwrap();
+        let cancel = rewrite_message(
+            &gw,
+            &c,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"s-1","reason":"x"}}"#,
+            &mut answered,
+        )
+        .unwrap();
+        let req: Value = serde_json::from_str(&req).unwrap();
+        let cancel: Value = serde_json::from_str(&cancel).unwrap();
+        assert_eq!(req["id"], cancel["params"]["requestId"]);
+        assert_eq!(cancel["params"]["reason"], "x");
+        assert!(!answered);
+    }
+
+    #[test]
+    fn untouched_messages_pass_byte_for_byte() {
+        let gw = gateway(r#"[{"name":"a","cluster":"a"}]"#);
+        let mut answered = false;
+        let text = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"resource_link","uri":"test://r"}]}}"#;
+        // Single backend: bare URIs, nothing to rewrite.
+        assert_eq!(
+            rewrite_message(&gw, &ctx("tools/call"), text, &mut answered),
+            None
+        );
+        assert!(answered);
+    }
+}

@@ -1,0 +1,263 @@
+//! The MCP method table and protocol versions: what each method is, from the
+//! gateway's point of view (answered here, fanned out, or routed by a name,
+//! a URI or a token inside it).
+
+/// Protocol revisions that use the `initialize` handshake (the "legacy era"
+/// in 2026-07-28 terms), oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    V2024_11_05,
+    V2025_03_26,
+    V2025_06_18,
+    V2025_11_25,
+}
+
+impl Version {
+    /// What the gateway negotiates with clients, newest first.
+    pub const SERVED: [Version; 3] = [
+        Version::V2025_11_25,
+        Version::V2025_06_18,
+        Version::V2025_03_26,
+    ];
+    pub const LATEST: Version = Version::V2025_11_25;
+    /// The version a client that sends no `MCP-Protocol-Version` header is assumed to speak.
+    pub const DEFAULT_HEADERLESS: Version = Version::V2025_03_26;
+
+    pub fn parse(s: &str) -> Option<Version> {
+        Some(match s {
+            "2024-11-05" => Version::V2024_11_05,
+            "2025-03-26" => Version::V2025_03_26,
+            "2025-06-18" => Version::V2025_06_18,
+            "2025-11-25" => Version::V2025_11_25,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V2024_11_05 => "2024-11-05",
+            Version::V2025_03_26 => "2025-03-26",
+            Version::V2025_06_18 => "2025-06-18",
+            Version::V2025_11_25 => "2025-11-25",
+        }
+    }
+
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Version::V2024_11_05 => 1,
+            Version::V2025_03_26 => 2,
+            Version::V2025_06_18 => 3,
+            Version::V2025_11_25 => 4,
+        }
+    }
+
+    pub fn from_byte(b: u8) -> Option<Version> {
+        Some(match b {
+            1 => Version::V2024_11_05,
+            2 => Version::V2025_03_26,
+            3 => Version::V2025_06_18,
+            4 => Version::V2025_11_25,
+            _ => return None,
+        })
+    }
+
+    /// The version to answer a client's `initialize` with: its own if we
+    /// serve it, otherwise our latest (the client decides whether to go on).
+    pub fn negotiate(requested: &str) -> Version {
+        match Version::parse(requested) {
+            Some(v) if Version::SERVED.contains(&v) => v,
+            _ => Version::LATEST,
+        }
+    }
+
+    /// JSON-RPC batches were removed in 2025-06-18.
+    pub fn allows_batches(self) -> bool {
+        self <= Version::V2025_03_26
+    }
+}
+
+/// Revisions without `initialize` (stateless, `server/discover`). Recognised
+/// so their clients get an answer that makes them fall back to `initialize`.
+pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
+
+pub fn is_modern_version(s: &str) -> bool {
+    MODERN_VERSIONS.contains(&s)
+}
+
+/// The list methods the gateway merges across backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    ResourceTemplates,
+}
+
+impl ListKind {
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::ResourceTemplates,
+    ];
+
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+        }
+    }
+
+    /// The member of the result holding the items.
+    pub fn items_key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+        }
+    }
+
+    /// The server capability that announces this list.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::ResourceTemplates => "resources",
+        }
+    }
+
+    pub fn to_byte(self) -> u8 {
+        match self {
+            ListKind::Tools => 1,
+            ListKind::Prompts => 2,
+            ListKind::Resources => 3,
+            ListKind::ResourceTemplates => 4,
+        }
+    }
+}
+
+/// Client-to-server requests, by how the gateway handles them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Initialize,
+    /// Answered by the gateway itself.
+    Ping,
+    /// Fanned out to every backend of the session and merged.
+    List(ListKind),
+    /// Routed by the (prefixed) name in `params.name`.
+    CallTool,
+    GetPrompt,
+    /// Routed by the (namespaced) URI in `params.uri`.
+    ReadResource,
+    Subscribe,
+    Unsubscribe,
+    /// Routed by `params.ref` (a prompt name or a resource URI).
+    Complete,
+    /// Fanned out; the answer is empty.
+    SetLogLevel,
+    /// 2026-07-28 discovery probe; answered so the client falls back.
+    Discover,
+    /// Anything else: -32601.
+    Unknown,
+}
+
+impl Request {
+    pub fn classify(method: &str) -> Request {
+        match method {
+            "initialize" => Request::Initialize,
+            "ping" => Request::Ping,
+            "tools/list" => Request::List(ListKind::Tools),
+            "prompts/list" => Request::List(ListKind::Prompts),
+            "resources/list" => Request::List(ListKind::Resources),
+            "resources/templates/list" => Request::List(ListKind::ResourceTemplates),
+            "tools/call" => Request::CallTool,
+            "prompts/get" => Request::GetPrompt,
+            "resources/read" => Request::ReadResource,
+            "resources/subscribe" => Request::Subscribe,
+            "resources/unsubscribe" => Request::Unsubscribe,
+            "completion/complete" => Request::Complete,
+            "logging/setLevel" => Request::SetLogLevel,
+            "server/discover" => Request::Discover,
+            _ => Request::Unknown,
+        }
+    }
+}
+
+/// Client-to-server notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notification {
+    Initialized,
+    Cancelled,
+    Progress,
+    RootsListChanged,
+    Other,
+}
+
+impl Notification {
+    pub fn classify(method: &str) -> Notification {
+        match method {
+            "notifications/initialized" => Notification::Initialized,
+            "notifications/cancelled" => Notification::Cancelled,
+            "notifications/progress" => Notification::Progress,
+            "notifications/roots/list_changed" => Notification::RootsListChanged,
+            _ => Notification::Other,
+        }
+    }
+}
+
+/// Server capabilities the gateway can serve through its routing, with the
+/// sub-flags it can honour. A backend capability outside this table is not
+/// advertised: clients must never be promised what the gateway drops.
+pub const ROUTABLE_CAPABILITIES: &[(&str, &[&str])] = &[
+    ("tools", &["listChanged"]),
+    ("prompts", &["listChanged"]),
+    ("resources", &["listChanged", "subscribe"]),
+    ("completions", &[]),
+    ("logging", &[]),
+];
+
+/// Methods a backend may send to the client inside its streams.
+pub fn is_server_request(method: &str) -> bool {
+    matches!(
+        method,
+        "sampling/createMessage" | "elicitation/create" | "roots/list" | "ping"
+    )
+}
+
+/// Longest tool name clients are known to accept (and the 2025-11-25 guidance).
+pub const MAX_TOOL_NAME: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Version::negotiate("2025-06-18"), Version::V2025_06_18);
+        assert_eq!(Version::negotiate("2025-03-26"), Version::V2025_03_26);
+        assert_eq!(Version::negotiate("2026-07-28"), Version::LATEST);
+        assert_eq!(Version::negotiate("2024-11-05"), Version::LATEST);
+        assert_eq!(Version::negotiate("garbage"), Version::LATEST);
+        for v in Version::SERVED {
+            assert_eq!(Version::from_byte(v.to_byte()), Some(v));
+            assert_eq!(Version::parse(v.as_str()), Some(v));
+        }
+    }
+
+    #[test]
+    fn table() {
+        assert_eq!(
+            Request::classify("tools/list"),
+            Request::List(ListKind::Tools)
+        );
+        assert_eq!(Request::classify("server/discover"), Request::Discover);
+        assert_eq!(Request::classify("tasks/get"), Request::Unknown);
+        assert_eq!(
+            Notification::classify("notifications/initialized"),
+            Notification::Initialized
+        );
+    }
+}
