@@ -294,6 +294,10 @@ impl Exchange {
         self.error(413, INVALID_REQUEST, &msg)
     }
 
+    /// DNS-rebinding protection. Browsers always send `Origin`; a page that
+    /// rebinds a name to this gateway is "same-origin" from the browser's view,
+    /// so only an explicit list (or a local page talking to a local gateway)
+    /// is trusted.
     fn origin_allowed(&self, origin: &str) -> bool {
         let list = &self.cfg().allowed_origins;
         if list
@@ -305,14 +309,12 @@ impl Exchange {
         if !list.is_empty() {
             return false;
         }
-        // No list: same-origin requests, and local pages talking to a local gateway.
         let Some((_, o_authority)) = h::origin_host(origin) else {
             return false;
         };
         let o_host = h::authority_host(&o_authority);
         let r_host = h::authority_host(&self.req.authority);
-        o_authority == self.req.authority.to_ascii_lowercase()
-            || (h::is_loopback_host(&o_host) && h::is_loopback_host(&r_host))
+        h::is_loopback_host(&o_host) && h::is_loopback_host(&r_host)
     }
 
     /// Decode `Mcp-Session-Id` if present. Unknown, damaged, expired or ended -> 404.

@@ -1,0 +1,294 @@
+//! A real Envoy 1.40 with the built mcpgw.wasm, started per test.
+//!
+//! Envoy binds port 0 for both the listener and the admin interface and
+//! reports the real ports (admin address file, `/listeners`), so parallel
+//! tests never race for ports. The process is killed when the handle drops,
+//! including when a test fails.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the venv `./build.sh envoy` makes.
+pub fn envoy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace_root().join(".venv/bin/envoy");
+    if venv.exists() {
+        return venv;
+    }
+    panic!("no Envoy: set ENVOY_BIN or run ./build.sh envoy");
+}
+
+/// The built filter. Tests do not build it; `./build.sh test` does first.
+pub fn wasm_path() -> PathBuf {
+    let p = workspace_root().join("target/wasm32-wasip1/release/mcpgw.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run ./build.sh wasm",
+        p.display()
+    );
+    p
+}
+
+/// An upstream cluster for the generated config.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub name: String,
+    pub port: u16,
+}
+
+/// Generate an Envoy config: one listener on port 0 with the mcpgw filter
+/// (`plugin_json` as its configuration) and a STATIC cluster per upstream.
+pub fn render(plugin_json: &str, clusters: &[Cluster], env_keys: &[&str]) -> String {
+    let wasm = wasm_path();
+    let mut clusters_yaml = String::new();
+    for c in clusters {
+        clusters_yaml.push_str(&format!(
+            r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]
+"#,
+            name = c.name,
+            port = c.port
+        ));
+    }
+    let env = if env_keys.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n                  environment_variables: {{host_env_keys: [{}]}}",
+            env_keys.join(", ")
+        )
+    };
+    let plugin_json_yaml = serde_json::to_string(plugin_json).unwrap_or_default();
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+static_resources:
+  listeners:
+  - name: mcp
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mcp
+          stream_idle_timeout: 300s
+          route_config:
+            virtual_hosts:
+            - name: mcp
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/", headers: [{{name: x-mcpgw-cluster, present_match: true}}]}}
+                route: {{cluster_header: x-mcpgw-cluster, timeout: 0s}}
+              - match: {{prefix: "/"}}
+                direct_response: {{status: 404, body: {{inline_string: "not found"}}}}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: mcpgw
+                root_id: mcpgw
+                allow_on_headers_stop_iteration: true
+                failure_policy: FAIL_RELOAD
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {plugin_json_yaml}
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  vm_id: mcpgw
+                  code: {{local: {{filename: {wasm}}}}}{env}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters_yaml}"#,
+        wasm = wasm.display(),
+    )
+}
+
+pub struct Envoy {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin_port: u16,
+}
+
+impl Envoy {
+    /// Start Envoy with `yaml` and wait until its listener is up.
+    pub fn start(yaml: &str) -> Envoy {
+        Self::start_with_env(yaml, &[])
+    }
+
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Envoy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("envoy.yaml");
+        std::fs::write(&cfg, yaml).expect("write envoy.yaml");
+        let admin_file = dir.path().join("admin");
+        let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log file");
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c")
+            .arg(&cfg)
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .args(["--disable-hot-restart", "--concurrency", "2", "-l", "info"])
+            .args(["--component-log-level", "wasm:debug"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().expect("start envoy");
+        let mut envoy = Envoy {
+            child,
+            dir,
+            port: 0,
+            admin_port: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                panic!(
+                    "envoy exited ({status}) during startup:\n{}",
+                    envoy.log_tail(40)
+                );
+            }
+            if envoy.admin_port == 0 {
+                if let Ok(a) = std::fs::read_to_string(&admin_file) {
+                    envoy.admin_port = a
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                }
+            }
+            if envoy.admin_port != 0 {
+                if let Some(port) = envoy.listener_port() {
+                    envoy.port = port;
+                    if envoy
+                        .admin_get("/ready")
+                        .is_some_and(|r| r.trim() == "LIVE")
+                    {
+                        return envoy;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy did not become ready:\n{}",
+                envoy.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn listener_port(&self) -> Option<u16> {
+        let body = self.admin_get("/listeners?format=json")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == "mcp")?["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+    }
+
+    /// GET on the admin interface (plain HTTP/1.0, no client library needed).
+    pub fn admin_get(&self, path: &str) -> Option<String> {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return Some(dechunk(body));
+        }
+        Some(body.to_string())
+    }
+
+    /// The last lines of the log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Lines logged by the wasm filter.
+    pub fn wasm_log(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("wasm log"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Decode an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- envoy log (last 60 lines) ----\n{}", self.log_tail(60));
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end test support for mcpgw: MCP test backends built on the official
+//! Rust SDK (`backends`), a real Envoy with the built filter (`envoy`), and
+//! client helpers (`client`).
+
+pub mod backends;
+pub mod client;
+pub mod envoy;
+pub mod stack;

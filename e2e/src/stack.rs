@@ -1,0 +1,76 @@
+//! Ready-made setups: test backends behind a real Envoy running mcpgw.
+
+use crate::backends::{self, Kind, TestServer};
+use crate::envoy::{render, Cluster, Envoy};
+use serde_json::{json, Value};
+
+/// A fixed test key (32 bytes, base64).
+pub const SESSION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub struct Stack {
+    pub alpha: TestServer,
+    pub beta: TestServer,
+    pub envoy: Envoy,
+}
+
+impl Stack {
+    /// alpha (stateful, SSE, credentials from the environment, `admin_reset`
+    /// hidden) and beta (stateless, JSON, an API key, only some tools shown).
+    pub async fn two_backends() -> Stack {
+        Self::two_backends_with(|_| {}).await
+    }
+
+    /// Like [`Stack::two_backends`], with a chance to edit the plugin config.
+    pub async fn two_backends_with(edit: impl FnOnce(&mut Value)) -> Stack {
+        let alpha = backends::spawn(Kind::Alpha).await;
+        let beta = backends::spawn(Kind::Beta).await;
+        let mut cfg = json!({
+            "session": {"key": SESSION_KEY},
+            "backends": [
+                {"name": "alpha", "cluster": "alpha", "authority": format!("127.0.0.1:{}", alpha.port()),
+                 "headers": {"authorization": "Bearer ${ALPHA_TOKEN}"},
+                 "tools": {"exclude": ["admin_reset"]}},
+                {"name": "beta", "cluster": "beta", "headers": {"x-api-key": "key-beta"},
+                 "tools": {"include_regex": ["^(echo|count|whoami)$"]}}
+            ]
+        });
+        edit(&mut cfg);
+        let yaml = render(
+            &cfg.to_string(),
+            &[
+                Cluster {
+                    name: "alpha".into(),
+                    port: alpha.port(),
+                },
+                Cluster {
+                    name: "beta".into(),
+                    port: beta.port(),
+                },
+            ],
+            &["ALPHA_TOKEN"],
+        );
+        let envoy = tokio::task::spawn_blocking(move || {
+            Envoy::start_with_env(&yaml, &[("ALPHA_TOKEN", "alpha-secret")])
+        })
+        .await
+        .expect("envoy start");
+        Stack { alpha, beta, envoy }
+    }
+
+    pub fn url(&self) -> String {
+        self.envoy.url()
+    }
+
+    /// Fail if the wasm VM ever crashed or the filter panicked.
+    pub fn assert_vm_healthy(&self) {
+        let log = self.envoy.log();
+        for bad in [
+            "panicked at",
+            "Wasm VM failed",
+            "wasm trap",
+            "Function: proxy_on",
+        ] {
+            assert!(!log.contains(bad), "wasm VM trouble ({bad}):\n{log}");
+        }
+    }
+}
