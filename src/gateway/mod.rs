@@ -7,11 +7,13 @@
 pub mod config;
 pub mod crypto;
 pub mod exchange;
+mod fanout;
 pub mod filter;
 pub mod host;
 pub mod merge;
 pub mod naming;
 pub mod revocation;
+mod route;
 pub mod session;
 pub mod stream;
 pub mod tokens;

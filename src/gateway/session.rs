@@ -28,6 +28,9 @@ pub mod caps {
     pub const RESOURCES: u8 = 4;
     pub const COMPLETIONS: u8 = 8;
     pub const LOGGING: u8 = 16;
+    pub const TASKS: u8 = 32;
+    /// `tasks.list`: the backend answers `tasks/list`.
+    pub const TASK_LIST: u8 = 64;
 
     /// The bit for a capability name of `initialize`'s result.
     pub fn bit(name: &str) -> u8 {
@@ -37,6 +40,7 @@ pub mod caps {
             "resources" => RESOURCES,
             "completions" => COMPLETIONS,
             "logging" => LOGGING,
+            "tasks" => TASKS,
             _ => 0,
         }
     }

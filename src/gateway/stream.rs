@@ -68,6 +68,15 @@ pub fn rewrite_message(
                     let obj = RawObject::parse_str(text.trim()).ok()?;
                     Some(obj.write_with(&[("params", &p.to_string())]))
                 }
+                "notifications/tasks/status" => {
+                    let params = msg.params?;
+                    let mut p: Value = serde_json::from_str(params.get()).ok()?;
+                    if !seal_task_at(gw, &ctx.sid, backend, Some(&mut p)) {
+                        return None;
+                    }
+                    let obj = RawObject::parse_str(text.trim()).ok()?;
+                    Some(obj.write_with(&[("params", &p.to_string())]))
+                }
                 "notifications/cancelled" => {
                     // The backend cancels a request it sent to the client: name it
                     // by the id the client knows.
@@ -93,7 +102,7 @@ pub fn rewrite_message(
             *answers = true;
             let result = msg.result?;
             let method = ctx.method.as_deref()?;
-            let new_result = rewrite_result(gw, backend, method, result.get())?;
+            let new_result = rewrite_result(gw, &ctx.sid, backend, method, result.get())?;
             let obj = RawObject::parse_str(text.trim()).ok()?;
             Some(obj.write_with(&[("result", &new_result)]))
         }
@@ -115,60 +124,115 @@ pub fn wrap_request_id(gw: &Gateway, ctx: &StreamCtx, backend: &Backend, origina
     w.seal_request_id(&gw.cfg.keys, &nonce)
 }
 
-/// Namespace the resource URIs a result carries. `None` when nothing changes.
+/// The sealed id for a backend's task id (2025-11-25 tasks). Deterministic:
+/// every `tasks/get` of one task must show the client the same id.
+pub fn wrap_task_id(gw: &Gateway, sid: &[u8; 16], backend: &Backend, original: &str) -> String {
+    let w = Wrapped {
+        sid: *sid,
+        backend: backend.name.clone(),
+        original: original.to_string(),
+    };
+    let nonce =
+        gw.cfg
+            .keys
+            .synthetic_nonce(&[b"task", sid, backend.name.as_bytes(), original.as_bytes()]);
+    w.seal_task_id(&gw.cfg.keys, &nonce)
+}
+
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// Seal the task id at `v[path..]["taskId"]`, if there is one.
+fn seal_task_at(gw: &Gateway, sid: &[u8; 16], backend: &Backend, task: Option<&mut Value>) -> bool {
+    let Some(slot) = task.and_then(|t| t.get_mut("taskId")) else {
+        return false;
+    };
+    let Some(id) = slot.as_str() else {
+        return false;
+    };
+    *slot = Value::String(wrap_task_id(gw, sid, backend, id));
+    true
+}
+
+/// Rewrite what a result carries for the client: resource URIs get the
+/// backend namespace, task ids get sealed. `None` when nothing changes.
 pub fn rewrite_result(
     gw: &Gateway,
+    sid: &[u8; 16],
     backend: &Backend,
     method: &str,
     result: &str,
 ) -> Option<String> {
     let naming = Naming::new(&gw.cfg);
-    if naming.expose_uri(backend, "").is_empty() || !result.contains("\"uri\"") {
-        // Bare URIs for this backend, or no URI at all: nothing to do.
+    let uris = !naming.expose_uri(backend, "").is_empty() && result.contains("\"uri\"");
+    let tasks = result.contains("\"taskId\"");
+    if !uris && !tasks {
         return None;
     }
     let mut v: Value = serde_json::from_str(result).ok()?;
-    let fix = |uri: &mut Value| {
-        if let Some(s) = uri.as_str() {
-            *uri = Value::String(naming.expose_uri(backend, s).into_owned());
-        }
-    };
-    let fix_content = |c: &mut Value| match c.get("type").and_then(Value::as_str) {
-        Some("resource_link") => {
-            if let Some(u) = c.get_mut("uri") {
-                fix(u);
+    let mut changed = false;
+    if tasks {
+        changed |= match method {
+            "tools/call" => seal_task_at(gw, sid, backend, v.get_mut("task")),
+            "tasks/get" | "tasks/cancel" => seal_task_at(gw, sid, backend, Some(&mut v)),
+            "tasks/result" => seal_task_at(
+                gw,
+                sid,
+                backend,
+                v.get_mut("_meta").and_then(|m| m.get_mut(RELATED_TASK)),
+            ),
+            _ => false,
+        };
+    }
+    if uris {
+        let fix = |uri: &mut Value| {
+            if let Some(s) = uri.as_str() {
+                *uri = Value::String(naming.expose_uri(backend, s).into_owned());
             }
-        }
-        Some("resource") => {
-            if let Some(u) = c.get_mut("resource").and_then(|r| r.get_mut("uri")) {
-                fix(u);
-            }
-        }
-        _ => {}
-    };
-    match method {
-        "tools/call" => {
-            for c in v.get_mut("content")?.as_array_mut()? {
-                fix_content(c);
-            }
-        }
-        "prompts/get" => {
-            for m in v.get_mut("messages")?.as_array_mut()? {
-                if let Some(c) = m.get_mut("content") {
-                    fix_content(c);
-                }
-            }
-        }
-        "resources/read" => {
-            for c in v.get_mut("contents")?.as_array_mut()? {
+        };
+        let fix_content = |c: &mut Value| match c.get("type").and_then(Value::as_str) {
+            Some("resource_link") => {
                 if let Some(u) = c.get_mut("uri") {
                     fix(u);
                 }
             }
+            Some("resource") => {
+                if let Some(u) = c.get_mut("resource").and_then(|r| r.get_mut("uri")) {
+                    fix(u);
+                }
+            }
+            _ => {}
+        };
+        match method {
+            "tools/call" | "tasks/result" => {
+                if let Some(items) = v.get_mut("content").and_then(Value::as_array_mut) {
+                    items.iter_mut().for_each(fix_content);
+                    changed = true;
+                }
+            }
+            "prompts/get" => {
+                if let Some(msgs) = v.get_mut("messages").and_then(Value::as_array_mut) {
+                    for m in msgs {
+                        if let Some(c) = m.get_mut("content") {
+                            fix_content(c);
+                        }
+                    }
+                    changed = true;
+                }
+            }
+            "resources/read" => {
+                if let Some(items) = v.get_mut("contents").and_then(Value::as_array_mut) {
+                    for c in items {
+                        if let Some(u) = c.get_mut("uri") {
+                            fix(u);
+                        }
+                    }
+                    changed = true;
+                }
+            }
+            _ => {}
         }
-        _ => return None,
     }
-    Some(v.to_string())
+    changed.then(|| v.to_string())
 }
 
 /// Incremental SSE rewriting for one routed stream.

@@ -121,6 +121,16 @@ impl Wrapped {
         )
     }
 
+    /// Task ids are plain strings to the client (no prefix: some clients
+    /// show them), sealed deterministically by the caller's nonce.
+    pub fn seal_task_id(&self, keys: &Keyring, nonce: &[u8; NONCE_LEN]) -> String {
+        self.seal(keys, Purpose::TaskId, nonce)
+    }
+
+    pub fn open_task_id(keys: &Keyring, id: &str, sid: &[u8; 16]) -> Option<Wrapped> {
+        Self::open(keys, Purpose::TaskId, id, sid)
+    }
+
     pub fn seal_event_id(&self, keys: &Keyring, nonce: &[u8; NONCE_LEN]) -> String {
         self.seal(keys, Purpose::EventId, nonce)
     }

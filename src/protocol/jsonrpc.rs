@@ -17,8 +17,10 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
+/// MCP's "resource not found" (resources/read of an unknown URI).
+pub const RESOURCE_NOT_FOUND: i64 = -32002;
 /// Implementation-defined server error range (-32000..-32099): a backend failed.
-pub const BACKEND_ERROR: i64 = -32002;
+pub const BACKEND_ERROR: i64 = -32010;
 
 /// What a single JSON-RPC message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -91,14 +91,17 @@ pub enum ListKind {
     Prompts,
     Resources,
     ResourceTemplates,
+    /// 2025-11-25 tasks (experimental): ids are sealed per backend, not renamed.
+    Tasks,
 }
 
 impl ListKind {
-    pub const ALL: [ListKind; 4] = [
+    pub const ALL: [ListKind; 5] = [
         ListKind::Tools,
         ListKind::Prompts,
         ListKind::Resources,
         ListKind::ResourceTemplates,
+        ListKind::Tasks,
     ];
 
     pub fn method(self) -> &'static str {
@@ -107,6 +110,7 @@ impl ListKind {
             ListKind::Prompts => "prompts/list",
             ListKind::Resources => "resources/list",
             ListKind::ResourceTemplates => "resources/templates/list",
+            ListKind::Tasks => "tasks/list",
         }
     }
 
@@ -117,6 +121,7 @@ impl ListKind {
             ListKind::Prompts => "prompts",
             ListKind::Resources => "resources",
             ListKind::ResourceTemplates => "resourceTemplates",
+            ListKind::Tasks => "tasks",
         }
     }
 
@@ -126,6 +131,7 @@ impl ListKind {
             ListKind::Tools => "tools",
             ListKind::Prompts => "prompts",
             ListKind::Resources | ListKind::ResourceTemplates => "resources",
+            ListKind::Tasks => "tasks",
         }
     }
 
@@ -135,6 +141,7 @@ impl ListKind {
             ListKind::Prompts => 2,
             ListKind::Resources => 3,
             ListKind::ResourceTemplates => 4,
+            ListKind::Tasks => 5,
         }
     }
 }
@@ -156,6 +163,8 @@ pub enum Request {
     Unsubscribe,
     /// Routed by `params.ref` (a prompt name or a resource URI).
     Complete,
+    /// `tasks/get`, `tasks/result`, `tasks/cancel`: routed by the sealed `params.taskId`.
+    Task,
     /// Fanned out; the answer is empty.
     SetLogLevel,
     /// 2026-07-28 discovery probe; answered so the client falls back.
@@ -179,6 +188,8 @@ impl Request {
             "resources/subscribe" => Request::Subscribe,
             "resources/unsubscribe" => Request::Unsubscribe,
             "completion/complete" => Request::Complete,
+            "tasks/list" => Request::List(ListKind::Tasks),
+            "tasks/get" | "tasks/result" | "tasks/cancel" => Request::Task,
             "logging/setLevel" => Request::SetLogLevel,
             "server/discover" => Request::Discover,
             _ => Request::Unknown,
@@ -217,6 +228,8 @@ pub const ROUTABLE_CAPABILITIES: &[(&str, &[&str])] = &[
     ("resources", &["listChanged", "subscribe"]),
     ("completions", &[]),
     ("logging", &[]),
+    // Merged as a deep union: its members are presence flags, nested.
+    ("tasks", &[]),
 ];
 
 /// Methods a backend may send to the client inside its streams.
@@ -254,7 +267,12 @@ mod tests {
             Request::List(ListKind::Tools)
         );
         assert_eq!(Request::classify("server/discover"), Request::Discover);
-        assert_eq!(Request::classify("tasks/get"), Request::Unknown);
+        assert_eq!(Request::classify("tasks/get"), Request::Task);
+        assert_eq!(
+            Request::classify("tasks/list"),
+            Request::List(ListKind::Tasks)
+        );
+        assert_eq!(Request::classify("resources/unknown"), Request::Unknown);
         assert_eq!(
             Notification::classify("notifications/initialized"),
             Notification::Initialized

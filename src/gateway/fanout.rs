@@ -1,0 +1,664 @@
+//! Requests answered by asking several backends at once: `initialize`, the
+//! `*/list` methods, notifications, `logging/setLevel`, `DELETE`, and the
+//! look-ups that find which unprefixed backend owns a bare name.
+
+use super::config::Backend;
+use super::crypto::NONCE_LEN;
+use super::exchange::{
+    result_json_str, Call, Exchange, FanOp, FanOut, Lookup, NameKind, State, CALL_ACCEPT,
+};
+use super::host::{BodyAction, CallResponse, Host, Level, LocalResponse, Outbound};
+use super::merge::{self, ListPage};
+use super::session::{caps, BackendSession, Session};
+use super::stream::{self, StreamCtx};
+use super::tokens::ListCursor;
+use crate::protocol::http as h;
+use crate::protocol::jsonrpc::{
+    self, json_string, raw_array, raw_str, Message, RawObject, BACKEND_ERROR, INTERNAL_ERROR,
+    INVALID_PARAMS, INVALID_REQUEST,
+};
+use crate::protocol::mcp::{self, ListKind, Version};
+
+impl Exchange {
+    /// A side call to backend `i` (fan-out), with its credentials and session.
+    pub(super) fn call(
+        &self,
+        session: &Session,
+        i: usize,
+        method: &str,
+        body: Vec<u8>,
+    ) -> Option<Outbound> {
+        let b = self.gw.cfg.backends.get(i)?;
+        let bs = session.backend(&b.name);
+        self.call_to(b, bs, method, body)
+    }
+
+    pub(super) fn call_to(
+        &self,
+        b: &Backend,
+        bs: Option<&BackendSession>,
+        method: &str,
+        body: Vec<u8>,
+    ) -> Option<Outbound> {
+        let authority = b.authority.clone().unwrap_or_else(|| {
+            if self.req.authority.is_empty() {
+                b.cluster.clone()
+            } else {
+                self.req.authority.clone()
+            }
+        });
+        let mut headers = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), b.path.clone()),
+            (":authority".to_string(), authority),
+            ("accept".to_string(), CALL_ACCEPT.to_string()),
+        ];
+        if !body.is_empty() {
+            headers.push(("content-type".into(), h::JSON.into()));
+        }
+        if let Some(bs) = bs {
+            if let Some(id) = &bs.session_id {
+                headers.push((h::SESSION_ID.into(), id.clone()));
+            }
+            headers.push((h::PROTOCOL_VERSION.into(), bs.version.as_str().into()));
+        }
+        if b.forward_authorization {
+            if let Some(a) = &self.req.authorization {
+                headers.push((h::AUTHORIZATION.into(), a.clone()));
+            }
+        }
+        headers.extend(b.headers.iter().cloned());
+        headers.extend(self.req.propagate.iter().cloned());
+        Some(Outbound {
+            cluster: b.cluster.clone(),
+            headers,
+            body,
+            timeout_ms: b.timeout_ms,
+        })
+    }
+
+    pub(super) fn fan_out(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        op: FanOp,
+        targets: &[usize],
+        body_for: impl Fn(usize) -> Option<Vec<u8>>,
+    ) -> BodyAction {
+        let mut calls = Vec::with_capacity(targets.len());
+        for &i in targets {
+            let Some(body) = body_for(i) else { continue };
+            let Some(call) = self.call(session, i, "POST", body) else {
+                continue;
+            };
+            match host.dispatch(&call) {
+                Ok(token) => calls.push(Call {
+                    token,
+                    backend: i,
+                    response: None,
+                }),
+                Err(_) => self.log_backend(
+                    host,
+                    i,
+                    "could not dispatch a call (is its cluster defined?)",
+                ),
+            }
+        }
+        self.state = State::FanOut(FanOut { op, calls });
+        match self.maybe_finish(host) {
+            Some(a) => a,
+            None => BodyAction::Wait,
+        }
+    }
+
+    // ----- initialize ---------------------------------------------------------
+
+    pub(super) fn initialize(
+        &mut self,
+        host: &mut dyn Host,
+        msg: &Message<'_>,
+        _body: &[u8],
+    ) -> BodyAction {
+        let params = msg.params.and_then(|p| RawObject::parse(p).ok());
+        let requested = params.as_ref().and_then(|p| p.get_str("protocolVersion"));
+        let (Some(params), Some(requested)) = (params, requested) else {
+            return BodyAction::Respond(self.error(
+                200,
+                INVALID_PARAMS,
+                "Invalid params: initialize needs params.protocolVersion",
+            ));
+        };
+        let negotiated = Version::negotiate(&requested);
+        let params = params.write_with(&[("protocolVersion", &json_string(negotiated.as_str()))]);
+        let id = msg.id.map(|i| i.get()).unwrap_or("0");
+        let body = jsonrpc::request_json(id, "initialize", Some(&params)).into_bytes();
+        // A client may re-initialize while holding an old session: that one is not reused.
+        self.req.session = None;
+        let empty = Session {
+            sid: [0; 16],
+            created_ms: 0,
+            version: negotiated,
+            principal: None,
+            backends: Vec::new(),
+        };
+        let targets: Vec<usize> = (0..self.cfg().backends.len()).collect();
+        self.fan_out(
+            host,
+            &empty,
+            FanOp::Initialize { negotiated },
+            &targets,
+            |_| Some(body.clone()),
+        )
+    }
+
+    fn finish_initialize(
+        &mut self,
+        host: &mut dyn Host,
+        negotiated: Version,
+        calls: Vec<Call>,
+    ) -> LocalResponse {
+        let max = self.cfg().max_response_bytes;
+        let mut joined: Vec<(usize, merge::BackendInit, Option<String>)> = Vec::new();
+        let mut failures = Vec::new();
+        for c in calls {
+            let Some(b) = self.gw.cfg.backends.get(c.backend) else {
+                continue;
+            };
+            let resp = c.response.unwrap_or_default();
+            let outcome = merge::response_message(&resp, max)
+                .and_then(|m| merge::result_of(&m).map(str::to_string))
+                .and_then(|r| merge::parse_initialize(&r));
+            let session_id = resp.header(h::SESSION_ID).map(|s| s.trim().to_string());
+            match (outcome, session_id) {
+                (Ok(_), Some(sid)) if !h::is_valid_session_id(&sid) => {
+                    failures.push(format!("{}: invalid Mcp-Session-Id", b.name));
+                }
+                (Ok(init), sid) => joined.push((c.backend, init, sid)),
+                (Err(e), _) => failures.push(format!("{}: {e}", b.name)),
+            }
+        }
+        for f in &failures {
+            host.log(
+                Level::Warn,
+                &format!("initialize: backend {f}; left out of the session"),
+            );
+        }
+        if joined.is_empty() {
+            let m = format!("no backend could be initialized ({})", failures.join("; "));
+            return self.error(200, BACKEND_ERROR, &m);
+        }
+        let mut sid = [0u8; 16];
+        let mut nonce = [0u8; NONCE_LEN];
+        if host.random(&mut sid).is_err() || host.random(&mut nonce).is_err() {
+            return self.error(
+                200,
+                INTERNAL_ERROR,
+                "no randomness available for a session id",
+            );
+        }
+        let session = Session {
+            sid,
+            created_ms: host.now_ms(),
+            version: negotiated,
+            principal: None,
+            backends: joined
+                .iter()
+                .filter_map(|(i, init, sid)| {
+                    let b = self.gw.cfg.backends.get(*i)?;
+                    Some(BackendSession {
+                        name: b.name.clone(),
+                        version: init.version,
+                        session_id: sid.clone(),
+                        caps: caps_bits(&init.capabilities),
+                    })
+                })
+                .collect(),
+        };
+        let parts: Vec<(&Backend, &merge::BackendInit)> = joined
+            .iter()
+            .filter_map(|(i, init, _)| self.gw.cfg.backends.get(*i).map(|b| (b, init)))
+            .collect();
+        let result = merge::initialize_result(&self.gw.cfg, negotiated, &parts);
+        let token = session.seal(&self.gw.cfg.keys, &nonce);
+        let names: Vec<&str> = parts.iter().map(|(b, _)| b.name.as_str()).collect();
+        host.log(
+            Level::Info,
+            &format!("session started with backends: {}", names.join(", ")),
+        );
+        let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
+        let r = LocalResponse::json(200, result_json_str(&id, &result))
+            .with_header(h::SESSION_ID, token);
+        self.respond(r)
+    }
+
+    // ----- lists ----------------------------------------------------------------
+
+    pub(super) fn list(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        kind: ListKind,
+        msg: &Message<'_>,
+    ) -> BodyAction {
+        let params = match msg.params.map(RawObject::parse) {
+            None => RawObject::default(),
+            Some(Ok(p)) => p,
+            Some(Err(_)) => {
+                return BodyAction::Respond(self.error(
+                    200,
+                    INVALID_PARAMS,
+                    "Invalid params: expected an object",
+                ))
+            }
+        };
+        let cap = match kind {
+            ListKind::Tasks => caps::TASK_LIST,
+            _ => caps::bit(kind.capability()),
+        };
+        let targets: Vec<(usize, Option<String>)> = match params.get("cursor") {
+            Some(c) => {
+                let cursor = raw_str(c)
+                    .and_then(|c| ListCursor::open(&self.gw.cfg.keys, &c, &session.sid, kind));
+                let Some(cursor) = cursor else {
+                    return BodyAction::Respond(self.error(
+                        200,
+                        INVALID_PARAMS,
+                        "Invalid params: unknown or expired cursor",
+                    ));
+                };
+                cursor
+                    .pending
+                    .into_iter()
+                    .filter_map(|(name, c)| {
+                        let (i, _) = self.gw.cfg.backend(&name)?;
+                        session.backend(&name)?;
+                        Some((i, Some(c)))
+                    })
+                    .collect()
+            }
+            None => self
+                .with_cap(session, cap)
+                .into_iter()
+                .map(|i| (i, None))
+                .collect(),
+        };
+        if targets.is_empty() {
+            let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
+            let r = LocalResponse::json(
+                200,
+                result_json_str(&id, &format!("{{\"{}\":[]}}", kind.items_key())),
+            );
+            return BodyAction::Respond(self.respond(r));
+        }
+        let id = msg.id.map(|i| i.get()).unwrap_or("0").to_string();
+        let bodies: Vec<(usize, Vec<u8>)> = targets
+            .iter()
+            .map(|(i, c)| {
+                let p = match c {
+                    Some(c) => params.write_with(&[("cursor", &json_string(c))]),
+                    None => params.write_without(&["cursor"], &[]),
+                };
+                (
+                    *i,
+                    jsonrpc::request_json(&id, kind.method(), Some(&p)).into_bytes(),
+                )
+            })
+            .collect();
+        let idx: Vec<usize> = targets.iter().map(|(i, _)| *i).collect();
+        self.fan_out(host, session, FanOp::List { kind }, &idx, |i| {
+            bodies
+                .iter()
+                .find(|(b, _)| *b == i)
+                .map(|(_, body)| body.clone())
+        })
+    }
+
+    fn finish_list(
+        &mut self,
+        host: &mut dyn Host,
+        kind: ListKind,
+        calls: Vec<Call>,
+    ) -> LocalResponse {
+        let max = self.cfg().max_response_bytes;
+        let mut results: Vec<(usize, String)> = Vec::new();
+        let mut failures = Vec::new();
+        for c in calls {
+            let name = self
+                .gw
+                .cfg
+                .backends
+                .get(c.backend)
+                .map(|b| b.name.clone())
+                .unwrap_or_default();
+            let resp = c.response.unwrap_or_default();
+            if resp.status == 404 {
+                return self.error(
+                    404,
+                    INVALID_REQUEST,
+                    &format!("Not Found: backend {name} ended its session; initialize a new one"),
+                );
+            }
+            match merge::response_message(&resp, max)
+                .and_then(|m| merge::result_of(&m).map(str::to_string))
+            {
+                Ok(r) => results.push((c.backend, r)),
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+        for f in &failures {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "{}: backend {f}; its items are missing from this answer",
+                    kind.method()
+                ),
+            );
+        }
+        if results.is_empty() {
+            let m = format!(
+                "no backend answered {} ({})",
+                kind.method(),
+                failures.join("; ")
+            );
+            return self.error(200, BACKEND_ERROR, &m);
+        }
+        let pages: Vec<ListPage<'_>> = results
+            .iter()
+            .map(|(i, r)| ListPage {
+                backend: *i,
+                result: r,
+            })
+            .collect();
+        let sid = self.req.session.as_ref().map(|s| s.sid).unwrap_or_default();
+        let gw = std::sync::Arc::clone(&self.gw);
+        let seal = |b: &Backend, id: &str| stream::wrap_task_id(&gw, &sid, b, id);
+        let merged = match merge::merge_list(&self.gw.cfg, kind, &pages, &seal) {
+            Ok(m) => m,
+            Err(merge::MergeError::Collision {
+                name,
+                first,
+                second,
+            }) => {
+                let m = format!(
+                    "name collision: \"{name}\" is offered by backends {first} and {second}; set their prefix mode to prefix names (e.g. \"prefix\": \"always\")"
+                );
+                host.log(Level::Error, &m);
+                return self.error(200, INTERNAL_ERROR, &m);
+            }
+        };
+        for (i, why) in &merged.broken {
+            self.log_backend(host, *i, &format!("{}: {why}", kind.method()));
+        }
+        for n in &merged.overlong {
+            host.log(
+                Level::Warn,
+                &format!("tool name \"{n}\" is longer than {} characters after prefixing; some clients reject it", mcp::MAX_TOOL_NAME),
+            );
+        }
+        let mut result = String::with_capacity(merged.items.len() + 64);
+        result.push_str("{\"");
+        result.push_str(kind.items_key());
+        result.push_str("\":");
+        result.push_str(&merged.items);
+        if !merged.next.is_empty() {
+            let Some(session) = self.req.session.as_ref() else {
+                return self.error(200, INTERNAL_ERROR, "session lost");
+            };
+            let pending: Vec<(String, String)> = merged
+                .next
+                .iter()
+                .filter_map(|(i, c)| {
+                    self.gw
+                        .cfg
+                        .backends
+                        .get(*i)
+                        .map(|b| (b.name.clone(), c.clone()))
+                })
+                .collect();
+            let mut nonce = [0u8; NONCE_LEN];
+            if host.random(&mut nonce).is_err() {
+                return self.error(200, INTERNAL_ERROR, "no randomness available for a cursor");
+            }
+            let token = ListCursor::new(session.sid, kind, pending).seal(&self.gw.cfg.keys, &nonce);
+            result.push_str(",\"nextCursor\":");
+            result.push_str(&json_string(&token));
+        }
+        result.push('}');
+        let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
+        let r = LocalResponse::json(200, result_json_str(&id, &result));
+        self.respond(r)
+    }
+
+    // ----- side-call answers --------------------------------------------------
+
+    /// The answer to a call dispatched earlier.
+    pub fn on_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        response: CallResponse,
+    ) -> BodyAction {
+        let State::FanOut(f) = &mut self.state else {
+            return BodyAction::Wait;
+        };
+        if let Some(c) = f.calls.iter_mut().find(|c| c.token == token) {
+            c.response = Some(response);
+        }
+        self.maybe_finish(host).unwrap_or(BodyAction::Wait)
+    }
+
+    pub(super) fn maybe_finish(&mut self, host: &mut dyn Host) -> Option<BodyAction> {
+        let State::FanOut(f) = &self.state else {
+            return None;
+        };
+        if f.calls.iter().any(|c| c.response.is_none()) {
+            return None;
+        }
+        let State::FanOut(f) = std::mem::replace(&mut self.state, State::Answered) else {
+            return None;
+        };
+        for c in &f.calls {
+            let status = c.response.as_ref().map_or(0, |r| r.status);
+            if !(200..300).contains(&status)
+                && !matches!(f.op, FanOp::List { .. } | FanOp::Initialize { .. })
+            {
+                self.log_backend(host, c.backend, &format!("answered HTTP {status}"));
+            }
+        }
+        let r = match f.op {
+            FanOp::Initialize { negotiated } => self.finish_initialize(host, negotiated, f.calls),
+            FanOp::List { kind } => self.finish_list(host, kind, f.calls),
+            FanOp::SetLevel => {
+                let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
+                LocalResponse::json(200, result_json_str(&id, "{}"))
+            }
+            FanOp::Notify => LocalResponse::empty(202),
+            FanOp::Delete => LocalResponse::empty(204),
+            FanOp::Lookup(l) => return Some(self.finish_lookup(host, *l, f.calls)),
+            FanOp::FirstSuccess => self.finish_first_success(host, f.calls),
+        };
+        Some(BodyAction::Respond(self.respond(r)))
+    }
+
+    // ----- bare names among several unprefixed backends -------------------------
+
+    /// Ask `candidates` for their tool (or prompt) list to find who owns `name`.
+    pub(super) fn lookup(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        what: NameKind,
+        name: &str,
+        candidates: &[usize],
+    ) -> BodyAction {
+        let pages: Vec<(usize, Option<String>)> = candidates.iter().map(|i| (*i, None)).collect();
+        let lookup = Lookup {
+            what,
+            name: name.to_string(),
+            found: Vec::new(),
+        };
+        self.lookup_pages(host, session, lookup, &pages)
+    }
+
+    fn lookup_pages(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        lookup: Lookup,
+        pages: &[(usize, Option<String>)],
+    ) -> BodyAction {
+        let method = lookup.what.list_kind().method();
+        let bodies: Vec<(usize, Vec<u8>)> = pages
+            .iter()
+            .map(|(i, cursor)| {
+                let params = cursor
+                    .as_ref()
+                    .map(|c| format!("{{\"cursor\":{}}}", json_string(c)));
+                let body = jsonrpc::request_json("\"mcpgw-lookup\"", method, params.as_deref());
+                (*i, body.into_bytes())
+            })
+            .collect();
+        let targets: Vec<usize> = pages.iter().map(|(i, _)| *i).collect();
+        self.fan_out(
+            host,
+            session,
+            FanOp::Lookup(Box::new(lookup)),
+            &targets,
+            |i| {
+                bodies
+                    .iter()
+                    .find(|(b, _)| *b == i)
+                    .map(|(_, body)| body.clone())
+            },
+        )
+    }
+
+    fn finish_lookup(
+        &mut self,
+        host: &mut dyn Host,
+        mut l: Lookup,
+        calls: Vec<Call>,
+    ) -> BodyAction {
+        let max = self.cfg().max_response_bytes;
+        let key = l.what.list_kind().items_key();
+        let mut next: Vec<(usize, Option<String>)> = Vec::new();
+        for c in calls {
+            let Some(b) = self.gw.cfg.backends.get(c.backend) else {
+                continue;
+            };
+            let resp = c.response.unwrap_or_default();
+            let result = merge::response_message(&resp, max)
+                .and_then(|m| merge::result_of(&m).map(str::to_string));
+            let result = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    self.log_backend(host, c.backend, &format!("looking up {}: {e}", l.name));
+                    continue;
+                }
+            };
+            let Ok(obj) = RawObject::parse_str(&result) else {
+                continue;
+            };
+            let owns = obj.get(key).and_then(raw_array).is_some_and(|items| {
+                items.iter().any(|item| {
+                    RawObject::parse(item)
+                        .ok()
+                        .and_then(|o| o.get_str("name"))
+                        .is_some_and(|n| *n == *l.name)
+                })
+            });
+            if owns && l.what.allows(b, &l.name) && !l.found.contains(&c.backend) {
+                l.found.push(c.backend);
+            } else if let Some(cursor) = obj.get_str("nextCursor").filter(|c| !c.is_empty()) {
+                next.push((c.backend, Some(cursor.into_owned())));
+            }
+        }
+        let Some(session) = self.req.session.clone() else {
+            return BodyAction::Respond(self.error(200, INTERNAL_ERROR, "session lost"));
+        };
+        match l.found.as_slice() {
+            [only] => {
+                let only = *only;
+                self.forward(&session, only, None, true)
+            }
+            [] if !next.is_empty() => self.lookup_pages(host, &session, l, &next),
+            [] => {
+                let m = l.what.unknown(&l.name);
+                BodyAction::Respond(self.error(200, INVALID_PARAMS, &m))
+            }
+            many => {
+                let names: Vec<&str> = many
+                    .iter()
+                    .filter_map(|i| self.gw.cfg.backends.get(*i).map(|b| b.name.as_str()))
+                    .collect();
+                let m = format!(
+                    "name collision: {} \"{}\" is offered by backends {}; set their prefix mode to prefix names",
+                    l.what.label(),
+                    l.name,
+                    names.join(" and ")
+                );
+                host.log(Level::Error, &m);
+                BodyAction::Respond(self.error(200, INTERNAL_ERROR, &m))
+            }
+        }
+    }
+
+    /// A URI request sent to every unprefixed candidate: exactly one may succeed.
+    fn finish_first_success(&mut self, host: &mut dyn Host, calls: Vec<Call>) -> LocalResponse {
+        let max = self.cfg().max_response_bytes;
+        let mut ok: Vec<(usize, String)> = Vec::new();
+        let mut first_error: Option<String> = None;
+        for c in calls {
+            let resp = c.response.unwrap_or_default();
+            match merge::response_message(&resp, max) {
+                Ok(m) => match jsonrpc::parse(m.as_bytes()) {
+                    Ok(msg) if msg.result.is_some() => ok.push((c.backend, m)),
+                    _ => {
+                        first_error.get_or_insert(m);
+                    }
+                },
+                Err(e) => self.log_backend(host, c.backend, &e),
+            }
+        }
+        match ok.as_slice() {
+            [(i, text)] => {
+                let ctx = StreamCtx {
+                    backend: *i,
+                    sid: self.req.session.as_ref().map(|s| s.sid).unwrap_or_default(),
+                    method: self.req.method.clone(),
+                    request_id: self.req.request_id.clone(),
+                };
+                let mut answered = false;
+                let body = stream::rewrite_message(&self.gw, &ctx, text, &mut answered)
+                    .unwrap_or_else(|| text.clone());
+                LocalResponse::json(200, body)
+            }
+            [] => match first_error {
+                // The backends' own answer (e.g. "Resource not found").
+                Some(e) => LocalResponse::json(200, e),
+                None => self.error(200, BACKEND_ERROR, "no backend answered"),
+            },
+            many => {
+                let names: Vec<&str> = many
+                    .iter()
+                    .filter_map(|(i, _)| self.gw.cfg.backends.get(*i).map(|b| b.name.as_str()))
+                    .collect();
+                let m = format!(
+                    "URI collision: backends {} all serve it; set their prefix mode to namespace URIs",
+                    names.join(" and ")
+                );
+                host.log(Level::Error, &m);
+                self.error(200, INTERNAL_ERROR, &m)
+            }
+        }
+    }
+}
+
+/// The capability bits kept in the session for a backend.
+fn caps_bits(c: &serde_json::Map<String, serde_json::Value>) -> u8 {
+    let mut bits = c.keys().fold(0, |acc, k| acc | caps::bit(k));
+    if c.get("tasks").and_then(|t| t.get("list")).is_some() {
+        bits |= caps::TASK_LIST;
+    }
+    bits
+}

@@ -1,0 +1,480 @@
+//! Requests that go to exactly one backend: found by tool or prompt name, by
+//! resource URI, by completion reference, or by the sealed id of a request the
+//! backend sent. Envoy carries them; the answer is rewritten as it streams back.
+
+use super::exchange::{
+    append_error_event, json_error, replace_member, Exchange, FanOp, Mode, NameKind, Routed, State,
+};
+use super::host::{
+    header, BodyAction, HeaderOp, Host, Level, ResponseBodyAction, ResponseHeadersAction,
+};
+use super::naming::{Naming, Resolved};
+use super::session::Session;
+use super::stream::{self, SseRewrite, StreamCtx};
+use super::tokens::Wrapped;
+use crate::protocol::http::{self as h, media_type};
+use crate::protocol::jsonrpc::{
+    json_string, raw_str, Message, RawObject, BACKEND_ERROR, INVALID_PARAMS, INVALID_REQUEST,
+    RESOURCE_NOT_FOUND,
+};
+use std::sync::Arc;
+
+impl Exchange {
+    // ----- upstream requests --------------------------------------------------
+
+    /// Header changes that send the client's request to backend `i`.
+    pub(super) fn upstream_headers(&self, session: &Session, i: usize) -> Vec<HeaderOp> {
+        let cfg = &self.gw.cfg;
+        let Some(b) = cfg.backends.get(i) else {
+            return Vec::new();
+        };
+        let bs = session.backend(&b.name);
+        let mut ops = Vec::with_capacity(10 + b.headers.len());
+        ops.push(HeaderOp::Set(cfg.route_header.clone(), b.cluster.clone()));
+        ops.push(HeaderOp::Set(":path".into(), b.path.clone()));
+        if let Some(a) = &b.authority {
+            ops.push(HeaderOp::Set(":authority".into(), a.clone()));
+        }
+        match bs.and_then(|s| s.session_id.clone()) {
+            Some(id) => ops.push(HeaderOp::Set(h::SESSION_ID.into(), id)),
+            None => ops.push(HeaderOp::Remove(h::SESSION_ID.into())),
+        }
+        match bs {
+            Some(s) => ops.push(HeaderOp::Set(
+                h::PROTOCOL_VERSION.into(),
+                s.version.as_str().into(),
+            )),
+            None => ops.push(HeaderOp::Remove(h::PROTOCOL_VERSION.into())),
+        }
+        if !b.forward_authorization {
+            ops.push(HeaderOp::Remove(h::AUTHORIZATION.into()));
+        }
+        ops.push(HeaderOp::Remove("cookie".into()));
+        ops.push(HeaderOp::Remove(h::ORIGIN.into()));
+        for (k, v) in &b.headers {
+            ops.push(HeaderOp::Set(k.clone(), v.clone()));
+        }
+        ops
+    }
+
+    // ----- routing to one backend ------------------------------------------------
+
+    pub(super) fn forward(
+        &mut self,
+        session: &Session,
+        backend: usize,
+        body: Option<Vec<u8>>,
+        expects_response: bool,
+    ) -> BodyAction {
+        let mut headers = self.upstream_headers(session, backend);
+        if let Some(b) = &body {
+            headers.push(HeaderOp::Set(h::CONTENT_LENGTH.into(), b.len().to_string()));
+        }
+        self.state = State::Routed(Box::new(Routed {
+            ctx: StreamCtx {
+                backend,
+                sid: session.sid,
+                method: self.req.method.clone(),
+                request_id: self.req.request_id.clone(),
+            },
+            expects_response,
+            mode: Mode::Pending,
+        }));
+        BodyAction::Forward { headers, body }
+    }
+
+    /// Forward `body` with one top-level member replaced.
+    pub(super) fn forward_with(
+        &mut self,
+        session: &Session,
+        backend: usize,
+        body: &[u8],
+        member: &str,
+        value: &str,
+        expects_response: bool,
+    ) -> BodyAction {
+        match replace_member(body, member, value) {
+            Some(b) => self.forward(session, backend, Some(b), expects_response),
+            None => BodyAction::Respond(self.error(400, INVALID_REQUEST, "Invalid Request")),
+        }
+    }
+
+    pub(super) fn route_by_name(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        msg: &Message<'_>,
+        body: &[u8],
+        what: NameKind,
+    ) -> BodyAction {
+        let params = msg.params.and_then(|p| RawObject::parse(p).ok());
+        let name = params.as_ref().and_then(|p| p.get_str("name"));
+        let (Some(params), Some(name)) = (params, name) else {
+            let m = format!(
+                "Invalid params: {} needs params.name",
+                self.req.method.as_deref().unwrap_or("")
+            );
+            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &m));
+        };
+        let unknown = what.unknown(&name);
+        let naming = Naming::new(&self.gw.cfg);
+        let (i, original) = match naming.resolve(session, &name) {
+            Resolved::Backend(i, o) => (i, o.into_owned()),
+            Resolved::Ambiguous(candidates) => {
+                return self.lookup(host, session, what, &name, &candidates);
+            }
+            Resolved::Unknown => {
+                return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+            }
+        };
+        let Some(b) = self.gw.cfg.backends.get(i) else {
+            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+        };
+        if !what.allows(b, &original) {
+            host.log(
+                Level::Info,
+                &format!("refused hidden {} {name}", what.label()),
+            );
+            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+        }
+        if original == *name {
+            return self.forward(session, i, None, true);
+        }
+        let p = params.write_with(&[("name", &json_string(&original))]);
+        self.forward_with(session, i, body, "params", &p, true)
+    }
+
+    pub(super) fn route_by_uri(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        msg: &Message<'_>,
+        body: &[u8],
+    ) -> BodyAction {
+        let params = msg.params.and_then(|p| RawObject::parse(p).ok());
+        let uri = params.as_ref().and_then(|p| p.get_str("uri"));
+        let (Some(params), Some(uri)) = (params, uri) else {
+            return BodyAction::Respond(self.error(
+                200,
+                INVALID_PARAMS,
+                "Invalid params: params.uri is required",
+            ));
+        };
+        let (i, original) = match Naming::new(&self.gw.cfg).resolve_uri(session, &uri) {
+            Resolved::Backend(i, o) => (i, o.into_owned()),
+            // Bare URIs of several backends: reads are side-effect free, so ask
+            // each; exactly one may know the URI.
+            Resolved::Ambiguous(candidates) => {
+                return self.fan_out(host, session, FanOp::FirstSuccess, &candidates, |_| {
+                    Some(body.to_vec())
+                });
+            }
+            Resolved::Unknown => {
+                let m = format!("Resource not found: {uri}");
+                return BodyAction::Respond(self.error(200, RESOURCE_NOT_FOUND, &m));
+            }
+        };
+        if original == *uri {
+            return self.forward(session, i, None, true);
+        }
+        let p = params.write_with(&[("uri", &json_string(&original))]);
+        self.forward_with(session, i, body, "params", &p, true)
+    }
+
+    /// `completion/complete` goes where its reference (a prompt or a resource
+    /// template) lives, with the reference un-prefixed.
+    pub(super) fn route_completion(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        msg: &Message<'_>,
+        body: &[u8],
+    ) -> BodyAction {
+        let params = msg.params.and_then(|p| RawObject::parse(p).ok());
+        let reference = params
+            .as_ref()
+            .and_then(|p| p.get("ref"))
+            .and_then(|r| RawObject::parse(r).ok());
+        let (Some(params), Some(reference)) = (params, reference) else {
+            return BodyAction::Respond(self.error(
+                200,
+                INVALID_PARAMS,
+                "Invalid params: params.ref is required",
+            ));
+        };
+        let naming = Naming::new(&self.gw.cfg);
+        let kind = reference.get_str("type");
+        let (field, value, resolved) = match kind.as_deref() {
+            Some("ref/prompt") => match reference.get_str("name") {
+                Some(n) => {
+                    let r = naming.resolve(session, &n).into_owned_parts_or_candidates();
+                    ("name", n.into_owned(), r)
+                }
+                None => ("", String::new(), None),
+            },
+            Some("ref/resource") => match reference.get_str("uri") {
+                Some(u) => {
+                    let r = naming
+                        .resolve_uri(session, &u)
+                        .into_owned_parts_or_candidates();
+                    ("uri", u.into_owned(), r)
+                }
+                None => ("", String::new(), None),
+            },
+            _ => ("", String::new(), None),
+        };
+        let unknown = "Invalid params: unknown completion reference";
+        match resolved {
+            Some(Ok((i, original))) => {
+                let hidden = field == "name"
+                    && self
+                        .gw
+                        .cfg
+                        .backends
+                        .get(i)
+                        .is_some_and(|b| !b.prompts.allows(&original));
+                if hidden {
+                    return BodyAction::Respond(self.error(200, INVALID_PARAMS, unknown));
+                }
+                let new_ref = reference.write_with(&[(field, &json_string(&original))]);
+                let p = params.write_with(&[("ref", &new_ref)]);
+                self.forward_with(session, i, body, "params", &p, true)
+            }
+            Some(Err(candidates)) if field == "name" => {
+                self.lookup(host, session, NameKind::Prompt, &value, &candidates)
+            }
+            Some(Err(candidates)) => {
+                self.fan_out(host, session, FanOp::FirstSuccess, &candidates, |_| {
+                    Some(body.to_vec())
+                })
+            }
+            None => BodyAction::Respond(self.error(200, INVALID_PARAMS, unknown)),
+        }
+    }
+
+    /// `tasks/get`, `tasks/result`, `tasks/cancel`: the sealed task id names
+    /// the backend; it gets its own id back.
+    pub(super) fn route_task(
+        &mut self,
+        session: &Session,
+        msg: &Message<'_>,
+        body: &[u8],
+    ) -> BodyAction {
+        let params = msg.params.and_then(|p| RawObject::parse(p).ok());
+        let task = params.as_ref().and_then(|p| p.get_str("taskId"));
+        let target = task.as_ref().and_then(|t| {
+            let w = Wrapped::open_task_id(&self.gw.cfg.keys, t, &session.sid)?;
+            let (i, _) = self.gw.cfg.backend(&w.backend)?;
+            session.backend(&w.backend)?;
+            Some((i, w.original))
+        });
+        let (Some(params), Some((i, original))) = (params, target) else {
+            return BodyAction::Respond(self.error(
+                200,
+                INVALID_PARAMS,
+                "Invalid params: unknown taskId",
+            ));
+        };
+        let p = params.write_with(&[("taskId", &json_string(&original))]);
+        self.forward_with(session, i, body, "params", &p, true)
+    }
+
+    /// A client's answer to a server-to-client request: back to that backend,
+    /// with the backend's own id restored exactly.
+    pub(super) fn route_reply(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        msg: &Message<'_>,
+        body: &[u8],
+    ) -> BodyAction {
+        let wrapped = msg
+            .id
+            .and_then(raw_str)
+            .and_then(|id| Wrapped::open_request_id(&self.gw.cfg.keys, &id, &session.sid));
+        let target = wrapped.and_then(|w| {
+            let (i, _) = self.gw.cfg.backend(&w.backend)?;
+            session.backend(&w.backend)?;
+            Some((i, w.original))
+        });
+        let Some((i, original)) = target else {
+            host.log(
+                Level::Info,
+                "dropped a response whose id this session did not issue",
+            );
+            let r = json_error(
+                400,
+                None,
+                INVALID_REQUEST,
+                "Bad Request: response to an unknown request id",
+            );
+            return BodyAction::Respond(self.respond(r));
+        };
+        self.forward_with(session, i, body, "id", &original, false)
+    }
+
+    // ----- the routed response --------------------------------------------------
+
+    pub fn on_response_headers(
+        &mut self,
+        host: &mut dyn Host,
+        headers: &[(String, String)],
+    ) -> ResponseHeadersAction {
+        let State::Routed(r) = &mut self.state else {
+            return ResponseHeadersAction::Continue(Vec::new());
+        };
+        let status: u16 = header(headers, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let ct = media_type(header(headers, h::CONTENT_TYPE).unwrap_or(""));
+        let name = self
+            .gw
+            .cfg
+            .backends
+            .get(r.ctx.backend)
+            .map(|b| b.name.clone())
+            .unwrap_or_default();
+        let mut ops = vec![
+            HeaderOp::Remove(h::SESSION_ID.into()),
+            HeaderOp::Remove("www-authenticate".into()),
+            HeaderOp::Remove("set-cookie".into()),
+        ];
+        let ok = (200..300).contains(&status);
+        if ok && ct == h::EVENT_STREAM {
+            ops.push(HeaderOp::Remove(h::CONTENT_LENGTH.into()));
+            r.mode = Mode::Sse(SseRewrite::new(self.gw.cfg.max_response_bytes));
+            return ResponseHeadersAction::Continue(ops);
+        }
+        if ct == h::JSON
+            && r.expects_response
+            && (ok
+                || (400..500).contains(&status) && status != 401 && status != 403 && status != 404)
+        {
+            ops.push(HeaderOp::Remove(h::CONTENT_LENGTH.into()));
+            r.mode = Mode::Json;
+            return ResponseHeadersAction::Buffer(ops);
+        }
+        if ok && !r.expects_response {
+            r.mode = Mode::PassThrough;
+            return ResponseHeadersAction::Continue(ops);
+        }
+        // Anything else is a failure the client must see as MCP, not as the
+        // backend's HTTP (its 401 must not start the client's OAuth flow).
+        r.mode = Mode::Drop;
+        let expects = r.expects_response;
+        let is_get = r.ctx.method.is_none() && r.ctx.request_id.is_none();
+        let reply = if status == 404 {
+            host.log(
+                Level::Info,
+                &format!("backend {name} answered 404: its session ended"),
+            );
+            json_error(
+                404,
+                None,
+                INVALID_REQUEST,
+                &format!("Not Found: backend {name} ended its session; initialize a new one"),
+            )
+        } else if status == 405 && is_get {
+            json_error(
+                405,
+                None,
+                INVALID_REQUEST,
+                &format!("Method Not Allowed: backend {name} offers no GET stream"),
+            )
+            .with_header("allow", "POST, DELETE")
+        } else {
+            let what = if status == 0 {
+                "no answer".to_string()
+            } else {
+                format!("HTTP {status}")
+            };
+            host.log(
+                Level::Warn,
+                &format!("backend {name} failed: {what} ({ct})"),
+            );
+            let m = format!("backend {name} failed: {what}");
+            if expects {
+                json_error(200, self.req.request_id.as_deref(), BACKEND_ERROR, &m)
+            } else {
+                json_error(502, None, BACKEND_ERROR, &m)
+            }
+        };
+        ResponseHeadersAction::Replace(reply)
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        host: &mut dyn Host,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> ResponseBodyAction {
+        let gw = Arc::clone(&self.gw);
+        let State::Routed(r) = &mut self.state else {
+            return ResponseBodyAction::Continue;
+        };
+        match &mut r.mode {
+            Mode::Pending | Mode::PassThrough => ResponseBodyAction::Continue,
+            Mode::Drop => ResponseBodyAction::Replace(Vec::new()),
+            Mode::Json => {
+                if !end_of_stream {
+                    return ResponseBodyAction::Buffer;
+                }
+                let Ok(text) = std::str::from_utf8(body) else {
+                    return ResponseBodyAction::Continue;
+                };
+                let mut answered = false;
+                match stream::rewrite_message(&gw, &r.ctx, text, &mut answered) {
+                    Some(new) => ResponseBodyAction::Replace(new.into_bytes()),
+                    None => ResponseBodyAction::Continue,
+                }
+            }
+            Mode::Sse(rw) => {
+                let mut out = Vec::with_capacity(body.len() + 128);
+                if let Err(e) = rw.feed(&gw, host, &r.ctx, body, &mut out) {
+                    let name = gw
+                        .cfg
+                        .backends
+                        .get(r.ctx.backend)
+                        .map(|b| b.name.as_str())
+                        .unwrap_or("?");
+                    host.log(
+                        Level::Warn,
+                        &format!("backend {name}: broken event stream ({e}); closing it"),
+                    );
+                    if r.expects_response {
+                        append_error_event(
+                            &mut out,
+                            r.ctx.request_id.as_deref(),
+                            &format!("backend {name} sent a broken event stream: {e}"),
+                        );
+                    }
+                    r.mode = Mode::Drop;
+                    return ResponseBodyAction::Replace(out);
+                }
+                if end_of_stream {
+                    let cut = rw.finish();
+                    if r.expects_response && !rw.answered && !rw.resumable {
+                        let name = gw
+                            .cfg
+                            .backends
+                            .get(r.ctx.backend)
+                            .map(|b| b.name.as_str())
+                            .unwrap_or("?");
+                        let why = if cut {
+                            "cut its event stream mid-event"
+                        } else {
+                            "closed its event stream without answering"
+                        };
+                        host.log(Level::Warn, &format!("backend {name} {why}"));
+                        append_error_event(
+                            &mut out,
+                            r.ctx.request_id.as_deref(),
+                            &format!("backend {name} {why}"),
+                        );
+                    }
+                }
+                ResponseBodyAction::Replace(out)
+            }
+        }
+    }
+}
