@@ -70,6 +70,10 @@ impl Host for WasmHost {
         }
     }
 
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
         match hostcalls::set_shared_data(key, Some(value), (cas != 0).then_some(cas)) {
             Ok(()) => Ok(true),

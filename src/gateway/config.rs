@@ -40,6 +40,9 @@ struct RawConfig {
     max_response_bytes: usize,
     #[serde(default)]
     server_name: Option<String>,
+    /// OAuth protected resource and per-tool authorization (see `auth`).
+    #[serde(default)]
+    auth: Option<super::auth::RawAuth>,
     backends: Vec<RawBackend>,
 }
 
@@ -167,6 +170,7 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
     pub server_name: String,
+    pub auth: Option<super::auth::Auth>,
 }
 
 impl Config {
@@ -343,6 +347,10 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         });
     }
 
+    let auth = match &raw.auth {
+        Some(a) => Some(super::auth::compile(a, &raw.path).map_err(|(f, p)| err(f, p))?),
+        None => None,
+    };
     Ok(Config {
         path: raw.path,
         route_header: raw.route_header,
@@ -354,6 +362,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         max_request_bytes: raw.max_request_bytes,
         max_response_bytes: raw.max_response_bytes,
         server_name: raw.server_name.unwrap_or_else(|| "mcpgw".into()),
+        auth,
     })
 }
 

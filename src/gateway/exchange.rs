@@ -50,6 +50,12 @@ pub(super) struct RequestCtx {
     /// Raw JSON id of the client's request.
     pub request_id: Option<String>,
     pub method: Option<String>,
+    /// The client-visible tool name of a `tools/call`.
+    pub tool: Option<String>,
+    /// The authenticated caller (with `auth` configured).
+    pub principal: Option<super::auth::Principal>,
+    /// CORS headers for every answer to an allowed browser origin.
+    pub cors: Vec<(String, String)>,
 }
 
 pub(super) enum State {
@@ -83,6 +89,8 @@ pub(super) enum FanOp {
     Lookup(Box<Lookup>),
     /// The request went to every candidate backend; one answer must succeed.
     FirstSuccess,
+    /// The issuer's metadata, fetched for 2025-03-26 clients.
+    AsMetadata,
 }
 
 /// Finding the owner of a bare tool or prompt name among several unprefixed
@@ -138,8 +146,13 @@ impl Exchange {
         &self.gw.cfg
     }
 
-    pub(super) fn respond(&mut self, r: LocalResponse) -> LocalResponse {
+    pub(super) fn respond(&mut self, mut r: LocalResponse) -> LocalResponse {
         self.state = State::Answered;
+        for (k, v) in &self.req.cors {
+            if header(&r.headers, k).is_none() {
+                r.headers.push((k.clone(), v.clone()));
+            }
+        }
         r
     }
 
@@ -206,11 +219,14 @@ impl Exchange {
     ) -> HeadersAction {
         let strip_route = HeaderOp::Remove(self.cfg().route_header.clone());
         let path = header(headers, ":path").unwrap_or("");
+        let method = header(headers, ":method").unwrap_or("").to_string();
+        if let Some(action) = self.well_known(host, &method, path) {
+            return action;
+        }
         if path_only(path) != self.cfg().path {
             self.state = State::NotOurs;
             return HeadersAction::Continue(vec![strip_route]);
         }
-        let method = header(headers, ":method").unwrap_or("").to_string();
         self.req.authority = header(headers, ":authority").unwrap_or("").to_string();
         self.req.authorization = header(headers, h::AUTHORIZATION).map(str::to_string);
         self.req.propagate = PROPAGATED
@@ -231,6 +247,13 @@ impl Exchange {
                     "Forbidden: Origin not allowed",
                 ));
             }
+            self.cors_for(origin);
+        }
+        if method == "OPTIONS" {
+            return HeadersAction::Respond(self.preflight());
+        }
+        if let Err(r) = self.authenticate(host, headers) {
+            return HeadersAction::Respond(r);
         }
 
         if let Some(v) = header(headers, h::PROTOCOL_VERSION) {
@@ -294,7 +317,7 @@ impl Exchange {
                         INVALID_REQUEST,
                         "Method Not Allowed: use POST, GET or DELETE",
                     )
-                    .with_header("allow", "GET, POST, DELETE");
+                    .with_header("allow", "GET, POST, DELETE, OPTIONS");
                 HeadersAction::Respond(r)
             }
         }
@@ -344,6 +367,17 @@ impl Exchange {
         let now = host.now_ms();
         match Session::open(&cfg.keys, token.trim(), now, cfg.session_ttl_ms) {
             Ok(s) => {
+                if cfg.auth.is_some() && s.principal != self.principal_digest() {
+                    host.log(
+                        Level::Warn,
+                        "refused a session id presented by another principal",
+                    );
+                    return Err(self.error(
+                        404,
+                        INVALID_REQUEST,
+                        "Not Found: unknown session; initialize a new one",
+                    ));
+                }
                 if self
                     .gw
                     .revocations
@@ -566,7 +600,7 @@ impl Exchange {
                         self.route_by_uri(host, &session, &msg, body)
                     }
                     Request::Complete => self.route_completion(host, &session, &msg, body),
-                    Request::Task => self.route_task(&session, &msg, body),
+                    Request::Task => self.route_task(host, &session, &msg, body),
                     Request::SetLogLevel => {
                         let targets = self.with_cap(&session, caps::LOGGING);
                         self.fan_out(host, &session, FanOp::SetLevel, &targets, |_| {

@@ -1092,3 +1092,285 @@ fn tasks_are_routed_by_sealed_ids() {
     );
     assert!(matches!(a, B::Respond(r) if body_of(&r)["error"]["code"] == -32602));
 }
+
+mod oauth {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    const AUTH: &str = r#","allowed_origins":["https://app.example.com"],"auth":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"scopes":["mcp"],"authorization_server_metadata":{"issuer":"https://auth.example.com","token_endpoint":"https://auth.example.com/token"},"rules":[{"when":{"scopes":["mcp"]},"allow":{"tools_regex":["^alpha__(echo|count)$"]}},{"when":{"scopes":["beta:all"]},"allow":{"backends":["beta"]}}]}"#;
+
+    fn harness() -> Harness {
+        Harness {
+            gw: Arc::new(gateway_with(TWO, AUTH)),
+            host: FakeHost::default(),
+        }
+    }
+
+    /// What jwt_authn leaves behind for a verified token.
+    fn login(h: &Harness, sub: &str, scope: &str) -> String {
+        h.host.clear_properties();
+        let md = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "jwt_payload",
+        ];
+        h.host.set_property(
+            &[md[0], md[1], md[2], md[3], "iss"],
+            "https://auth.example.com",
+        );
+        h.host
+            .set_property(&[md[0], md[1], md[2], md[3], "sub"], sub);
+        URL_SAFE_NO_PAD.encode(
+            json!({"iss":"https://auth.example.com","sub":sub,"aud":"https://mcp.example.com/mcp","scope":scope}).to_string(),
+        )
+    }
+
+    fn post(h: &mut Harness, payload: &str, session: Option<&str>, msg: Value) -> (Exchange, B) {
+        let mut extra = vec![
+            ("authorization", "Bearer t"),
+            ("x-mcpgw-jwt-payload", payload),
+        ];
+        if let Some(s) = session {
+            extra.push(("mcp-session-id", s));
+        }
+        let mut ex = Exchange::new(h.gw.clone());
+        match ex.on_request_headers(&mut h.host, &hdrs("POST", &extra), false) {
+            H::NeedBody => {}
+            H::Respond(r) => return (ex, B::Respond(r)),
+            other => panic!("{other:?}"),
+        }
+        let a = ex.on_request_body(&mut h.host, msg.to_string().as_bytes());
+        (ex, a)
+    }
+
+    fn init(h: &mut Harness, payload: &str) -> String {
+        let (mut ex, a) = post(
+            h,
+            payload,
+            None,
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}),
+        );
+        assert_eq!(a, B::Wait, "{a:?}");
+        let B::Respond(r) = h.answer(&mut ex, Harness::init_answer) else {
+            panic!()
+        };
+        header(&r.headers, "mcp-session-id").unwrap().to_string()
+    }
+
+    #[test]
+    fn challenges_without_a_valid_token() {
+        let mut h = harness();
+        let mut ex = Exchange::new(h.gw.clone());
+        let H::Respond(r) = ex.on_request_headers(&mut h.host, &hdrs("POST", &[]), false) else {
+            panic!()
+        };
+        assert_eq!(r.status, 401);
+        let www = header(&r.headers, "www-authenticate").unwrap();
+        assert_eq!(
+            www,
+            "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\""
+        );
+        // A token jwt_authn rejected (no metadata): invalid_token.
+        let mut ex = Exchange::new(h.gw.clone());
+        let H::Respond(r) = ex.on_request_headers(
+            &mut h.host,
+            &hdrs("POST", &[("authorization", "Bearer bad")]),
+            false,
+        ) else {
+            panic!()
+        };
+        assert!(header(&r.headers, "www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_token\""));
+        // Browsers can read the challenge.
+        let mut ex = Exchange::new(h.gw.clone());
+        let H::Respond(r) = ex.on_request_headers(
+            &mut h.host,
+            &hdrs("POST", &[("origin", "https://app.example.com")]),
+            false,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            header(&r.headers, "access-control-allow-origin"),
+            Some("https://app.example.com")
+        );
+        assert!(header(&r.headers, "access-control-expose-headers")
+            .unwrap()
+            .contains("www-authenticate"));
+    }
+
+    #[test]
+    fn metadata_endpoints_and_preflight() {
+        let mut h = harness();
+        for path in [
+            "/.well-known/oauth-protected-resource/mcp",
+            "/.well-known/oauth-protected-resource",
+        ] {
+            let mut ex = Exchange::new(h.gw.clone());
+            let mut hd = hdrs("GET", &[]);
+            hd[1].1 = path.into();
+            let H::Respond(r) = ex.on_request_headers(&mut h.host, &hd, true) else {
+                panic!()
+            };
+            assert_eq!(r.status, 200);
+            assert_eq!(body_of(&r)["resource"], "https://mcp.example.com/mcp");
+            assert_eq!(header(&r.headers, "access-control-allow-origin"), Some("*"));
+        }
+        for path in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
+            let mut ex = Exchange::new(h.gw.clone());
+            let mut hd = hdrs("GET", &[]);
+            hd[1].1 = path.into();
+            let H::Respond(r) = ex.on_request_headers(&mut h.host, &hd, true) else {
+                panic!()
+            };
+            assert_eq!(
+                body_of(&r)["token_endpoint"],
+                "https://auth.example.com/token"
+            );
+        }
+        let mut ex = Exchange::new(h.gw.clone());
+        let H::Respond(r) = ex.on_request_headers(
+            &mut h.host,
+            &hdrs("OPTIONS", &[("origin", "https://app.example.com")]),
+            true,
+        ) else {
+            panic!()
+        };
+        assert_eq!(r.status, 204);
+        assert!(header(&r.headers, "access-control-allow-headers")
+            .unwrap()
+            .contains("mcp-session-id"));
+        assert_eq!(
+            header(&r.headers, "access-control-allow-origin"),
+            Some("https://app.example.com")
+        );
+    }
+
+    #[test]
+    fn sessions_are_bound_to_their_principal() {
+        let mut h = harness();
+        let alice = login(&h, "alice", "mcp");
+        let sid = init(&mut h, &alice);
+        let (_, a) = post(
+            &mut h,
+            &alice,
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":2,"method":"ping"}),
+        );
+        assert!(matches!(a, B::Respond(ref r) if r.status == 200), "{a:?}");
+        let bob = login(&h, "bob", "mcp");
+        let (_, a) = post(
+            &mut h,
+            &bob,
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":3,"method":"ping"}),
+        );
+        assert!(
+            matches!(a, B::Respond(ref r) if r.status == 404),
+            "replayed by bob: {a:?}"
+        );
+    }
+
+    #[test]
+    fn per_tool_rules_and_step_up() {
+        let mut h = harness();
+        let p = login(&h, "alice", "mcp");
+        let sid = init(&mut h, &p);
+        let (mut ex, _) = post(
+            &mut h,
+            &p,
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+        );
+        let B::Respond(r) = h.answer(&mut ex, |_, req| {
+            json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"tools":[
+                {"name":"echo","inputSchema":{}},{"name":"count","inputSchema":{}},{"name":"add","inputSchema":{}}]}}).to_string())
+        }) else {
+            panic!()
+        };
+        let names: Vec<String> = body_of(&r)["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["alpha__echo", "alpha__count"],
+            "only permitted tools are listed"
+        );
+
+        let (_, a) = post(
+            &mut h,
+            &p,
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha__echo"}}),
+        );
+        let B::Forward { headers, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert!(op_removes(&headers, "x-mcpgw-jwt-payload"));
+        assert!(op_removes(&headers, "authorization"));
+
+        let (_, a) = post(
+            &mut h,
+            &p,
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"beta__echo"}}),
+        );
+        let B::Respond(r) = a else { panic!() };
+        assert_eq!(r.status, 403);
+        assert_eq!(
+            header(&r.headers, "www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"mcp beta:all\", resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\"")
+        );
+        assert_eq!(body_of(&r)["id"], 4);
+
+        // With the stepped-up token (same subject) the same session goes on.
+        let p2 = login(&h, "alice", "mcp beta:all");
+        let (_, a) = post(
+            &mut h,
+            &p2,
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"beta__echo"}}),
+        );
+        assert!(matches!(a, B::Forward { .. }), "{a:?}");
+    }
+
+    #[test]
+    fn issuer_metadata_is_fetched_and_cached() {
+        let extra = r#","auth":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"authorization_server_metadata":{"cluster":"idp","path":"/.well-known/oauth-authorization-server","authority":"auth.example.com","cache":"10m"}}"#;
+        let mut h = Harness {
+            gw: Arc::new(gateway_with(TWO, extra)),
+            host: FakeHost::default(),
+        };
+        let mut hd = hdrs("GET", &[]);
+        hd[1].1 = "/.well-known/oauth-authorization-server".into();
+        let mut ex = Exchange::new(h.gw.clone());
+        assert_eq!(ex.on_request_headers(&mut h.host, &hd, true), H::Wait);
+        let (_, call) = h.host.call_to("idp");
+        assert_eq!(
+            header(&call.headers, ":path"),
+            Some("/.well-known/oauth-authorization-server")
+        );
+        let B::Respond(r) = h.answer(&mut ex, |_, _| {
+            json_response(r#"{"issuer":"https://auth.example.com"}"#)
+        }) else {
+            panic!()
+        };
+        assert_eq!(body_of(&r)["issuer"], "https://auth.example.com");
+        // Served from the cache afterwards.
+        let mut ex = Exchange::new(h.gw.clone());
+        let H::Respond(r) = ex.on_request_headers(&mut h.host, &hd, true) else {
+            panic!()
+        };
+        assert_eq!(body_of(&r)["issuer"], "https://auth.example.com");
+        assert!(h.host.calls.is_empty());
+    }
+}

@@ -200,7 +200,7 @@ impl Exchange {
             sid,
             created_ms: host.now_ms(),
             version: negotiated,
-            principal: None,
+            principal: self.principal_digest(),
             backends: joined
                 .iter()
                 .filter_map(|(i, init, sid)| {
@@ -372,7 +372,12 @@ impl Exchange {
         let sid = self.req.session.as_ref().map(|s| s.sid).unwrap_or_default();
         let gw = std::sync::Arc::clone(&self.gw);
         let seal = |b: &Backend, id: &str| stream::wrap_task_id(&gw, &sid, b, id);
-        let merged = match merge::merge_list(&self.gw.cfg, kind, &pages, &seal) {
+        let allowed = |b: &Backend, tool: Option<&str>| self.visible(&b.name, tool);
+        let opts = merge::ListOptions {
+            seal_task: &seal,
+            allowed: &allowed,
+        };
+        let merged = match merge::merge_list(&self.gw.cfg, kind, &pages, &opts) {
             Ok(m) => m,
             Err(merge::MergeError::Collision {
                 name,
@@ -476,6 +481,15 @@ impl Exchange {
             FanOp::Delete => LocalResponse::empty(204),
             FanOp::Lookup(l) => return Some(self.finish_lookup(host, *l, f.calls)),
             FanOp::FirstSuccess => self.finish_first_success(host, f.calls),
+            FanOp::AsMetadata => {
+                let resp = f
+                    .calls
+                    .into_iter()
+                    .next()
+                    .and_then(|c| c.response)
+                    .unwrap_or_default();
+                self.finish_as_metadata(host, resp)
+            }
         };
         Some(BodyAction::Respond(self.respond(r)))
     }
@@ -579,6 +593,9 @@ impl Exchange {
         match l.found.as_slice() {
             [only] => {
                 let only = *only;
+                if let Err(r) = self.authorize(host, only) {
+                    return BodyAction::Respond(r);
+                }
                 self.forward(&session, only, None, true)
             }
             [] if !next.is_empty() => self.lookup_pages(host, &session, l, &next),

@@ -66,6 +66,8 @@ pub trait Host {
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, u32);
     /// Set if the version still matches; `Ok(false)` on a CAS mismatch.
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError>;
+    /// A stream property by path (e.g. dynamic metadata another filter set).
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
 }
 
 /// A change to the request or response headers.

@@ -238,13 +238,31 @@ fn app_ui_meta(
     Some(m.to_string())
 }
 
-/// Merge one page from each backend: filter, rename, concatenate. Task ids
-/// are not renamed but sealed, by `seal_task`.
+/// Per-request hooks of a list merge.
+pub struct ListOptions<'a> {
+    /// Task ids are not renamed but sealed.
+    pub seal_task: &'a dyn Fn(&Backend, &str) -> String,
+    /// The caller's permissions: a tool by its visible name, or (`None`) the
+    /// backend, for prompts, resources and templates.
+    pub allowed: &'a dyn Fn(&Backend, Option<&str>) -> bool,
+}
+
+impl ListOptions<'_> {
+    #[cfg(test)]
+    pub fn none() -> ListOptions<'static> {
+        ListOptions {
+            seal_task: &|_, t| t.to_string(),
+            allowed: &|_, _| true,
+        }
+    }
+}
+
+/// Merge one page from each backend: filter, rename, concatenate.
 pub fn merge_list(
     cfg: &Config,
     kind: ListKind,
     pages: &[ListPage<'_>],
-    seal_task: &dyn Fn(&Backend, &str) -> String,
+    opts: &ListOptions<'_>,
 ) -> Result<MergedList, MergeError> {
     let naming = Naming::new(cfg);
     let mut out = MergedList {
@@ -301,9 +319,16 @@ pub fn merge_list(
             }
             let exposed = match kind {
                 ListKind::Tools | ListKind::Prompts => naming.expose(backend, &key),
-                ListKind::Tasks => std::borrow::Cow::Owned(seal_task(backend, &key)),
+                ListKind::Tasks => std::borrow::Cow::Owned((opts.seal_task)(backend, &key)),
                 _ => naming.expose_uri(backend, &key),
             };
+            let permitted = match kind {
+                ListKind::Tools => (opts.allowed)(backend, Some(&exposed)),
+                _ => (opts.allowed)(backend, None),
+            };
+            if !permitted {
+                continue;
+            }
             if let Some(prev) = seen.get(exposed.as_ref()) {
                 if *prev != page.backend {
                     return Err(MergeError::Collision {
@@ -453,7 +478,7 @@ mod tests {
                     result: pb,
                 },
             ],
-            &|_, t| t.to_string(),
+            &ListOptions::none(),
         )
         .unwrap();
         let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
@@ -479,7 +504,7 @@ mod tests {
                 backend: 1,
                 result: p,
             }],
-            &|_, t| t.to_string(),
+            &ListOptions::none(),
         )
         .unwrap();
         let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
@@ -502,7 +527,7 @@ mod tests {
                 backend: 1,
                 result: p,
             }],
-            &|_, t| t.to_string(),
+            &ListOptions::none(),
         )
         .unwrap();
         let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
@@ -516,7 +541,7 @@ mod tests {
                 backend: 0,
                 result: t,
             }],
-            &|_, t| t.to_string(),
+            &ListOptions::none(),
         )
         .unwrap();
         let items: Vec<Value> = serde_json::from_str(&m.items).unwrap();
@@ -542,7 +567,7 @@ mod tests {
                     result: p,
                 },
             ],
-            &|_, t| t.to_string(),
+            &ListOptions::none(),
         )
         .unwrap_err();
         assert_eq!(
@@ -577,7 +602,7 @@ mod tests {
                     result: "[]",
                 },
             ],
-            &|_, t| t.to_string(),
+            &ListOptions::none(),
         )
         .unwrap();
         assert_eq!(m.overlong.len(), 1);

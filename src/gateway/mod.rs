@@ -4,6 +4,8 @@
 //! answer as it flows back). State that must outlive a request lives in sealed
 //! ids (`session`, `tokens`, built on `crypto`).
 
+mod access;
+pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod exchange;

@@ -49,6 +49,9 @@ impl Exchange {
         if !b.forward_authorization {
             ops.push(HeaderOp::Remove(h::AUTHORIZATION.into()));
         }
+        if let Some(a) = &cfg.auth {
+            ops.push(HeaderOp::Remove(a.payload_header.clone()));
+        }
         ops.push(HeaderOp::Remove("cookie".into()));
         ops.push(HeaderOp::Remove(h::ORIGIN.into()));
         for (k, v) in &b.headers {
@@ -121,6 +124,9 @@ impl Exchange {
         let (i, original) = match naming.resolve(session, &name) {
             Resolved::Backend(i, o) => (i, o.into_owned()),
             Resolved::Ambiguous(candidates) => {
+                if matches!(what, NameKind::Tool) {
+                    self.req.tool = Some(name.to_string());
+                }
                 return self.lookup(host, session, what, &name, &candidates);
             }
             Resolved::Unknown => {
@@ -130,12 +136,18 @@ impl Exchange {
         let Some(b) = self.gw.cfg.backends.get(i) else {
             return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
         };
+        if matches!(what, NameKind::Tool) {
+            self.req.tool = Some(name.to_string());
+        }
         if !what.allows(b, &original) {
             host.log(
                 Level::Info,
                 &format!("refused hidden {} {name}", what.label()),
             );
             return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+        }
+        if let Err(r) = self.authorize(host, i) {
+            return BodyAction::Respond(r);
         }
         if original == *name {
             return self.forward(session, i, None, true);
@@ -165,7 +177,8 @@ impl Exchange {
             // Bare URIs of several backends: reads are side-effect free, so ask
             // each; exactly one may know the URI.
             Resolved::Ambiguous(candidates) => {
-                return self.fan_out(host, session, FanOp::FirstSuccess, &candidates, |_| {
+                let allowed = self.permitted(&candidates);
+                return self.fan_out(host, session, FanOp::FirstSuccess, &allowed, |_| {
                     Some(body.to_vec())
                 });
             }
@@ -174,6 +187,9 @@ impl Exchange {
                 return BodyAction::Respond(self.error(200, RESOURCE_NOT_FOUND, &m));
             }
         };
+        if let Err(r) = self.authorize(host, i) {
+            return BodyAction::Respond(r);
+        }
         if original == *uri {
             return self.forward(session, i, None, true);
         }
@@ -236,6 +252,9 @@ impl Exchange {
                 if hidden {
                     return BodyAction::Respond(self.error(200, INVALID_PARAMS, unknown));
                 }
+                if let Err(r) = self.authorize(host, i) {
+                    return BodyAction::Respond(r);
+                }
                 let new_ref = reference.write_with(&[(field, &json_string(&original))]);
                 let p = params.write_with(&[("ref", &new_ref)]);
                 self.forward_with(session, i, body, "params", &p, true)
@@ -244,7 +263,8 @@ impl Exchange {
                 self.lookup(host, session, NameKind::Prompt, &value, &candidates)
             }
             Some(Err(candidates)) => {
-                self.fan_out(host, session, FanOp::FirstSuccess, &candidates, |_| {
+                let allowed = self.permitted(&candidates);
+                self.fan_out(host, session, FanOp::FirstSuccess, &allowed, |_| {
                     Some(body.to_vec())
                 })
             }
@@ -256,6 +276,7 @@ impl Exchange {
     /// the backend; it gets its own id back.
     pub(super) fn route_task(
         &mut self,
+        host: &mut dyn Host,
         session: &Session,
         msg: &Message<'_>,
         body: &[u8],
@@ -275,6 +296,9 @@ impl Exchange {
                 "Invalid params: unknown taskId",
             ));
         };
+        if let Err(r) = self.authorize(host, i) {
+            return BodyAction::Respond(r);
+        }
         let p = params.write_with(&[("taskId", &json_string(&original))]);
         self.forward_with(session, i, body, "params", &p, true)
     }
@@ -339,6 +363,12 @@ impl Exchange {
             HeaderOp::Remove("www-authenticate".into()),
             HeaderOp::Remove("set-cookie".into()),
         ];
+        ops.extend(
+            self.req
+                .cors
+                .iter()
+                .map(|(k, v)| HeaderOp::Set(k.clone(), v.clone())),
+        );
         let ok = (200..300).contains(&status);
         if ok && ct == h::EVENT_STREAM {
             ops.push(HeaderOp::Remove(h::CONTENT_LENGTH.into()));
@@ -399,6 +429,8 @@ impl Exchange {
                 json_error(502, None, BACKEND_ERROR, &m)
             }
         };
+        let mut reply = reply;
+        reply.headers.extend(self.req.cors.iter().cloned());
         ResponseHeadersAction::Replace(reply)
     }
 
@@ -476,5 +508,20 @@ impl Exchange {
                 ResponseBodyAction::Replace(out)
             }
         }
+    }
+
+    /// The candidates the caller may use at all.
+    fn permitted(&self, candidates: &[usize]) -> Vec<usize> {
+        candidates
+            .iter()
+            .copied()
+            .filter(|i| {
+                self.gw
+                    .cfg
+                    .backends
+                    .get(*i)
+                    .is_some_and(|b| self.visible(&b.name, None))
+            })
+            .collect()
     }
 }

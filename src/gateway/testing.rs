@@ -14,6 +14,7 @@ pub struct FakeHost {
     pub logs: RefCell<Vec<(Level, String)>>,
     pub calls: Vec<(u32, Outbound)>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    pub properties: RefCell<HashMap<String, Vec<u8>>>,
     pub fail_dispatch: bool,
 }
 
@@ -25,12 +26,23 @@ impl Default for FakeHost {
             logs: RefCell::new(Vec::new()),
             calls: Vec::new(),
             shared: RefCell::new(HashMap::new()),
+            properties: RefCell::new(HashMap::new()),
             fail_dispatch: false,
         }
     }
 }
 
 impl FakeHost {
+    pub fn set_property(&self, path: &[&str], value: &str) {
+        self.properties
+            .borrow_mut()
+            .insert(path.join("/"), value.as_bytes().to_vec());
+    }
+
+    pub fn clear_properties(&self) {
+        self.properties.borrow_mut().clear();
+    }
+
     pub fn logged(&self, needle: &str) -> bool {
         self.logs.borrow().iter().any(|(_, m)| m.contains(needle))
     }
@@ -74,6 +86,9 @@ impl Host for FakeHost {
             Some((v, cas)) => (Some(v.clone()), *cas),
             None => (None, 0),
         }
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.borrow().get(&path.join("/")).cloned()
     }
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
         let mut m = self.shared.borrow_mut();

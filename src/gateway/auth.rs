@@ -1,0 +1,853 @@
+//! OAuth 2.1 protected resource (MCP authorization spec, RFC 9728, RFC 8707)
+//! and per-tool authorization.
+//!
+//! Envoy's `jwt_authn` filter, in front of mcpgw, verifies tokens (signature,
+//! issuer, expiry, audience) and is configured to let failures through
+//! (`allow_missing_or_failed`) so that mcpgw can answer with the MCP-shaped
+//! 401. mcpgw trusts a token only when `jwt_authn` left its verified payload
+//! in the stream's dynamic metadata; the payload itself is read from the
+//! header `jwt_authn` forwards (`forward_payload_header`), and only after its
+//! issuer and subject are confirmed against that metadata, so a client-sent
+//! header never counts.
+//!
+//! What mcpgw adds: the protected-resource metadata documents, the
+//! `WWW-Authenticate` challenges (401, and 403 step-up with the scopes that
+//! would allow the call), rules on scopes and claims that decide which
+//! backends and tools a caller may see and call, an audience double-check,
+//! and the principal that sessions are bound to.
+
+use super::crypto::Keyring;
+use super::host::{header, Host, LocalResponse};
+use crate::protocol::http::{is_safe_header_value, path_only};
+use crate::protocol::jsonrpc::{error_json, INVALID_REQUEST};
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use regex_lite::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// The canonical URI of this MCP server (RFC 8707 resource indicator).
+    pub resource: String,
+    pub authorization_servers: Vec<String>,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// Scopes named in the 401 challenge (what a client should ask for first).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(default)]
+    pub resource_documentation: Option<String>,
+    /// Accepted `aud` values; defaults to `[resource]`.
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    #[serde(default)]
+    pub jwt: RawJwt,
+    /// Issuer metadata served at `/.well-known/oauth-authorization-server` and
+    /// `/.well-known/openid-configuration` for 2025-03-26 clients.
+    #[serde(default)]
+    pub authorization_server_metadata: Option<RawAsMetadata>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// `allow` or `deny` when no rule matches. Defaults to `deny` when rules
+    /// exist, `allow` (any valid token) otherwise.
+    #[serde(default)]
+    pub default: Option<Action>,
+    /// Allowed CORS origins for the metadata documents (default `*`).
+    #[serde(default)]
+    pub metadata_cors_origin: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    #[serde(default = "default_jwt_filter")]
+    pub filter: String,
+    #[serde(default = "default_metadata_key")]
+    pub metadata_key: String,
+    #[serde(default = "default_payload_header")]
+    pub payload_header: String,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        RawJwt {
+            filter: default_jwt_filter(),
+            metadata_key: default_metadata_key(),
+            payload_header: default_payload_header(),
+        }
+    }
+}
+
+fn default_jwt_filter() -> String {
+    "envoy.filters.http.jwt_authn".into()
+}
+fn default_metadata_key() -> String {
+    "jwt_payload".into()
+}
+fn default_payload_header() -> String {
+    "x-mcpgw-jwt-payload".into()
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawAsMetadata {
+    /// Fetched from `cluster` (through Envoy) and cached.
+    Fetch(RawAsFetch),
+    /// The document itself.
+    Inline(Map<String, Value>),
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsFetch {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    #[serde(default = "default_cache")]
+    pub cache: String,
+}
+
+fn default_cache() -> String {
+    "1h".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub when: RawWhen,
+    pub allow: RawAllow,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhen {
+    /// Every one of these scopes must be granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// claim -> value (or any of a list of values); a list-valued claim must
+    /// contain it.
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    /// Whole backends (`"*"` for all): their tools, prompts and resources.
+    #[serde(default)]
+    pub backends: Vec<String>,
+    /// Tools by client-visible name.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    pub tools_regex: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    scopes: Vec<String>,
+    claims: Vec<(String, Vec<Value>)>,
+    backends: Vec<String>,
+    tools: Vec<String>,
+    tools_regex: Vec<Regex>,
+}
+
+#[derive(Debug)]
+pub enum AsMetadata {
+    Inline(String),
+    Fetch {
+        cluster: String,
+        path: String,
+        authority: String,
+        cache_ms: u64,
+    },
+}
+
+/// The compiled `auth` section.
+#[derive(Debug)]
+pub struct Auth {
+    pub resource: String,
+    /// Absolute URL of our protected resource metadata document.
+    pub metadata_url: String,
+    /// Paths serving it.
+    pub metadata_paths: Vec<String>,
+    pub metadata_json: String,
+    pub challenge_scope: Option<String>,
+    pub audiences: Vec<String>,
+    pub jwt_filter: String,
+    pub metadata_key: String,
+    pub payload_header: String,
+    pub as_metadata: Option<AsMetadata>,
+    pub rules: Vec<Rule>,
+    pub default_allow: bool,
+    pub metadata_cors_origin: String,
+}
+
+pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> {
+    let err = |f: &str, p: &str| (format!("auth.{f}"), p.to_string());
+    let (origin, rpath) = split_url(&raw.resource).ok_or_else(|| {
+        err(
+            "resource",
+            "must be the absolute https URL clients use for this MCP server, e.g. \"https://mcp.example.com/mcp\"",
+        )
+    })?;
+    if raw.authorization_servers.is_empty() {
+        return Err(err(
+            "authorization_servers",
+            "needs at least one issuer URL, e.g. [\"https://auth.example.com\"]",
+        ));
+    }
+    for (i, s) in raw.authorization_servers.iter().enumerate() {
+        if split_url(s).is_none() {
+            return Err(err(
+                &format!("authorization_servers[{i}]"),
+                "must be an absolute URL",
+            ));
+        }
+    }
+    for (i, s) in raw.scopes.iter().chain(&raw.scopes_supported).enumerate() {
+        if s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+        {
+            return Err(err(
+                &format!("scopes[{i}]"),
+                "scopes are visible ASCII without quotes or spaces",
+            ));
+        }
+    }
+    // RFC 9728 section 3.1: the well-known name goes between host and path.
+    let metadata_url = format!("{origin}/.well-known/oauth-protected-resource{rpath}");
+    let mut metadata_paths = vec![format!("/.well-known/oauth-protected-resource{rpath}")];
+    for p in [
+        "/.well-known/oauth-protected-resource".to_string(),
+        format!("/.well-known/oauth-protected-resource{mcp_path}"),
+    ] {
+        if !metadata_paths.contains(&p) {
+            metadata_paths.push(p);
+        }
+    }
+    let mut doc = Map::new();
+    doc.insert("resource".into(), Value::String(raw.resource.clone()));
+    doc.insert(
+        "authorization_servers".into(),
+        Value::Array(
+            raw.authorization_servers
+                .iter()
+                .cloned()
+                .map(Value::String)
+                .collect(),
+        ),
+    );
+    let supported = if raw.scopes_supported.is_empty() {
+        &raw.scopes
+    } else {
+        &raw.scopes_supported
+    };
+    if !supported.is_empty() {
+        doc.insert(
+            "scopes_supported".into(),
+            Value::Array(supported.iter().cloned().map(Value::String).collect()),
+        );
+    }
+    doc.insert(
+        "bearer_methods_supported".into(),
+        Value::Array(vec![Value::String("header".into())]),
+    );
+    if let Some(n) = &raw.resource_name {
+        doc.insert("resource_name".into(), Value::String(n.clone()));
+    }
+    if let Some(d) = &raw.resource_documentation {
+        doc.insert("resource_documentation".into(), Value::String(d.clone()));
+    }
+    let as_metadata = match &raw.authorization_server_metadata {
+        None => None,
+        Some(RawAsMetadata::Inline(m)) => {
+            Some(AsMetadata::Inline(Value::Object(m.clone()).to_string()))
+        }
+        Some(RawAsMetadata::Fetch(f)) => {
+            if !f.path.starts_with('/')
+                || !is_safe_header_value(&f.authority)
+                || f.cluster.is_empty()
+            {
+                return Err(err(
+                    "authorization_server_metadata",
+                    "needs {\"cluster\", \"path\" (absolute), \"authority\"} or the metadata document itself",
+                ));
+            }
+            Some(AsMetadata::Fetch {
+                cluster: f.cluster.clone(),
+                path: f.path.clone(),
+                authority: f.authority.clone(),
+                cache_ms: super::config::parse_duration(&f.cache)
+                    .map_err(|p| err("authorization_server_metadata.cache", &p))?,
+            })
+        }
+    };
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for (i, r) in raw.rules.iter().enumerate() {
+        let f = |m: &str| format!("rules[{i}].{m}");
+        let mut claims = Vec::new();
+        for (k, v) in &r.when.claims {
+            let values = match v {
+                Value::Array(a) => a.clone(),
+                Value::String(_) | Value::Bool(_) | Value::Number(_) => vec![v.clone()],
+                _ => {
+                    return Err((
+                        f(&format!("when.claims.{k}")),
+                        "must be a string, number, boolean or a list of them".into(),
+                    ))
+                }
+            };
+            claims.push((k.clone(), values));
+        }
+        let mut tools_regex = Vec::new();
+        for (j, re) in r.allow.tools_regex.iter().enumerate() {
+            tools_regex.push(Regex::new(re).map_err(|e| {
+                (
+                    f(&format!("allow.tools_regex[{j}]")),
+                    format!("invalid regex: {e}"),
+                )
+            })?);
+        }
+        if r.allow.backends.is_empty() && r.allow.tools.is_empty() && r.allow.tools_regex.is_empty()
+        {
+            return Err((
+                f("allow"),
+                "allows nothing; list backends, tools or tools_regex".into(),
+            ));
+        }
+        rules.push(Rule {
+            name: r.name.clone().unwrap_or_else(|| format!("rules[{i}]")),
+            scopes: r.when.scopes.clone(),
+            claims,
+            backends: r.allow.backends.clone(),
+            tools: r.allow.tools.clone(),
+            tools_regex,
+        });
+    }
+    let default_allow = match raw.default {
+        Some(a) => a == Action::Allow,
+        None => rules.is_empty(),
+    };
+    let challenge = (!raw.scopes.is_empty()).then(|| raw.scopes.join(" "));
+    let payload_header = raw.jwt.payload_header.to_ascii_lowercase();
+    Ok(Auth {
+        resource: raw.resource.clone(),
+        metadata_url,
+        metadata_paths,
+        metadata_json: Value::Object(doc).to_string(),
+        challenge_scope: challenge,
+        audiences: raw
+            .audiences
+            .clone()
+            .unwrap_or_else(|| vec![raw.resource.clone()]),
+        jwt_filter: raw.jwt.filter.clone(),
+        metadata_key: raw.jwt.metadata_key.clone(),
+        payload_header,
+        as_metadata,
+        rules,
+        default_allow,
+        metadata_cors_origin: raw
+            .metadata_cors_origin
+            .clone()
+            .unwrap_or_else(|| "*".into()),
+    })
+}
+
+/// `https://host[:port]` and the path (no trailing slash; empty for root).
+fn split_url(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !(scheme == "https" || scheme == "http") || rest.is_empty() || url.contains(['#', ' ', '"'])
+    {
+        return None;
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return None;
+    }
+    let path = path_only(path).trim_end_matches('/');
+    Some((format!("{scheme}://{authority}"), path.to_string()))
+}
+
+/// Who is calling, as far as the verified token says.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub issuer: String,
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub claims: Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub enum Authn {
+    Ok(Principal),
+    /// No bearer token at all.
+    Missing,
+    /// A token was sent but not accepted (why, for the log).
+    Invalid(String),
+}
+
+/// Decide who the caller is from what `jwt_authn` left behind.
+pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) -> Authn {
+    let bearer = header(headers, "authorization").map(str::trim).filter(|v| {
+        v.len() > 7
+            && v.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+    });
+    let md = |claim: &str| {
+        host.property(&[
+            "metadata",
+            "filter_metadata",
+            &auth.jwt_filter,
+            &auth.metadata_key,
+            claim,
+        ])
+        .and_then(|b| String::from_utf8(b).ok())
+    };
+    // The metadata exists only when jwt_authn verified a token on this request.
+    let verified_iss = md("iss");
+    let Some(verified_iss) = verified_iss else {
+        return match bearer {
+            Some(_) => Authn::Invalid("token was not accepted by jwt_authn".into()),
+            None => Authn::Missing,
+        };
+    };
+    let Some(payload) = header(headers, &auth.payload_header).and_then(decode_payload) else {
+        return Authn::Invalid(format!(
+            "jwt_authn verified a token but did not forward its payload in {} (set forward_payload_header)",
+            auth.payload_header
+        ));
+    };
+    let iss = payload.get("iss").and_then(Value::as_str).unwrap_or("");
+    let sub = payload.get("sub").and_then(Value::as_str).unwrap_or("");
+    if iss != verified_iss || md("sub").unwrap_or_default() != sub {
+        return Authn::Invalid("payload header does not match the verified token".into());
+    }
+    // RFC 8707: the token must have been issued for this resource.
+    let aud_ok = match payload.get("aud") {
+        Some(Value::String(a)) => auth.audiences.iter().any(|x| x == a),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| auth.audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Authn::Invalid(format!("token audience is not {}", auth.resource));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for key in ["scope", "scp"] {
+        match payload.get(key) {
+            Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
+            Some(Value::Array(a)) => {
+                scopes.extend(a.iter().filter_map(Value::as_str).map(str::to_string))
+            }
+            _ => {}
+        }
+    }
+    Authn::Ok(Principal {
+        issuer: iss.to_string(),
+        subject: sub.to_string(),
+        scopes,
+        claims: payload,
+    })
+}
+
+fn decode_payload(b64: &str) -> Option<Map<String, Value>> {
+    let t = b64.trim();
+    let bytes = URL_SAFE_NO_PAD
+        .decode(t.trim_end_matches('='))
+        .or_else(|_| URL_SAFE.decode(t))
+        .ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// The digest a session is bound to: the same issuer and subject, and only
+/// those, open the session. Keyed, so ids do not reveal who holds them.
+pub fn principal_digest(keys: &Keyring, p: &Principal) -> [u8; 16] {
+    let n = keys.synthetic_nonce(&[b"principal", p.issuer.as_bytes(), p.subject.as_bytes()]);
+    let mut d = [0u8; 16];
+    d.copy_from_slice(n.get(..16).unwrap_or(&[0; 16]));
+    d
+}
+
+impl Rule {
+    fn matches(&self, p: &Principal) -> bool {
+        self.scopes.iter().all(|s| p.scopes.contains(s))
+            && self.claims.iter().all(|(k, want)| match p.claims.get(k) {
+                Some(Value::Array(have)) => have.iter().any(|h| want.contains(h)),
+                Some(v) => want.contains(v),
+                None => false,
+            })
+    }
+
+    fn covers_backend(&self, backend: &str) -> bool {
+        self.backends.iter().any(|b| b == "*" || b == backend)
+    }
+
+    fn covers_tool(&self, backend: &str, exposed: &str) -> bool {
+        self.covers_backend(backend)
+            || self.tools.iter().any(|t| t == exposed)
+            || self.tools_regex.iter().any(|r| r.is_match(exposed))
+    }
+
+    /// Grants something on this backend, and so its prompts and resources:
+    /// the whole backend, one of its tools by name, or a tool regex that
+    /// names its prefix (`^github__...`).
+    fn touches_backend(&self, backend: &str, separator: &str) -> bool {
+        let prefix = format!("{backend}{separator}");
+        self.covers_backend(backend)
+            || self.tools.iter().any(|t| t.starts_with(&prefix))
+            || self
+                .tools_regex
+                .iter()
+                .any(|r| r.as_str().contains(&prefix))
+    }
+}
+
+/// What one caller may do.
+pub struct Grants<'a> {
+    auth: &'a Auth,
+    matching: Vec<&'a Rule>,
+}
+
+impl<'a> Grants<'a> {
+    pub fn new(auth: &'a Auth, p: &Principal) -> Grants<'a> {
+        Grants {
+            auth,
+            matching: auth.rules.iter().filter(|r| r.matches(p)).collect(),
+        }
+    }
+
+    pub fn tool(&self, backend: &str, exposed: &str) -> bool {
+        self.auth.default_allow
+            || self
+                .matching
+                .iter()
+                .any(|r| r.covers_tool(backend, exposed))
+    }
+
+    /// Prompts and resources follow the rules by backend.
+    pub fn backend(&self, backend: &str, separator: &str) -> bool {
+        self.auth.default_allow
+            || self
+                .matching
+                .iter()
+                .any(|r| r.touches_backend(backend, separator))
+    }
+
+    /// The scopes that would allow this tool, for a step-up challenge: those
+    /// of the first rule that covers it and asks only for scopes.
+    pub fn step_up_scope(
+        &self,
+        backend: &str,
+        exposed: Option<&str>,
+        separator: &str,
+        held: &[String],
+    ) -> Option<String> {
+        let rule = self.auth.rules.iter().find(|r| {
+            r.claims.is_empty()
+                && !r.scopes.is_empty()
+                && match exposed {
+                    Some(t) => r.covers_tool(backend, t),
+                    None => r.touches_backend(backend, separator),
+                }
+        })?;
+        // Keep what the client holds so the new token does not lose it.
+        let mut all: Vec<String> = held.to_vec();
+        for s in &rule.scopes {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+        Some(all.join(" "))
+    }
+}
+
+impl Auth {
+    /// 401 for a request without a usable token.
+    pub fn unauthorized(&self, invalid: bool, cors: &[(String, String)]) -> LocalResponse {
+        let mut challenge = format!("Bearer resource_metadata=\"{}\"", self.metadata_url);
+        if let Some(s) = &self.challenge_scope {
+            challenge.push_str(&format!(", scope=\"{s}\""));
+        }
+        if invalid {
+            challenge.push_str(", error=\"invalid_token\", error_description=\"the access token is invalid, expired or not issued for this resource\"");
+        }
+        let body = error_json(
+            None,
+            INVALID_REQUEST,
+            "Unauthorized: a valid bearer token for this resource is required",
+            None,
+        );
+        let mut r = LocalResponse::json(401, body).with_header("www-authenticate", challenge);
+        r.headers.extend(cors.iter().cloned());
+        r
+    }
+
+    /// 403 with a step-up challenge.
+    pub fn forbidden(
+        &self,
+        id: Option<&str>,
+        scope: Option<&str>,
+        what: &str,
+        cors: &[(String, String)],
+    ) -> LocalResponse {
+        let mut challenge = String::from("Bearer error=\"insufficient_scope\"");
+        if let Some(s) = scope {
+            challenge.push_str(&format!(", scope=\"{s}\""));
+        }
+        challenge.push_str(&format!(", resource_metadata=\"{}\"", self.metadata_url));
+        let raw = id.and_then(|i| serde_json::value::RawValue::from_string(i.to_string()).ok());
+        let body = error_json(
+            raw.as_deref(),
+            INVALID_REQUEST,
+            &format!("Forbidden: {what}"),
+            None,
+        );
+        let mut r = LocalResponse::json(403, body).with_header("www-authenticate", challenge);
+        r.headers.extend(cors.iter().cloned());
+        r
+    }
+
+    /// The protected resource metadata document, if `path` asks for it.
+    pub fn serves_metadata(&self, path: &str) -> bool {
+        let p = path_only(path);
+        self.metadata_paths.iter().any(|m| m == p)
+    }
+
+    pub fn metadata_response(&self) -> LocalResponse {
+        LocalResponse::json(200, self.metadata_json.clone())
+            .with_header(
+                "access-control-allow-origin",
+                self.metadata_cors_origin.clone(),
+            )
+            .with_header("cache-control", "max-age=3600")
+    }
+}
+
+/// Paths under which 2025-03-26 clients look for the authorization server.
+pub const AS_METADATA_PATHS: [&str; 2] = [
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/openid-configuration",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::testing::FakeHost;
+
+    fn raw(json: serde_json::Value) -> RawAuth {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn auth(extra: serde_json::Value) -> Auth {
+        let mut base = serde_json::json!({
+            "resource": "https://mcp.example.com/mcp",
+            "authorization_servers": ["https://auth.example.com"],
+            "scopes": ["mcp"],
+        });
+        if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+            b.extend(e);
+        }
+        compile(&raw(base), "/mcp").unwrap()
+    }
+
+    fn principal(scopes: &[&str], claims: serde_json::Value) -> Principal {
+        Principal {
+            issuer: "https://auth.example.com".into(),
+            subject: "alice".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            claims: match claims {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn metadata_document_and_urls() {
+        let a = auth(
+            serde_json::json!({"resource_name": "Tools", "scopes_supported": ["mcp", "issues:write"]}),
+        );
+        assert_eq!(
+            a.metadata_url,
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+        assert!(a.serves_metadata("/.well-known/oauth-protected-resource/mcp"));
+        assert!(a.serves_metadata("/.well-known/oauth-protected-resource"));
+        let doc: Value = serde_json::from_str(&a.metadata_json).unwrap();
+        assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
+        assert_eq!(doc["authorization_servers"][0], "https://auth.example.com");
+        assert_eq!(doc["scopes_supported"][1], "issues:write");
+        assert_eq!(doc["bearer_methods_supported"][0], "header");
+        assert_eq!(doc["resource_name"], "Tools");
+        let r = a.unauthorized(true, &[]);
+        let www = header(&r.headers, "www-authenticate").unwrap();
+        assert!(www.starts_with("Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""));
+        assert!(www.contains("scope=\"mcp\"") && www.contains("error=\"invalid_token\""));
+        assert!(!a
+            .unauthorized(false, &[])
+            .headers
+            .iter()
+            .any(|(_, v)| v.contains("invalid_token")));
+    }
+
+    #[test]
+    fn config_errors_name_fields() {
+        let e = compile(&raw(serde_json::json!({"resource": "mcp.example.com", "authorization_servers": ["https://a"]})), "/mcp").unwrap_err();
+        assert_eq!(e.0, "auth.resource");
+        let e = compile(
+            &raw(serde_json::json!({"resource": "https://x/mcp", "authorization_servers": ["https://a"],
+                "rules": [{"allow": {"tools_regex": ["("]}}]})),
+            "/mcp",
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "rules[0].allow.tools_regex[0]");
+        let e = compile(
+            &raw(serde_json::json!({"resource": "https://x/mcp", "authorization_servers": ["https://a"],
+                "rules": [{"allow": {}}]})),
+            "/mcp",
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "rules[0].allow");
+    }
+
+    #[test]
+    fn rules_on_scopes_and_claims() {
+        let a = auth(serde_json::json!({"rules": [
+            {"when": {"scopes": ["issues:write"]}, "allow": {"tools": ["github__create_issue"]}},
+            {"when": {"scopes": ["issues:read"]}, "allow": {"tools_regex": ["^github__(get|list)_"]}},
+            {"when": {"claims": {"groups": "admins"}}, "allow": {"backends": ["*"]}},
+            {"allow": {"backends": ["docs"]}}
+        ]}));
+        let reader = Grants::new(&a, &principal(&["issues:read"], serde_json::json!({})));
+        assert!(reader.tool("github", "github__list_issues"));
+        assert!(!reader.tool("github", "github__create_issue"));
+        assert!(
+            reader.tool("docs", "docs__search"),
+            "rule without conditions"
+        );
+        assert!(!reader.tool("fs", "fs__read"), "deny by default with rules");
+        assert!(
+            reader.backend("github", "__"),
+            "a tool of github grants its prompts/resources"
+        );
+        assert!(!reader.backend("fs", "__"));
+        assert_eq!(
+            reader
+                .step_up_scope(
+                    "github",
+                    Some("github__create_issue"),
+                    "__",
+                    &["issues:read".into()]
+                )
+                .as_deref(),
+            Some("issues:read issues:write")
+        );
+        let admin = Grants::new(
+            &a,
+            &principal(&[], serde_json::json!({"groups": ["users", "admins"]})),
+        );
+        assert!(admin.tool("fs", "fs__anything"));
+        let no_rules = auth(serde_json::json!({}));
+        assert!(Grants::new(&no_rules, &principal(&[], serde_json::json!({}))).tool("x", "x__y"));
+        let deny = auth(serde_json::json!({"default": "deny"}));
+        assert!(!Grants::new(&deny, &principal(&[], serde_json::json!({}))).tool("x", "x__y"));
+    }
+
+    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn authentication_trusts_only_verified_tokens() {
+        let a = auth(serde_json::json!({}));
+        let host = FakeHost::default();
+        let payload = URL_SAFE_NO_PAD.encode(
+            serde_json::json!({"iss": "https://auth.example.com", "sub": "alice", "aud": "https://mcp.example.com/mcp", "scope": "mcp x"}).to_string(),
+        );
+        // Nothing at all.
+        assert!(matches!(
+            authenticate(&a, &headers(&[]), &host),
+            Authn::Missing
+        ));
+        // A token jwt_authn did not accept (no metadata), even with a forged payload header.
+        let h = headers(&[
+            ("authorization", "Bearer abc"),
+            ("x-mcpgw-jwt-payload", &payload),
+        ]);
+        assert!(matches!(authenticate(&a, &h, &host), Authn::Invalid(_)));
+        // Verified.
+        host.set_property(
+            &[
+                "metadata",
+                "filter_metadata",
+                "envoy.filters.http.jwt_authn",
+                "jwt_payload",
+                "iss",
+            ],
+            "https://auth.example.com",
+        );
+        host.set_property(
+            &[
+                "metadata",
+                "filter_metadata",
+                "envoy.filters.http.jwt_authn",
+                "jwt_payload",
+                "sub",
+            ],
+            "alice",
+        );
+        let Authn::Ok(p) = authenticate(&a, &h, &host) else {
+            panic!()
+        };
+        assert_eq!(p.subject, "alice");
+        assert_eq!(p.scopes, vec!["mcp", "x"]);
+        // A payload header that is not the verified token's.
+        let other = URL_SAFE_NO_PAD.encode(
+            serde_json::json!({"iss": "https://auth.example.com", "sub": "mallory", "aud": "https://mcp.example.com/mcp"}).to_string(),
+        );
+        let h2 = headers(&[
+            ("authorization", "Bearer abc"),
+            ("x-mcpgw-jwt-payload", &other),
+        ]);
+        assert!(matches!(authenticate(&a, &h2, &host), Authn::Invalid(_)));
+        // Wrong audience.
+        let aud = URL_SAFE_NO_PAD.encode(
+            serde_json::json!({"iss": "https://auth.example.com", "sub": "alice", "aud": "https://other.example.com"}).to_string(),
+        );
+        let h3 = headers(&[
+            ("authorization", "Bearer abc"),
+            ("x-mcpgw-jwt-payload", &aud),
+        ]);
+        assert!(
+            matches!(authenticate(&a, &h3, &host), Authn::Invalid(m) if m.contains("audience"))
+        );
+    }
+}
