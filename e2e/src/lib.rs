@@ -1,8 +1,10 @@
 //! End-to-end test support for mcpgw: MCP test backends built on the official
-//! Rust SDK (`backends`), a real Envoy with the built filter (`envoy`), and
+//! Rust SDK (`backends`), the MCP conformance suite's fixture server
+//! (`fixture`), a real Envoy with the built filter (`envoy`), and
 //! client helpers (`client`).
 
 pub mod backends;
 pub mod client;
 pub mod envoy;
+pub mod fixture;
 pub mod stack;

@@ -291,15 +291,24 @@ async fn the_gateway_enforces_the_transport_rules() {
     assert_eq!(a.status, 400);
     assert_eq!(a.json()["error"]["code"], -32601);
     assert_eq!(a.json()["id"], 9);
-    // Several backends: no standalone GET stream (405), never a hang.
-    let a = raw
-        .send(
-            reqwest::Method::GET,
-            &[("accept", "text/event-stream"), ("mcp-session-id", &sid)],
-            None,
-        )
-        .await;
-    assert_eq!(a.status, 405);
+    // Only alpha keeps sessions (beta is stateless), so GET streams alpha's messages.
+    let resp = reqwest::Client::new()
+        .get(stack.url())
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    assert!(resp.headers().get("mcp-session-id").is_none());
+    drop(resp);
     // A client cannot pick an upstream cluster itself.
     let a = raw
         .send(

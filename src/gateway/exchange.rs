@@ -56,6 +56,8 @@ pub(super) struct RequestCtx {
     pub principal: Option<super::auth::Principal>,
     /// CORS headers for every answer to an allowed browser origin.
     pub cors: Vec<(String, String)>,
+    /// The client ranks SSE first: the gateway's own answers use it too.
+    pub prefer_sse: bool,
 }
 
 pub(super) enum State {
@@ -148,6 +150,27 @@ impl Exchange {
 
     pub(super) fn respond(&mut self, mut r: LocalResponse) -> LocalResponse {
         self.state = State::Answered;
+        let answers_request = self.req.request_id.is_some() && self.req.method.is_some();
+        if self.req.prefer_sse
+            && answers_request
+            && r.status == 200
+            && header(&r.headers, h::CONTENT_TYPE) == Some(h::JSON)
+        {
+            let text = String::from_utf8_lossy(&r.body).into_owned();
+            let mut body = Vec::with_capacity(r.body.len() + 24);
+            crate::protocol::sse::Event {
+                event: Some("message".into()),
+                ..crate::protocol::sse::Event::data(text)
+            }
+            .write(&mut body);
+            r.body = body;
+            for (k, v) in r.headers.iter_mut() {
+                if k.eq_ignore_ascii_case(h::CONTENT_TYPE) {
+                    *v = h::EVENT_STREAM.into();
+                }
+            }
+            r.headers.push(("cache-control".into(), "no-cache".into()));
+        }
         for (k, v) in &self.req.cors {
             if header(&r.headers, k).is_none() {
                 r.headers.push((k.clone(), v.clone()));
@@ -271,6 +294,7 @@ impl Exchange {
         }
 
         let accept = header(headers, h::ACCEPT).unwrap_or("");
+        self.req.prefer_sse = h::prefers_event_stream(accept);
         match method.as_str() {
             "POST" => {
                 if !(accepts(accept, h::JSON) && accepts(accept, h::EVENT_STREAM)) {
@@ -461,25 +485,24 @@ impl Exchange {
         let target = match resume {
             Some((i, original)) => Some((i, Some(original))),
             None => {
-                let joined: Vec<usize> = self
-                    .gw
-                    .cfg
-                    .backends
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| session.backend(&b.name).is_some())
-                    .map(|(i, _)| i)
+                // Only backends holding a session can push messages outside a
+                // POST; if exactly one does, its stream is the whole stream.
+                let joined: Vec<(usize, bool)> = self
+                    .joined(&session)
+                    .map(|(i, bs)| (i, bs.session_id.is_some()))
                     .collect();
-                match joined.as_slice() {
-                    [only] => Some((*only, None)),
+                let stateful: Vec<usize> =
+                    joined.iter().filter(|(_, s)| *s).map(|(i, _)| *i).collect();
+                match (joined.as_slice(), stateful.as_slice()) {
+                    ([(only, _)], _) | (_, [only]) => Some((*only, None)),
                     _ => None,
                 }
             }
         };
         let Some((backend, last_event_id)) = target else {
-            // Several backends' streams cannot be merged here; per spec, say so.
+            // Several stateful backends' streams cannot be merged here; per spec, say so.
             let r = self
-                .error(405, INVALID_REQUEST, "Method Not Allowed: this gateway multiplexes several servers and offers no standalone GET stream; server messages arrive on POST response streams")
+                .error(405, INVALID_REQUEST, "Method Not Allowed: several servers of this session could push messages and their streams cannot be merged; server messages arrive on POST response streams")
                 .with_header("allow", "POST, DELETE");
             return HeadersAction::Respond(r);
         };

@@ -697,11 +697,36 @@ fn backend_failures_become_jsonrpc_errors() {
 
 #[test]
 fn get_streams() {
-    // Several backends: no merged GET stream.
+    // Only alpha holds a session (beta is stateless): alpha's stream is the stream.
     let mut h = Harness::new(TWO);
     let sid = h.session();
     let mut ex = Exchange::new(h.gw.clone());
     let a = ex.on_request_headers(&mut h.host, &hdrs("GET", &[("mcp-session-id", &sid)]), true);
+    assert!(
+        matches!(a, H::Continue(ref ops) if op_set(ops, "x-mcpgw-cluster") == Some("c_alpha")),
+        "{a:?}"
+    );
+
+    // Two stateful backends: their streams cannot be merged, so 405.
+    let mut h2 = Harness::new(TWO);
+    let (mut ex, _) = h2.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}),
+    );
+    let B::Respond(r) = h2.answer(&mut ex, |cluster, req| {
+        let mut r = json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"protocolVersion":"2025-11-25","capabilities":{}}}).to_string());
+        r.headers.push(("mcp-session-id".into(), format!("{cluster}-s")));
+        r
+    }) else {
+        panic!()
+    };
+    let sid2 = header(&r.headers, "mcp-session-id").unwrap().to_string();
+    let mut ex = Exchange::new(h2.gw.clone());
+    let a = ex.on_request_headers(
+        &mut h2.host,
+        &hdrs("GET", &[("mcp-session-id", &sid2)]),
+        true,
+    );
     assert!(matches!(a, H::Respond(r) if r.status == 405));
 
     // Resuming names a backend: routed there with its own event id.
@@ -1373,4 +1398,24 @@ mod oauth {
         assert_eq!(body_of(&r)["issuer"], "https://auth.example.com");
         assert!(h.host.calls.is_empty());
     }
+}
+
+#[test]
+fn local_answers_follow_the_clients_preferred_framing() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let mut headers = hdrs("POST", &[("mcp-session-id", &sid)]);
+    headers[3].1 = "text/event-stream, application/json".into();
+    let mut ex = Exchange::new(h.gw.clone());
+    assert_eq!(ex.on_request_headers(&mut h.host, &headers, false), H::NeedBody);
+    let B::Respond(r) = ex.on_request_body(&mut h.host, br#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#) else {
+        panic!()
+    };
+    assert_eq!(header(&r.headers, "content-type"), Some("text/event-stream"));
+    assert_eq!(String::from_utf8(r.body).unwrap(), "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{}}\n\n");
+    // Errors with an HTTP status stay JSON.
+    let mut ex = Exchange::new(h.gw.clone());
+    assert_eq!(ex.on_request_headers(&mut h.host, &headers, false), H::NeedBody);
+    let B::Respond(r) = ex.on_request_body(&mut h.host, b"{bad") else { panic!() };
+    assert_eq!((r.status, header(&r.headers, "content-type")), (400, Some("application/json")));
 }

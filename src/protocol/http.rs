@@ -46,6 +46,40 @@ pub fn accepts(accept: &str, mime: &str) -> bool {
     best.is_some_and(|(_, ok)| ok)
 }
 
+/// Whether the client ranks `text/event-stream` above `application/json`
+/// (higher q, or the same q and listed first). Both are allowed either way.
+pub fn prefers_event_stream(accept: &str) -> bool {
+    let rank = |mime: &str| -> (f32, usize) {
+        let mut best: (u8, f32, usize) = (0, 0.0, usize::MAX);
+        for (pos, range) in accept.split(',').enumerate() {
+            let mut parts = range.split(';');
+            let m = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let (ty, _) = mime.split_once('/').unwrap_or((mime, ""));
+            let spec = if m == mime {
+                3
+            } else if m.split_once('/').is_some_and(|(t, s)| t == ty && s == "*") {
+                2
+            } else if m == "*/*" {
+                1
+            } else {
+                0
+            };
+            if spec > best.0 {
+                best = (spec, q, pos);
+            }
+        }
+        (best.1, best.2)
+    };
+    let (q_sse, pos_sse) = rank(EVENT_STREAM);
+    let (q_json, pos_json) = rank(JSON);
+    q_sse > q_json || (q_sse == q_json && pos_sse < pos_json)
+}
+
 /// The media type of a `Content-Type` value, lower-cased, without parameters.
 pub fn media_type(content_type: &str) -> String {
     content_type
@@ -112,6 +146,16 @@ mod tests {
         assert!(!accepts("*/*, text/event-stream;q=0", EVENT_STREAM));
         assert!(!accepts("", JSON));
         assert!(accepts("APPLICATION/JSON", JSON));
+    }
+
+    #[test]
+    fn preference() {
+        assert!(!prefers_event_stream("application/json, text/event-stream"));
+        assert!(prefers_event_stream("text/event-stream, application/json"));
+        assert!(prefers_event_stream(
+            "application/json;q=0.5, text/event-stream"
+        ));
+        assert!(!prefers_event_stream("*/*"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `mcp-test-server --kind alpha|beta [--port N]`
+//! `mcp-test-server --kind alpha|beta|conformance [--port N]`
 //!
-//! Runs one MCP test backend on 127.0.0.1, prints
+//! Runs one MCP test backend (`conformance`: the conformance suite's fixture,
+//! `mcpgw_e2e::fixture`) on 127.0.0.1, prints
 //! `listening on http://127.0.0.1:PORT/mcp` once bound, and serves until
 //! SIGINT or SIGTERM.
 
@@ -8,10 +9,52 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use mcpgw_e2e::backends::{self, Kind};
+use mcpgw_e2e::fixture;
 
-const USAGE: &str = "usage: mcp-test-server --kind alpha|beta [--port N]";
+const USAGE: &str = "usage: mcp-test-server --kind alpha|beta|conformance [--port N]";
 
-fn parse_args() -> Result<(Kind, u16), String> {
+/// What to serve.
+enum Serve {
+    Backend(Kind),
+    Conformance,
+}
+
+impl std::str::FromStr for Serve {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("conformance") {
+            return Ok(Serve::Conformance);
+        }
+        s.parse::<Kind>()
+            .map(Serve::Backend)
+            .map_err(|_| format!("unknown backend kind {s:?} (want alpha|beta|conformance)"))
+    }
+}
+
+/// A running server of either sort.
+enum Running {
+    Backend(backends::TestServer),
+    Conformance(fixture::FixtureServer),
+}
+
+impl Running {
+    fn url(&self) -> String {
+        match self {
+            Running::Backend(s) => s.url(),
+            Running::Conformance(s) => s.url(),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Running::Backend(s) => s.shutdown().await,
+            Running::Conformance(s) => s.shutdown().await,
+        }
+    }
+}
+
+fn parse_args() -> Result<(Serve, u16), String> {
     let mut kind = None;
     let mut port = 0u16;
     let mut args = std::env::args().skip(1);
@@ -27,7 +70,7 @@ fn parse_args() -> Result<(Kind, u16), String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match flag.as_str() {
-            "--kind" => kind = Some(value("--kind")?.parse::<Kind>()?),
+            "--kind" => kind = Some(value("--kind")?.parse::<Serve>()?),
             "--port" => {
                 let v = value("--port")?;
                 port = v.parse().map_err(|_| format!("bad port {v:?}"))?;
@@ -71,7 +114,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let server = match backends::spawn_on(kind, port).await {
+    let spawned = match kind {
+        Serve::Backend(kind) => backends::spawn_on(kind, port).await.map(Running::Backend),
+        Serve::Conformance => fixture::spawn_on(port).await.map(Running::Conformance),
+    };
+    let server = match spawned {
         Ok(server) => server,
         Err(e) => {
             eprintln!("mcp-test-server: cannot bind 127.0.0.1:{port}: {e}");
