@@ -51,6 +51,17 @@ pub struct Cluster {
 /// Generate an Envoy config: one listener on port 0 with the mcpgw filter
 /// (`plugin_json` as its configuration) and a STATIC cluster per upstream.
 pub fn render(plugin_json: &str, clusters: &[Cluster], env_keys: &[&str]) -> String {
+    render_with(plugin_json, clusters, env_keys, "")
+}
+
+/// [`render`], with extra HTTP filters (YAML list items at the `http_filters`
+/// indentation, 10 spaces) placed before mcpgw, e.g. `jwt_authn`.
+pub fn render_with(
+    plugin_json: &str,
+    clusters: &[Cluster],
+    env_keys: &[&str],
+    filters_before: &str,
+) -> String {
     let wasm = wasm_path();
     let mut clusters_yaml = String::new();
     for c in clusters {
@@ -99,7 +110,7 @@ static_resources:
               - match: {{prefix: "/"}}
                 direct_response: {{status: 404, body: {{inline_string: "not found"}}}}
           http_filters:
-          - name: envoy.filters.http.wasm
+{filters_before}          - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
