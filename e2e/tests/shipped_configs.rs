@@ -1,0 +1,69 @@
+//! The Envoy configurations shipped in envoy/ are valid for the real Envoy
+//! (with the built filter loaded and its plugin configuration checked), and a
+//! broken plugin configuration is refused with a message naming the field.
+
+use mcpgw_e2e::envoy::{envoy_bin, wasm_path, workspace_root};
+use std::process::Command;
+
+fn validate(config: &std::path::Path) -> (bool, String) {
+    let _ = wasm_path(); // the configs load the built filter
+    let out = Command::new(envoy_bin())
+        .current_dir(workspace_root())
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(config)
+        .env(
+            "MCPGW_SESSION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
+        .output()
+        .expect("run envoy");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log)
+}
+
+#[test]
+fn shipped_configs_validate() {
+    let dir = workspace_root().join("envoy");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("envoy/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let (ok, log) = validate(&path);
+        assert!(ok, "{} does not validate:\n{log}", path.display());
+        assert!(
+            log.contains("mcpgw") && log.contains("configured"),
+            "{}: filter not loaded:\n{log}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected the shipped examples in envoy/");
+}
+
+#[test]
+fn a_bad_plugin_config_is_refused_with_the_field_named() {
+    let good =
+        std::fs::read_to_string(workspace_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
+    let bad = good.replacen(
+        "\"tools\": {\"exclude\": [\"admin_reset\"]}",
+        "\"tools\": {\"exclude\": [\"admin_reset\"], \"include_regex\": [\"(\"]}",
+        1,
+    );
+    assert_ne!(good, bad);
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("bad.yaml");
+    // Relative wasm path: keep the working directory at the repository root.
+    std::fs::write(&path, bad).expect("write");
+    let (ok, log) = validate(&path);
+    assert!(!ok, "a broken config must not validate");
+    assert!(
+        log.contains("mcpgw config: backends[0].tools.include_regex[0]: invalid regex"),
+        "the log names the field:\n{log}"
+    );
+}
