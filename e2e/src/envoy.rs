@@ -2,8 +2,9 @@
 //!
 //! Envoy binds port 0 for both the listener and the admin interface and
 //! reports the real ports (admin address file, `/listeners`), so parallel
-//! tests never race for ports. The process is killed when the handle drops,
-//! including when a test fails.
+//! tests never race for ports (a test that must know its listener port before
+//! start, see [`RenderOpts`], retries instead). The process is killed when
+//! the handle drops, including when a test fails.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,43 @@ pub fn render_with(
     env_keys: &[&str],
     filters_before: &str,
 ) -> String {
+    render_opts(
+        plugin_json,
+        clusters,
+        env_keys,
+        filters_before,
+        &RenderOpts::default(),
+    )
+}
+
+/// Less common settings for [`render_opts`].
+#[derive(Clone, Debug, Default)]
+pub struct RenderOpts {
+    /// The listener's port; 0 (the default) lets the OS choose. A fixed port
+    /// is for configs that must name their own URL (an OAuth `resource`); get
+    /// one from [`free_port`] and start with [`Envoy::try_start`], retrying
+    /// on a bind failure.
+    pub listener_port: u16,
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, read,
+/// released). Another process may take it before Envoy binds it: callers
+/// retry when [`Envoy::try_start`] fails.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
+}
+
+/// [`render_with`], with [`RenderOpts`].
+pub fn render_opts(
+    plugin_json: &str,
+    clusters: &[Cluster],
+    env_keys: &[&str],
+    filters_before: &str,
+    opts: &RenderOpts,
+) -> String {
     let wasm = wasm_path();
     let mut clusters_yaml = String::new();
     for c in clusters {
@@ -92,7 +130,7 @@ pub fn render_with(
 static_resources:
   listeners:
   - name: mcp
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listener_port}}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -131,6 +169,7 @@ static_resources:
   clusters:
 {clusters_yaml}"#,
         wasm = wasm.display(),
+        listener_port = opts.listener_port,
     )
 }
 
@@ -148,6 +187,18 @@ impl Envoy {
     }
 
     pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Envoy {
+        Self::try_start_with_env(yaml, env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Envoy::start`], returning startup failures (e.g. the listener port
+    /// was taken) instead of panicking.
+    pub fn try_start(yaml: &str) -> Result<Envoy, String> {
+        Self::try_start_with_env(yaml, &[])
+    }
+
+    /// [`Envoy::start_with_env`], returning startup failures instead of
+    /// panicking.
+    pub fn try_start_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Envoy, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("envoy.yaml");
         std::fs::write(&cfg, yaml).expect("write envoy.yaml");
@@ -181,10 +232,10 @@ impl Envoy {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = envoy.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "envoy exited ({status}) during startup:\n{}",
                     envoy.log_tail(40)
-                );
+                ));
             }
             if envoy.admin_port == 0 {
                 if let Ok(a) = std::fs::read_to_string(&admin_file) {
@@ -203,15 +254,16 @@ impl Envoy {
                         .admin_get("/ready")
                         .is_some_and(|r| r.trim() == "LIVE")
                     {
-                        return envoy;
+                        return Ok(envoy);
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "envoy did not become ready:\n{}",
-                envoy.log_tail(40)
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "envoy did not become ready:\n{}",
+                    envoy.log_tail(40)
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

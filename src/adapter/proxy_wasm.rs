@@ -7,12 +7,12 @@
 
 use crate::gateway::host::{
     BodyAction, CallResponse, HeaderOp, HeadersAction, Host, HostError, Level, LocalResponse,
-    Outbound, ResponseBodyAction, ResponseHeadersAction,
+    MetricKind, Outbound, ResponseBodyAction, ResponseHeadersAction,
 };
 use crate::gateway::{compile, Exchange, Gateway};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -23,6 +23,12 @@ proxy_wasm::main! {{
 
 /// [`Host`] over proxy-wasm hostcalls.
 struct WasmHost;
+
+thread_local! {
+    /// Metric ids defined in this VM, by kind and name.
+    static METRICS: std::cell::RefCell<std::collections::HashMap<(MetricKind, String), u32>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
 
 impl Host for WasmHost {
     fn now_ms(&self) -> u64 {
@@ -72,6 +78,34 @@ impl Host for WasmHost {
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn set_property(&self, name: &str, value: &str) {
+        let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+    }
+
+    fn metric(&self, kind: MetricKind, name: &str, value: u64) {
+        let id = METRICS.with(|m| {
+            let mut m = m.borrow_mut();
+            if let Some(id) = m.get(&(kind, name.to_string())) {
+                return Some(*id);
+            }
+            let t = match kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Histogram => MetricType::Histogram,
+            };
+            let id = hostcalls::define_metric(t, name).ok()?;
+            m.insert((kind, name.to_string()), id);
+            Some(id)
+        });
+        if let Some(id) = id {
+            let _ = match kind {
+                MetricKind::Counter => {
+                    hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX))
+                }
+                MetricKind::Histogram => hostcalls::record_metric(id, value),
+            };
+        }
     }
 
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
@@ -220,6 +254,12 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
+    fn on_log(&mut self) {
+        if let Some(ex) = self.exchange.as_mut() {
+            ex.on_done(&mut self.host);
+        }
+    }
+
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(ex) = self.exchange.as_mut() else {
             send(&LocalResponse::json(
@@ -265,6 +305,7 @@ impl HttpContext for Http {
         let Some(ex) = self.exchange.as_mut() else {
             return Action::Continue;
         };
+        ex.on_response_start(&mut self.host);
         if !ex.wants_response() {
             return Action::Continue;
         }

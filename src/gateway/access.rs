@@ -5,6 +5,7 @@
 use super::auth::{self, AsMetadata, Authn, Grants, AS_METADATA_PATHS};
 use super::exchange::{Call, Exchange, FanOp, FanOut, State};
 use super::host::{CallResponse, HeadersAction, Host, Level, LocalResponse, Outbound};
+use super::stats::ErrorKind;
 use crate::protocol::http::path_only;
 use crate::protocol::jsonrpc::{error_json, BACKEND_ERROR};
 
@@ -216,11 +217,13 @@ impl Exchange {
                 Ok(())
             }
             Authn::Missing => {
+                self.req.stats.error.get_or_insert(ErrorKind::Unauthorized);
                 let r = auth.unauthorized(false, &self.req.cors);
                 Err(self.respond(r))
             }
             Authn::Invalid(why) => {
                 host.log(Level::Info, &format!("401: {why}"));
+                self.req.stats.error.get_or_insert(ErrorKind::Unauthorized);
                 let r = auth.unauthorized(true, &self.req.cors);
                 Err(self.respond(r))
             }
@@ -261,6 +264,7 @@ impl Exchange {
             None => format!("backend {} is not allowed for this token", b.name),
         };
         host.log(Level::Info, &format!("403 for {}: {what}", p.subject));
+        self.req.stats.error.get_or_insert(ErrorKind::Forbidden);
         let r = auth.forbidden(
             self.req.request_id.as_deref(),
             scope.as_deref(),

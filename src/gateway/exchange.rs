@@ -11,12 +11,13 @@ use super::host::{
 use super::naming::Resolved;
 use super::revocation::Revocations;
 use super::session::{caps, BackendSession, Session, SessionError};
+use super::stats::{self, names, Cardinality, ErrorKind, RequestStats};
 use super::stream::{SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, accepts, media_type, path_only};
 use crate::protocol::jsonrpc::{
-    self, error_json, result_json, Kind, RawObject, BACKEND_ERROR, INTERNAL_ERROR, INVALID_REQUEST,
-    METHOD_NOT_FOUND,
+    self, error_json, result_json, Kind, RawObject, BACKEND_ERROR, INTERNAL_ERROR, INVALID_PARAMS,
+    INVALID_REQUEST, METHOD_NOT_FOUND,
 };
 use crate::protocol::mcp::{self, ListKind, Notification, Request, Version};
 use serde_json::value::RawValue;
@@ -26,12 +27,17 @@ use std::sync::Arc;
 pub struct Gateway {
     pub cfg: Config,
     pub revocations: Revocations,
+    pub cardinality: Cardinality,
 }
 
 impl Gateway {
     pub fn new(cfg: Config) -> Gateway {
         let revocations = Revocations::new(cfg.session_ttl_ms);
-        Gateway { cfg, revocations }
+        Gateway {
+            cfg,
+            revocations,
+            cardinality: Cardinality::default(),
+        }
     }
 }
 
@@ -58,6 +64,10 @@ pub(super) struct RequestCtx {
     pub cors: Vec<(String, String)>,
     /// The client ranks SSE first: the gateway's own answers use it too.
     pub prefer_sse: bool,
+    /// What the request's metrics and access-log fields will say.
+    pub stats: RequestStats,
+    /// When the current fan-out started (for its latency histogram).
+    pub fanout_started_ms: u64,
 }
 
 pub(super) enum State {
@@ -181,8 +191,67 @@ impl Exchange {
 
     /// A JSON-RPC error for the current request (HTTP `status`).
     pub(super) fn error(&mut self, status: u16, code: i64, message: &str) -> LocalResponse {
+        if self.req.stats.error.is_none() {
+            self.req.stats.error = classify(status, code);
+        }
         let r = json_error(status, self.req.request_id.as_deref(), code, message);
         self.respond(r)
+    }
+
+    /// Record the kind of a failure (the first one recorded wins).
+    pub(super) fn note(&mut self, kind: ErrorKind) {
+        self.req.stats.error.get_or_insert(kind);
+    }
+
+    /// Publish an access-log field (`wasm.mcpgw.<name>` filter state in Envoy).
+    pub(super) fn publish(&self, host: &dyn Host, name: &str, value: &str) {
+        host.set_property(&format!("mcpgw.{name}"), value);
+    }
+
+    /// The response is starting (ours or a backend's): publish the access-log
+    /// fields while Envoy can still log them (its access loggers run before
+    /// the filter's end-of-stream callback).
+    pub fn on_response_start(&mut self, host: &mut dyn Host) {
+        if matches!(self.state, State::Start | State::NotOurs) {
+            return;
+        }
+        if let Some(b) = &self.req.stats.backend {
+            self.publish(host, "backend", b);
+        }
+        if let Some(t) = &self.req.tool {
+            self.publish(host, "tool", t);
+        }
+        if let Some(e) = self.req.stats.error {
+            self.publish(host, "error", e.label());
+        }
+    }
+
+    /// The request is over: report its metrics.
+    pub fn on_done(&mut self, host: &mut dyn Host) {
+        if self.req.stats.reported || matches!(self.state, State::Start | State::NotOurs) {
+            return;
+        }
+        self.req.stats.reported = true;
+        let method = method_label(self.req.stats.method.as_deref().unwrap_or("invalid"));
+        let failed = self.req.stats.error.is_some() || self.req.stats.backend_error;
+        let outcome = if failed { "error" } else { "ok" };
+        stats::count(
+            host,
+            names::REQUESTS,
+            &[("method", method), ("outcome", outcome)],
+        );
+        if let Some(kind) = self.req.stats.error {
+            stats::count(host, names::ERRORS, &[("kind", kind.label())]);
+        }
+        if let (Some(tool), Some(backend)) = (self.req.tool.clone(), self.req.stats.backend.clone())
+        {
+            let tool = self.gw.cardinality.tool_label(&tool);
+            stats::count(
+                host,
+                names::TOOL_CALLS,
+                &[("backend", &backend), ("tool", &tool), ("outcome", outcome)],
+            );
+        }
     }
 
     /// Whether the adapter should hand over the request body.
@@ -243,6 +312,7 @@ impl Exchange {
         let strip_route = HeaderOp::Remove(self.cfg().route_header.clone());
         let path = header(headers, ":path").unwrap_or("");
         let method = header(headers, ":method").unwrap_or("").to_string();
+        self.req.stats.method = Some(format!("http.{}", method.to_ascii_lowercase()));
         if let Some(action) = self.well_known(host, &method, path) {
             return action;
         }
@@ -260,6 +330,7 @@ impl Exchange {
 
         if let Some(origin) = header(headers, h::ORIGIN) {
             if !self.origin_allowed(origin) {
+                self.note(ErrorKind::Origin);
                 host.log(
                     Level::Warn,
                     &format!("refused Origin {origin:?} (not in allowed_origins)"),
@@ -332,8 +403,14 @@ impl Exchange {
                 self.state = State::AwaitBody;
                 HeadersAction::NeedBody
             }
-            "GET" => self.open_stream(host, headers, accept),
-            "DELETE" => self.delete(host, headers),
+            "GET" => {
+                self.req.stats.method = Some("http.get".into());
+                self.open_stream(host, headers, accept)
+            }
+            "DELETE" => {
+                self.req.stats.method = Some("http.delete".into());
+                self.delete(host, headers)
+            }
             _ => {
                 let r = self
                     .error(
@@ -407,16 +484,26 @@ impl Exchange {
                     .revocations
                     .is_revoked(host, &s.sid, s.expires_ms(cfg.session_ttl_ms))
                 {
+                    self.note(ErrorKind::DeletedSession);
                     return Err(self.error(
                         404,
                         INVALID_REQUEST,
                         "Not Found: session was deleted; initialize a new one",
                     ));
                 }
+                self.publish(
+                    host,
+                    "session",
+                    &super::fanout::session_tag(&cfg.keys, &s.sid),
+                );
                 self.req.session = Some(s);
                 Ok(())
             }
-            Err(SessionError::Expired) => Err(self.error(
+            Err(SessionError::Expired) => Err({
+                self.note(ErrorKind::ExpiredSession);
+                self
+            }
+            .error(
                 404,
                 INVALID_REQUEST,
                 "Not Found: session expired; initialize a new one",
@@ -437,11 +524,14 @@ impl Exchange {
         self.load_session(host, headers)?;
         match self.req.session.clone() {
             Some(s) => Ok(s),
-            None => Err(self.error(
-                400,
-                INVALID_REQUEST,
-                "Bad Request: Mcp-Session-Id header is required",
-            )),
+            None => {
+                self.note(ErrorKind::MissingSession);
+                Err(self.error(
+                    400,
+                    INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                ))
+            }
         }
     }
 
@@ -532,6 +622,7 @@ impl Exchange {
             Err(r) => return HeadersAction::Respond(r),
         };
         let expires = session.expires_ms(self.cfg().session_ttl_ms);
+        stats::count(host, names::SESSIONS_DELETED, &[]);
         if !self.gw.revocations.revoke(host, &session.sid, expires) {
             host.log(
                 Level::Error,
@@ -580,10 +671,24 @@ impl Exchange {
         }
         let msg = match jsonrpc::parse(body) {
             Ok(m) => m,
-            Err(e) => return BodyAction::Respond(self.error(400, e.code(), &e.message())),
+            Err(e) => {
+                self.note(ErrorKind::InvalidJsonRpc);
+                self.req.stats.method = Some("invalid".into());
+                return BodyAction::Respond(self.error(400, e.code(), &e.message()));
+            }
         };
         self.req.request_id = msg.id.map(|i| i.get().to_string());
         self.req.method = msg.method.as_deref().map(str::to_string);
+        self.req.stats.method = Some(match msg.kind {
+            Kind::Response | Kind::Error => "jsonrpc.response".to_string(),
+            _ => self.req.method.clone().unwrap_or_default(),
+        });
+        if let Some(m) = &self.req.stats.method {
+            self.publish(host, "method", m);
+        }
+        if let Some(id) = &self.req.request_id {
+            self.publish(host, "jsonrpc_id", id);
+        }
         let modern = self
             .req
             .header_version
@@ -600,6 +705,7 @@ impl Exchange {
                     return self.initialize(host, &msg, body);
                 }
                 let Some(session) = self.req.session.clone() else {
+                    self.note(ErrorKind::MissingSession);
                     return BodyAction::Respond(self.error(
                         400,
                         INVALID_REQUEST,
@@ -638,6 +744,7 @@ impl Exchange {
             }
             Kind::Notification => {
                 let Some(session) = self.req.session.clone() else {
+                    self.note(ErrorKind::MissingSession);
                     return BodyAction::Respond(self.error(
                         400,
                         INVALID_REQUEST,
@@ -660,6 +767,7 @@ impl Exchange {
             }
             Kind::Response | Kind::Error => {
                 let Some(session) = self.req.session.clone() else {
+                    self.note(ErrorKind::MissingSession);
                     return BodyAction::Respond(self.error(
                         400,
                         INVALID_REQUEST,
@@ -800,6 +908,36 @@ pub(super) fn append_error_event(out: &mut Vec<u8>, id: Option<&str>, message: &
     let e =
         crate::protocol::sse::Event::data(error_json(raw.as_deref(), BACKEND_ERROR, message, None));
     e.write(out);
+}
+
+/// The `method` label: MCP's own methods, or a fixed word (client-chosen
+/// method names never become labels).
+fn method_label(m: &str) -> &str {
+    if Request::classify(m) != Request::Unknown || Notification::classify(m) != Notification::Other
+    {
+        return m;
+    }
+    match m {
+        "http.get" | "http.delete" | "http.post" | "jsonrpc.response" | "invalid" => m,
+        _ if m.starts_with("notifications/") => "notifications/other",
+        _ => "other",
+    }
+}
+
+/// The error kind of a gateway answer, from its status and JSON-RPC code.
+fn classify(status: u16, code: i64) -> Option<ErrorKind> {
+    Some(match (status, code) {
+        (400, jsonrpc::PARSE_ERROR) | (400, INVALID_REQUEST) => ErrorKind::InvalidJsonRpc,
+        (401, _) => ErrorKind::Unauthorized,
+        (403, _) => ErrorKind::Forbidden,
+        (404, _) => ErrorKind::UnknownSession,
+        (413, _) => ErrorKind::TooLarge,
+        (400..=499, _) => ErrorKind::BadRequest,
+        (_, METHOD_NOT_FOUND) => ErrorKind::UnknownMethod,
+        (_, INVALID_PARAMS) => ErrorKind::InvalidParams,
+        (_, BACKEND_ERROR) => ErrorKind::BackendFailure,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -1407,15 +1407,188 @@ fn local_answers_follow_the_clients_preferred_framing() {
     let mut headers = hdrs("POST", &[("mcp-session-id", &sid)]);
     headers[3].1 = "text/event-stream, application/json".into();
     let mut ex = Exchange::new(h.gw.clone());
-    assert_eq!(ex.on_request_headers(&mut h.host, &headers, false), H::NeedBody);
-    let B::Respond(r) = ex.on_request_body(&mut h.host, br#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#) else {
+    assert_eq!(
+        ex.on_request_headers(&mut h.host, &headers, false),
+        H::NeedBody
+    );
+    let B::Respond(r) =
+        ex.on_request_body(&mut h.host, br#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#)
+    else {
         panic!()
     };
-    assert_eq!(header(&r.headers, "content-type"), Some("text/event-stream"));
-    assert_eq!(String::from_utf8(r.body).unwrap(), "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{}}\n\n");
+    assert_eq!(
+        header(&r.headers, "content-type"),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        String::from_utf8(r.body).unwrap(),
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{}}\n\n"
+    );
     // Errors with an HTTP status stay JSON.
     let mut ex = Exchange::new(h.gw.clone());
-    assert_eq!(ex.on_request_headers(&mut h.host, &headers, false), H::NeedBody);
-    let B::Respond(r) = ex.on_request_body(&mut h.host, b"{bad") else { panic!() };
-    assert_eq!((r.status, header(&r.headers, "content-type")), (400, Some("application/json")));
+    assert_eq!(
+        ex.on_request_headers(&mut h.host, &headers, false),
+        H::NeedBody
+    );
+    let B::Respond(r) = ex.on_request_body(&mut h.host, b"{bad") else {
+        panic!()
+    };
+    assert_eq!(
+        (r.status, header(&r.headers, "content-type")),
+        (400, Some("application/json"))
+    );
+}
+
+#[test]
+fn metrics_and_access_log_fields() {
+    use crate::gateway::stats::{metric_name, names};
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    // (initialize is reported once its exchange ends; this harness drops it.)
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"alpha__echo"}}),
+    );
+    ex.on_response_start(&mut h.host);
+    let _ = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "200".into()),
+            ("content-type".into(), "text/event-stream".into()),
+        ],
+    );
+    let _ = ex.on_response_body(
+        &mut h.host,
+        br#"data: {"jsonrpc":"2.0","id":"c1","result":{"content":[]}}
+
+"#,
+        true,
+    );
+    ex.on_done(&mut h.host);
+    ex.on_done(&mut h.host);
+    assert_eq!(
+        h.host.counter(&metric_name(
+            names::TOOL_CALLS,
+            &[
+                ("backend", "alpha"),
+                ("tool", "alpha__echo"),
+                ("outcome", "ok")
+            ]
+        )),
+        1,
+        "counted once: {:?}",
+        h.host.metrics.borrow()
+    );
+    assert_eq!(
+        h.host.counter(&metric_name(
+            names::REQUESTS,
+            &[("method", "tools/call"), ("outcome", "ok")]
+        )),
+        1
+    );
+    let published = h.host.published.borrow().clone();
+    assert_eq!(
+        published.get("mcpgw.method").map(String::as_str),
+        Some("tools/call")
+    );
+    assert_eq!(
+        published.get("mcpgw.tool").map(String::as_str),
+        Some("alpha__echo")
+    );
+    assert_eq!(
+        published.get("mcpgw.backend").map(String::as_str),
+        Some("alpha")
+    );
+    assert_eq!(
+        published.get("mcpgw.jsonrpc_id").map(String::as_str),
+        Some("\"c1\"")
+    );
+    assert_eq!(published.get("mcpgw.session").map(String::len), Some(16));
+
+    // A tool the backend fails: outcome error, no gateway error kind.
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"beta__echo"}}),
+    );
+    let _ = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+    );
+    let _ = ex.on_response_body(
+        &mut h.host,
+        br#"{"jsonrpc":"2.0","id":2,"error":{"code":-1,"message":"x"}}"#,
+        true,
+    );
+    ex.on_done(&mut h.host);
+    assert_eq!(
+        h.host.counter(&metric_name(
+            names::TOOL_CALLS,
+            &[
+                ("backend", "beta"),
+                ("tool", "beta__echo"),
+                ("outcome", "error")
+            ]
+        )),
+        1
+    );
+
+    // Gateway-side errors by kind.
+    for (session, msg, kind) in [
+        (
+            Some("forged"),
+            json!({"jsonrpc":"2.0","id":3,"method":"ping"}),
+            "unknown_session",
+        ),
+        (
+            None,
+            json!({"jsonrpc":"2.0","id":4,"method":"tools/list"}),
+            "missing_session",
+        ),
+        (
+            Some(sid.as_str()),
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"alpha__admin_reset"}}),
+            "unknown_tool",
+        ),
+        (
+            Some(sid.as_str()),
+            json!({"jsonrpc":"2.0","id":6,"method":"nope/nope"}),
+            "unknown_method",
+        ),
+    ] {
+        let (mut ex, _) = h.post(session, msg);
+        ex.on_done(&mut h.host);
+        assert_eq!(
+            h.host
+                .counter(&metric_name(names::ERRORS, &[("kind", kind)])),
+            1,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        h.host.counter(&metric_name(
+            names::REQUESTS,
+            &[("method", "other"), ("outcome", "error")]
+        )),
+        1,
+        "unknown methods are not labels"
+    );
+
+    // Sessions created/deleted and fan-out latency.
+    assert_eq!(h.host.counter(names::SESSIONS_CREATED), 1);
+    let mut ex = Exchange::new(h.gw.clone());
+    let _ = ex.on_request_headers(
+        &mut h.host,
+        &hdrs("DELETE", &[("mcp-session-id", &sid)]),
+        true,
+    );
+    assert_eq!(h.host.counter(names::SESSIONS_DELETED), 1);
+    assert!(h
+        .host
+        .metrics
+        .borrow()
+        .keys()
+        .any(|k| k.starts_with("mcpgw.fanout_duration_ms;.;method=.=initialize")));
 }

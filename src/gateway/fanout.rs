@@ -3,6 +3,7 @@
 //! look-ups that find which unprefixed backend owns a bare name.
 
 use super::config::Backend;
+use super::crypto::Keyring;
 use super::crypto::NONCE_LEN;
 use super::exchange::{
     result_json_str, Call, Exchange, FanOp, FanOut, Lookup, NameKind, State, CALL_ACCEPT,
@@ -10,6 +11,7 @@ use super::exchange::{
 use super::host::{BodyAction, CallResponse, Host, Level, LocalResponse, Outbound};
 use super::merge::{self, ListPage};
 use super::session::{caps, BackendSession, Session};
+use super::stats::{self, names, ErrorKind};
 use super::stream::{self, StreamCtx};
 use super::tokens::ListCursor;
 use crate::protocol::http as h;
@@ -18,6 +20,12 @@ use crate::protocol::jsonrpc::{
     INVALID_PARAMS, INVALID_REQUEST,
 };
 use crate::protocol::mcp::{self, ListKind, Version};
+
+/// A short, keyed tag of a session for access logs (not the id itself).
+pub(super) fn session_tag(keys: &Keyring, sid: &[u8; 16]) -> String {
+    let n = keys.synthetic_nonce(&[b"log", sid]);
+    n.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
 
 impl Exchange {
     /// A side call to backend `i` (fan-out), with its credentials and session.
@@ -104,6 +112,7 @@ impl Exchange {
                 ),
             }
         }
+        self.req.fanout_started_ms = host.now_ms();
         self.state = State::FanOut(FanOut { op, calls });
         match self.maybe_finish(host) {
             Some(a) => a,
@@ -176,6 +185,9 @@ impl Exchange {
                 (Ok(init), sid) => joined.push((c.backend, init, sid)),
                 (Err(e), _) => failures.push(format!("{}: {e}", b.name)),
             }
+            if !joined.iter().any(|(i, _, _)| *i == c.backend) {
+                stats::count(host, names::INIT_BACKEND_FAILURES, &[("backend", &b.name)]);
+            }
         }
         for f in &failures {
             host.log(
@@ -220,6 +232,12 @@ impl Exchange {
             .collect();
         let result = merge::initialize_result(&self.gw.cfg, negotiated, &parts);
         let token = session.seal(&self.gw.cfg.keys, &nonce);
+        stats::count(host, names::SESSIONS_CREATED, &[]);
+        self.publish(
+            host,
+            "session",
+            &session_tag(&self.gw.cfg.keys, &session.sid),
+        );
         let names: Vec<&str> = parts.iter().map(|(b, _)| b.name.as_str()).collect();
         host.log(
             Level::Info,
@@ -342,7 +360,10 @@ impl Exchange {
                 .and_then(|m| merge::result_of(&m).map(str::to_string))
             {
                 Ok(r) => results.push((c.backend, r)),
-                Err(e) => failures.push(format!("{name}: {e}")),
+                Err(e) => {
+                    stats::count(host, names::BACKEND_FAILURES, &[("backend", &name)]);
+                    failures.push(format!("{name}: {e}"));
+                }
             }
         }
         for f in &failures {
@@ -388,6 +409,7 @@ impl Exchange {
                     "name collision: \"{name}\" is offered by backends {first} and {second}; set their prefix mode to prefix names (e.g. \"prefix\": \"always\")"
                 );
                 host.log(Level::Error, &m);
+                self.note(ErrorKind::Collision);
                 return self.error(200, INTERNAL_ERROR, &m);
             }
         };
@@ -470,6 +492,18 @@ impl Exchange {
                 self.log_backend(host, c.backend, &format!("answered HTTP {status}"));
             }
         }
+        let op = match &f.op {
+            FanOp::Initialize { .. } => "initialize",
+            FanOp::List { kind } => kind.method(),
+            FanOp::SetLevel => "logging/setLevel",
+            FanOp::Notify => "notification",
+            FanOp::Delete => "http.delete",
+            FanOp::Lookup(_) => "lookup",
+            FanOp::FirstSuccess => "first_success",
+            FanOp::AsMetadata => "authorization_server_metadata",
+        };
+        let elapsed = host.now_ms().saturating_sub(self.req.fanout_started_ms);
+        stats::observe(host, names::FANOUT_MS, &[("method", op)], elapsed);
         let r = match f.op {
             FanOp::Initialize { negotiated } => self.finish_initialize(host, negotiated, f.calls),
             FanOp::List { kind } => self.finish_list(host, kind, f.calls),
@@ -601,6 +635,7 @@ impl Exchange {
             [] if !next.is_empty() => self.lookup_pages(host, &session, l, &next),
             [] => {
                 let m = l.what.unknown(&l.name);
+                self.note(ErrorKind::UnknownTool);
                 BodyAction::Respond(self.error(200, INVALID_PARAMS, &m))
             }
             many => {
@@ -615,6 +650,7 @@ impl Exchange {
                     names.join(" and ")
                 );
                 host.log(Level::Error, &m);
+                self.note(ErrorKind::Collision);
                 BodyAction::Respond(self.error(200, INTERNAL_ERROR, &m))
             }
         }
@@ -645,7 +681,7 @@ impl Exchange {
                     method: self.req.method.clone(),
                     request_id: self.req.request_id.clone(),
                 };
-                let mut answered = false;
+                let mut answered = stream::Answer::default();
                 let body = stream::rewrite_message(&self.gw, &ctx, text, &mut answered)
                     .unwrap_or_else(|| text.clone());
                 LocalResponse::json(200, body)

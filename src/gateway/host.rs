@@ -68,6 +68,17 @@ pub trait Host {
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError>;
     /// A stream property by path (e.g. dynamic metadata another filter set).
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Publish a value for this stream (Envoy: filter state `wasm.<name>`,
+    /// readable by access logs).
+    fn set_property(&self, name: &str, value: &str);
+    /// Add to a counter or record a histogram sample.
+    fn metric(&self, kind: MetricKind, name: &str, value: u64);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
 }
 
 /// A change to the request or response headers.

@@ -17,6 +17,7 @@ pub mod naming;
 pub mod revocation;
 mod route;
 pub mod session;
+pub mod stats;
 pub mod stream;
 pub mod tokens;
 

@@ -10,6 +10,7 @@ use super::host::{
 };
 use super::naming::{Naming, Resolved};
 use super::session::Session;
+use super::stats::{self, names, ErrorKind};
 use super::stream::{self, SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, media_type};
@@ -70,6 +71,9 @@ impl Exchange {
         expects_response: bool,
     ) -> BodyAction {
         let mut headers = self.upstream_headers(session, backend);
+        if let Some(b) = self.gw.cfg.backends.get(backend) {
+            self.req.stats.backend = Some(b.name.clone());
+        }
         if let Some(b) = &body {
             headers.push(HeaderOp::Set(h::CONTENT_LENGTH.into(), b.len().to_string()));
         }
@@ -130,6 +134,7 @@ impl Exchange {
                 return self.lookup(host, session, what, &name, &candidates);
             }
             Resolved::Unknown => {
+                self.note(ErrorKind::UnknownTool);
                 return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
             }
         };
@@ -144,6 +149,7 @@ impl Exchange {
                 Level::Info,
                 &format!("refused hidden {} {name}", what.label()),
             );
+            self.note(ErrorKind::UnknownTool);
             return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
         }
         if let Err(r) = self.authorize(host, i) {
@@ -398,6 +404,10 @@ impl Exchange {
                 Level::Info,
                 &format!("backend {name} answered 404: its session ended"),
             );
+            self.req
+                .stats
+                .error
+                .get_or_insert(ErrorKind::ExpiredSession);
             json_error(
                 404,
                 None,
@@ -422,6 +432,11 @@ impl Exchange {
                 Level::Warn,
                 &format!("backend {name} failed: {what} ({ct})"),
             );
+            self.req
+                .stats
+                .error
+                .get_or_insert(ErrorKind::BackendFailure);
+            stats::count(host, names::BACKEND_FAILURES, &[("backend", &name)]);
             let m = format!("backend {name} failed: {what}");
             if expects {
                 json_error(200, self.req.request_id.as_deref(), BACKEND_ERROR, &m)
@@ -454,8 +469,10 @@ impl Exchange {
                 let Ok(text) = std::str::from_utf8(body) else {
                     return ResponseBodyAction::Continue;
                 };
-                let mut answered = false;
-                match stream::rewrite_message(&gw, &r.ctx, text, &mut answered) {
+                let mut answered = stream::Answer::default();
+                let rewritten = stream::rewrite_message(&gw, &r.ctx, text, &mut answered);
+                self.req.stats.backend_error |= answered.error;
+                match rewritten {
                     Some(new) => ResponseBodyAction::Replace(new.into_bytes()),
                     None => ResponseBodyAction::Continue,
                 }
@@ -483,9 +500,10 @@ impl Exchange {
                     r.mode = Mode::Drop;
                     return ResponseBodyAction::Replace(out);
                 }
+                self.req.stats.backend_error |= rw.answer.error;
                 if end_of_stream {
                     let cut = rw.finish();
-                    if r.expects_response && !rw.answered && !rw.resumable {
+                    if r.expects_response && !rw.answer.seen && !rw.resumable {
                         let name = gw
                             .cfg
                             .backends
@@ -498,6 +516,11 @@ impl Exchange {
                             "closed its event stream without answering"
                         };
                         host.log(Level::Warn, &format!("backend {name} {why}"));
+                        self.req
+                            .stats
+                            .error
+                            .get_or_insert(ErrorKind::BackendFailure);
+                        stats::count(host, names::BACKEND_FAILURES, &[("backend", name)]);
                         append_error_event(
                             &mut out,
                             r.ctx.request_id.as_deref(),

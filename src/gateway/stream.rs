@@ -19,6 +19,13 @@ use crate::protocol::jsonrpc::{self, json_string, Kind, RawObject};
 use crate::protocol::sse::{self, Item};
 use serde_json::Value;
 
+/// Whether (and how) a backend's message answered the client's request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub seen: bool,
+    pub error: bool,
+}
+
 /// Who the stream belongs to.
 #[derive(Debug, Clone)]
 pub struct StreamCtx {
@@ -36,12 +43,12 @@ impl StreamCtx {
 }
 
 /// Rewrite one JSON-RPC message from the backend. `Ok(None)`: unchanged.
-/// `answers` is set when the message is the response to the client's request.
+/// `answer` records whether the message answered the client's request, and how.
 pub fn rewrite_message(
     gw: &Gateway,
     ctx: &StreamCtx,
     text: &str,
-    answers: &mut bool,
+    answer: &mut Answer,
 ) -> Option<String> {
     let Ok(msg) = jsonrpc::parse(text.as_bytes()) else {
         return None;
@@ -99,7 +106,8 @@ pub fn rewrite_message(
             if !is_answer {
                 return None;
             }
-            *answers = true;
+            answer.seen = true;
+            answer.error = msg.kind == Kind::Error;
             let result = msg.result?;
             let method = ctx.method.as_deref()?;
             let new_result = rewrite_result(gw, &ctx.sid, backend, method, result.get())?;
@@ -241,7 +249,7 @@ pub struct SseRewrite {
     parser: sse::Parser,
     items: Vec<Item>,
     /// The client's request has been answered in this stream.
-    pub answered: bool,
+    pub answer: Answer,
     /// The backend gave event ids, so the client can resume after a drop.
     pub resumable: bool,
 }
@@ -251,7 +259,7 @@ impl SseRewrite {
         SseRewrite {
             parser: sse::Parser::new(max_event),
             items: Vec::new(),
-            answered: false,
+            answer: Answer::default(),
             resumable: false,
         }
     }
@@ -295,7 +303,7 @@ impl SseRewrite {
                 }
                 if ev.event_type() == "message" {
                     if let Some(data) = ev.data.as_deref() {
-                        if let Some(new) = rewrite_message(gw, ctx, data, &mut self.answered) {
+                        if let Some(new) = rewrite_message(gw, ctx, data, &mut self.answer) {
                             ev.data = Some(new);
                         }
                     }
@@ -346,7 +354,7 @@ mod tests {
             rw.feed(&gw, &host, &c, &stream[..split], &mut out).unwrap();
             rw.feed(&gw, &host, &c, &stream[split..], &mut out).unwrap();
             assert!(!rw.finish());
-            assert!(rw.answered && rw.resumable);
+            assert!(rw.answer.seen && !rw.answer.error && rw.resumable);
             outputs.push(out);
         }
         let items = sse::parse_all(&outputs[0], 1 << 20).unwrap();
@@ -385,7 +393,7 @@ mod tests {
     fn cancellation_names_the_same_wrapped_id() {
         let gw = gateway(r#"[{"name":"a","cluster":"a"},{"name":"b","cluster":"b"}]"#);
         let c = ctx("tools/call");
-        let mut answered = false;
+        let mut answered = Answer::default();
         let req = rewrite_message(
             &gw,
             &c,
@@ -404,19 +412,19 @@ mod tests {
         let cancel: Value = serde_json::from_str(&cancel).unwrap();
         assert_eq!(req["id"], cancel["params"]["requestId"]);
         assert_eq!(cancel["params"]["reason"], "x");
-        assert!(!answered);
+        assert!(!answered.seen);
     }
 
     #[test]
     fn untouched_messages_pass_byte_for_byte() {
         let gw = gateway(r#"[{"name":"a","cluster":"a"}]"#);
-        let mut answered = false;
+        let mut answered = Answer::default();
         let text = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"resource_link","uri":"test://r"}]}}"#;
         // Single backend: bare URIs, nothing to rewrite.
         assert_eq!(
             rewrite_message(&gw, &ctx("tools/call"), text, &mut answered),
             None
         );
-        assert!(answered);
+        assert!(answered.seen);
     }
 }

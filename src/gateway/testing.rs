@@ -15,6 +15,8 @@ pub struct FakeHost {
     pub calls: Vec<(u32, Outbound)>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     pub properties: RefCell<HashMap<String, Vec<u8>>>,
+    pub published: RefCell<HashMap<String, String>>,
+    pub metrics: RefCell<HashMap<String, u64>>,
     pub fail_dispatch: bool,
 }
 
@@ -27,12 +29,19 @@ impl Default for FakeHost {
             calls: Vec::new(),
             shared: RefCell::new(HashMap::new()),
             properties: RefCell::new(HashMap::new()),
+            published: RefCell::new(HashMap::new()),
+            metrics: RefCell::new(HashMap::new()),
             fail_dispatch: false,
         }
     }
 }
 
 impl FakeHost {
+    /// A counter's value, by its full name (with labels).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.metrics.borrow().get(name).copied().unwrap_or(0)
+    }
+
     pub fn set_property(&self, path: &[&str], value: &str) {
         self.properties
             .borrow_mut()
@@ -89,6 +98,19 @@ impl Host for FakeHost {
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.properties.borrow().get(&path.join("/")).cloned()
+    }
+    fn set_property(&self, name: &str, value: &str) {
+        self.published
+            .borrow_mut()
+            .insert(name.to_string(), value.to_string());
+    }
+    fn metric(&self, kind: super::host::MetricKind, name: &str, value: u64) {
+        let mut m = self.metrics.borrow_mut();
+        let e = m.entry(name.to_string()).or_insert(0);
+        match kind {
+            super::host::MetricKind::Counter => *e += value,
+            super::host::MetricKind::Histogram => *e = value,
+        }
     }
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
         let mut m = self.shared.borrow_mut();
