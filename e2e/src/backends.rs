@@ -244,7 +244,15 @@ fn json_number(value: f64) -> serde_json::Value {
 /// The JSON text `whoami` returns: selected headers of the HTTP request that
 /// carried the tool call.
 fn whoami_text(ctx: &RequestContext<RoleServer>) -> String {
-    const HEADERS: [&str; 4] = ["authorization", "x-api-key", "mcp-protocol-version", "host"];
+    const HEADERS: [&str; 7] = [
+        "authorization",
+        "x-api-key",
+        "mcp-protocol-version",
+        "host",
+        "traceparent",
+        "tracestate",
+        "baggage",
+    ];
     let parts = ctx.extensions.get::<http::request::Parts>();
     let mut out = serde_json::Map::new();
     for name in HEADERS {

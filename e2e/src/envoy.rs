@@ -42,6 +42,12 @@ pub fn wasm_path() -> PathBuf {
     p
 }
 
+/// Replaced by the per-instance access log path when Envoy starts.
+pub const ACCESS_LOG_PLACEHOLDER: &str = "__MCPGW_ACCESS_LOG__";
+
+/// The JSON access-log line the shipped configs write (flow style YAML).
+pub const ACCESS_LOG_FORMAT: &str = "{start_time: \"%START_TIME%\", method: \"%REQ(:METHOD)%\", path: \"%REQ(:PATH)%\", status: \"%RESPONSE_CODE%\", duration_ms: \"%DURATION%\", upstream_cluster: \"%UPSTREAM_CLUSTER%\", mcp_method: \"%FILTER_STATE(wasm.mcpgw.method:PLAIN)%\", mcp_tool: \"%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%\", mcp_backend: \"%FILTER_STATE(wasm.mcpgw.backend:PLAIN)%\", jsonrpc_id: \"%FILTER_STATE(wasm.mcpgw.jsonrpc_id:PLAIN)%\", mcp_session: \"%FILTER_STATE(wasm.mcpgw.session:PLAIN)%\", mcp_error: \"%FILTER_STATE(wasm.mcpgw.error:PLAIN)%\", traceparent: \"%REQ(TRACEPARENT)%\"}";
+
 /// An upstream cluster for the generated config.
 #[derive(Clone, Debug)]
 pub struct Cluster {
@@ -124,10 +130,13 @@ pub fn render_opts(
         )
     };
     let plugin_json_yaml = serde_json::to_string(plugin_json).unwrap_or_default();
+    let stats_config = mcpgw::gateway::stats::envoy_stats_config_yaml();
     format!(
         r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-static_resources:
+# Histograms merge when /stats is read, so tests see them at once.
+stats_flush_on_admin: true
+{stats_config}static_resources:
   listeners:
   - name: mcp
     address: {{socket_address: {{address: 127.0.0.1, port_value: {listener_port}}}}}
@@ -138,6 +147,13 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: mcp
           stream_idle_timeout: 300s
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {ACCESS_LOG_PLACEHOLDER}
+              log_format:
+                json_format: {ACCESS_LOG_FORMAT}
           route_config:
             virtual_hosts:
             - name: mcp
@@ -201,6 +217,8 @@ impl Envoy {
     pub fn try_start_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Envoy, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("envoy.yaml");
+        let access_log = dir.path().join("access.log");
+        let yaml = yaml.replace(ACCESS_LOG_PLACEHOLDER, &access_log.display().to_string());
         std::fs::write(&cfg, yaml).expect("write envoy.yaml");
         let admin_file = dir.path().join("admin");
         let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log file");
@@ -211,6 +229,8 @@ impl Envoy {
             .arg(&admin_file)
             .args(["--disable-hot-restart", "--concurrency", "2", "-l", "info"])
             .args(["--component-log-level", "wasm:debug"])
+            // Access-log lines reach the file quickly (tests read them).
+            .args(["--file-flush-interval-msec", "100"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

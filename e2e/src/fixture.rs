@@ -88,6 +88,10 @@ const LOGGER: &str = "conformance-fixture";
 /// it answers (the client must have resumed the stream by then).
 pub const RECONNECTION_DELAY: Duration = Duration::from_millis(500);
 
+/// The `retry` hint of the fixture's priming events: how long a client waits
+/// before it resumes a cut stream. Well below [`RECONNECTION_DELAY`].
+pub const RESUME_RETRY: Duration = Duration::from_millis(100);
+
 /// Largest request body the stream-cutting layer buffers (rmcp's own limit).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -153,9 +157,14 @@ pub async fn spawn_on(port: u16) -> std::io::Result<FixtureServer> {
         .with_legacy_session_mode(true)
         .with_json_response(false)
         .with_cancellation_token(ct.child_token());
+    // Clients wait the priming event's `retry` before resuming a cut stream;
+    // it must be well below RECONNECTION_DELAY, because rmcp forgets a
+    // request's events once it has answered (a later resume gets nothing).
+    let mut session_manager = LocalSessionManager::default();
+    session_manager.session_config.sse_retry = Some(RESUME_RETRY);
     let service = StreamableHttpService::new(
         || Ok(Fixture::new()),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(session_manager),
         config,
     );
     let router = axum::Router::new()

@@ -74,3 +74,73 @@ impl Stack {
         }
     }
 }
+
+/// The conformance fixture and alpha behind mcpgw, both prefixed (the default
+/// `when-multiplexed` mode with two backends): `fixture__test_sampling`,
+/// `alpha__count`, `fixture+test://static-text`, ...
+pub struct FixtureStack {
+    pub fixture: crate::fixture::FixtureServer,
+    pub alpha: TestServer,
+    pub envoy: Envoy,
+}
+
+impl FixtureStack {
+    /// The fixture (which validates `Host`, hence a loopback `authority`) and
+    /// alpha (credentials from the environment, `admin_reset` hidden).
+    pub async fn start() -> FixtureStack {
+        let fixture = crate::fixture::spawn().await;
+        let alpha = backends::spawn(Kind::Alpha).await;
+        let cfg = json!({
+            "session": {"key": SESSION_KEY},
+            "backends": [
+                {"name": "fixture", "cluster": "fixture",
+                 "authority": format!("127.0.0.1:{}", fixture.port())},
+                {"name": "alpha", "cluster": "alpha",
+                 "authority": format!("127.0.0.1:{}", alpha.port()),
+                 "headers": {"authorization": "Bearer ${ALPHA_TOKEN}"},
+                 "tools": {"exclude": ["admin_reset"]}}
+            ]
+        });
+        let yaml = render(
+            &cfg.to_string(),
+            &[
+                Cluster {
+                    name: "fixture".into(),
+                    port: fixture.port(),
+                },
+                Cluster {
+                    name: "alpha".into(),
+                    port: alpha.port(),
+                },
+            ],
+            &["ALPHA_TOKEN"],
+        );
+        let envoy = tokio::task::spawn_blocking(move || {
+            Envoy::start_with_env(&yaml, &[("ALPHA_TOKEN", "alpha-secret")])
+        })
+        .await
+        .expect("envoy start");
+        FixtureStack {
+            fixture,
+            alpha,
+            envoy,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.envoy.url()
+    }
+
+    /// Fail if the wasm VM ever crashed or the filter panicked.
+    pub fn assert_vm_healthy(&self) {
+        let log = self.envoy.log();
+        for bad in [
+            "panicked at",
+            "Wasm VM failed",
+            "wasm trap",
+            "Function: proxy_on",
+        ] {
+            assert!(!log.contains(bad), "wasm VM trouble ({bad}):\n{log}");
+        }
+    }
+}

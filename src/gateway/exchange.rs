@@ -16,8 +16,8 @@ use super::stream::{SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, accepts, media_type, path_only};
 use crate::protocol::jsonrpc::{
-    self, error_json, result_json, Kind, RawObject, BACKEND_ERROR, INTERNAL_ERROR, INVALID_PARAMS,
-    INVALID_REQUEST, METHOD_NOT_FOUND,
+    self, error_json, result_json, Kind, Message, RawObject, BACKEND_ERROR, INTERNAL_ERROR,
+    INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
 };
 use crate::protocol::mcp::{self, ListKind, Notification, Request, Version};
 use serde_json::value::RawValue;
@@ -50,6 +50,8 @@ pub(super) struct RequestCtx {
     pub authority: String,
     pub authorization: Option<String>,
     pub propagate: Vec<(String, String)>,
+    /// Trace context found only in `params._meta`: added as headers upstream.
+    pub meta_trace: Vec<(String, String)>,
     /// `MCP-Protocol-Version` as sent (validated), if any.
     pub header_version: Option<String>,
     pub session: Option<Session>,
@@ -206,6 +208,33 @@ impl Exchange {
     /// Publish an access-log field (`wasm.mcpgw.<name>` filter state in Envoy).
     pub(super) fn publish(&self, host: &dyn Host, name: &str, value: &str) {
         host.set_property(&format!("mcpgw.{name}"), value);
+    }
+
+    /// W3C trace context in `params._meta` (where MCP clients without HTTP
+    /// access put it) counts like the headers, unless the headers have it.
+    fn trace_from_meta(&mut self, msg: &Message<'_>) {
+        let Some(params) = msg.params.filter(|p| p.get().contains("\"_meta\"")) else {
+            return;
+        };
+        let Some(meta) = RawObject::parse(params)
+            .ok()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| RawObject::parse(m).ok())
+        else {
+            return;
+        };
+        for name in ["traceparent", "tracestate", "baggage"] {
+            if self.req.propagate.iter().any(|(k, _)| k == name) {
+                continue;
+            }
+            if let Some(v) = meta
+                .get_str(name)
+                .filter(|v| h::is_safe_header_value(v) && v.len() <= 8192)
+            {
+                self.req.propagate.push((name.to_string(), v.to_string()));
+                self.req.meta_trace.push((name.to_string(), v.into_owned()));
+            }
+        }
     }
 
     /// The response is starting (ours or a backend's): publish the access-log
@@ -689,6 +718,7 @@ impl Exchange {
         if let Some(id) = &self.req.request_id {
             self.publish(host, "jsonrpc_id", id);
         }
+        self.trace_from_meta(&msg);
         let modern = self
             .req
             .header_version

@@ -1592,3 +1592,56 @@ fn metrics_and_access_log_fields() {
         .keys()
         .any(|k| k.starts_with("mcpgw.fanout_duration_ms;.;method=.=initialize")));
 }
+
+#[test]
+fn trace_context_reaches_backends_including_fan_out() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // From the headers, on fan-out calls.
+    let mut ex = Exchange::new(h.gw.clone());
+    let headers = hdrs(
+        "POST",
+        &[
+            ("mcp-session-id", &sid),
+            ("traceparent", tp),
+            ("baggage", "a=b"),
+        ],
+    );
+    assert_eq!(
+        ex.on_request_headers(&mut h.host, &headers, false),
+        H::NeedBody
+    );
+    assert_eq!(
+        ex.on_request_body(
+            &mut h.host,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#
+        ),
+        B::Wait
+    );
+    for (_, call) in &h.host.calls {
+        assert_eq!(header(&call.headers, "traceparent"), Some(tp));
+        assert_eq!(header(&call.headers, "baggage"), Some("a=b"));
+    }
+    h.host.calls.clear();
+    // From params._meta, on routed and fan-out requests.
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","_meta":{"traceparent":tp,"tracestate":"v=1"}}}),
+    );
+    let B::Forward { headers, .. } = a else {
+        panic!()
+    };
+    assert_eq!(op_set(&headers, "traceparent"), Some(tp));
+    assert_eq!(op_set(&headers, "tracestate"), Some("v=1"));
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"info","_meta":{"traceparent":tp}}}),
+    );
+    assert_eq!(a, B::Wait);
+    assert!(h
+        .host
+        .calls
+        .iter()
+        .all(|(_, c)| header(&c.headers, "traceparent") == Some(tp)));
+}

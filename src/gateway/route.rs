@@ -55,7 +55,7 @@ impl Exchange {
         }
         ops.push(HeaderOp::Remove("cookie".into()));
         ops.push(HeaderOp::Remove(h::ORIGIN.into()));
-        for (k, v) in &b.headers {
+        for (k, v) in b.headers.iter().chain(&self.req.meta_trace) {
             ops.push(HeaderOp::Set(k.clone(), v.clone()));
         }
         ops

@@ -26,6 +26,21 @@ pub mod names {
     pub const SESSIONS_DELETED: &str = "mcpgw.sessions_deleted_total";
 }
 
+/// Every label mcpgw puts in metric names.
+pub const LABELS: [&str; 5] = ["method", "outcome", "backend", "tool", "kind"];
+
+/// Envoy `stats_config` (bootstrap level) that turns the embedded labels into
+/// tags, which `/stats/prometheus` shows as Prometheus labels.
+pub fn envoy_stats_config_yaml() -> String {
+    let mut s = String::from("stats_config:\n  stats_tags:\n");
+    for l in LABELS {
+        s.push_str(&format!(
+            "  - tag_name: {l}\n    regex: '(;\\.;{l}=\\.=([^;]*))'\n"
+        ));
+    }
+    s
+}
+
 /// Kinds of errors, the `kind` label of `mcpgw_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -161,6 +176,13 @@ mod tests {
         assert_eq!(sanitize("a;.;b=.=c d\n\"é"), "a_._b_._c_d___");
         assert_eq!(sanitize(""), "_");
         assert_eq!(sanitize(&"x".repeat(500)).len(), 96);
+    }
+
+    #[test]
+    fn stats_config() {
+        let y = envoy_stats_config_yaml();
+        assert!(y.starts_with("stats_config:\n  stats_tags:\n  - tag_name: method\n    regex: '(;\\.;method=\\.=([^;]*))'\n"));
+        assert_eq!(y.matches("tag_name").count(), LABELS.len());
     }
 
     #[test]
