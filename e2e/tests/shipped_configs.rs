@@ -36,6 +36,20 @@ fn shipped_configs_validate() {
         }
         let (ok, log) = validate(&path);
         assert!(ok, "{} does not validate:\n{log}", path.display());
+        // Prometheus labels and the JSON access log are part of every shipped config.
+        let text = std::fs::read_to_string(&path).expect("read");
+        let tags: String = mcpgw::gateway::stats::envoy_stats_config_yaml()
+            .lines()
+            .filter(|l| l.contains("regex:"))
+            .map(|l| format!("{}\n", l.trim()))
+            .collect();
+        let shipped: String = text
+            .lines()
+            .filter(|l| l.contains("regex: '(;"))
+            .map(|l| format!("{}\n", l.trim()))
+            .collect();
+        assert_eq!(shipped, tags, "{}: stats_tags differ from the metric names", path.display());
+        assert!(text.contains("%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"), "{}: access log", path.display());
         assert!(
             log.contains("mcpgw") && log.contains("configured"),
             "{}: filter not loaded:\n{log}",
