@@ -80,6 +80,10 @@ cmd_test() {
     log "cargo clippy"
     cargo clippy --quiet --workspace --all-targets -- -D warnings
     build_wasm >/dev/null
+    log "building the mcpgw command (embeds mcpgw.wasm)"
+    cargo build --quiet -p mcpgw --features cli --bin mcpgw
+    log "cargo clippy (mcpgw command)"
+    cargo clippy --quiet -p mcpgw --all-targets --features cli -- -D warnings
     ensure_venv
     export ENVOY_BIN
     ENVOY_BIN="$(envoy_bin)"
@@ -87,6 +91,7 @@ cmd_test() {
     ensure_node_peers
     log "unit tests"
     cargo test -p mcpgw
+    cargo test -p mcpgw --features cli --bin mcpgw
     log "end-to-end tests (Envoy $ENVOY_VERSION)"
     cargo test -p mcpgw-e2e
 }
@@ -94,31 +99,35 @@ cmd_test() {
 cmd_demo() {
     build_wasm >/dev/null
     ensure_venv
-    local envoy
-    envoy="$(envoy_bin)"
-    log "building the example MCP servers"
-    cargo build --quiet -p mcpgw-e2e --bin mcp-test-server
+    log "building mcpgw and the example MCP servers"
+    cargo build --quiet -p mcpgw --features cli --bin mcpgw
+    cargo build --quiet -p mcpgw-e2e --bin mcp-test-server --bin mcp-stdio-server
     local server="$ROOT/target/debug/mcp-test-server"
     local pids=()
     cleanup() {
         trap - INT TERM EXIT
-        log "stopping"
         for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
         wait 2>/dev/null || true
     }
     trap cleanup INT TERM EXIT
     "$server" --kind alpha --port 9001 & pids+=($!)
     "$server" --kind beta --port 9002 & pids+=($!)
-    export MCPGW_SESSION_KEY="${MCPGW_SESSION_KEY:-$(head -c 32 /dev/urandom | base64)}"
-    "$envoy" -c "$ROOT/envoy/envoy.yaml" --disable-hot-restart -l warn --component-log-level wasm:info &
-    pids+=($!)
-    for _ in $(seq 1 100); do
-        if curl -s -o /dev/null http://127.0.0.1:1975/mcp 2>/dev/null; then break; fi
-        sleep 0.1
-    done
+    # The servers file an agent would have: two HTTP servers and a stdio one.
+    local cfg="$ROOT/target/demo-mcp-servers.json"
+    cat >"$cfg" <<EOF
+{
+  "mcpServers": {
+    "alpha": {"url": "http://127.0.0.1:9001/mcp", "excludeTools": ["admin_reset"]},
+    "beta": {"type": "http", "url": "http://127.0.0.1:9002/mcp", "headers": {"x-api-key": "demo-key"}},
+    "local": {"command": "$ROOT/target/debug/mcp-stdio-server"}
+  }
+}
+EOF
     cat <<EOF
 
-mcpgw is serving http://127.0.0.1:1975/mcp (backends: alpha on :9001, beta on :9002)
+mcpgw serves http://127.0.0.1:1975/mcp in front of alpha (:9001), beta (:9002) and a
+stdio server, from the servers file $cfg:
+  target/debug/mcpgw run --mcp-config $cfg
 
 Try it with the Python SDK (installed in .venv):
   .venv/bin/python e2e/python/demo_client.py http://127.0.0.1:1975/mcp
@@ -126,7 +135,9 @@ or point any MCP client (Streamable HTTP) at http://127.0.0.1:1975/mcp.
 Envoy admin: http://127.0.0.1:1064/stats   Ctrl-C stops everything.
 
 EOF
-    wait
+    # mcpgw finds Envoy in .venv; Ctrl-C stops Envoy, the bridge and the servers.
+    "$ROOT/target/debug/mcpgw" run --mcp-config "$cfg" & pids+=($!)
+    wait "${pids[-1]}" || true
 }
 
 case "${1:-}" in

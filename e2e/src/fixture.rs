@@ -162,11 +162,8 @@ pub async fn spawn_on(port: u16) -> std::io::Result<FixtureServer> {
     // request's events once it has answered (a later resume gets nothing).
     let mut session_manager = LocalSessionManager::default();
     session_manager.session_config.sse_retry = Some(RESUME_RETRY);
-    let service = StreamableHttpService::new(
-        || Ok(Fixture::new()),
-        Arc::new(session_manager),
-        config,
-    );
+    let service =
+        StreamableHttpService::new(|| Ok(Fixture::new()), Arc::new(session_manager), config);
     let router = axum::Router::new()
         .route_service("/mcp", service)
         .layer(axum::middleware::from_fn(cut_reconnection_stream));

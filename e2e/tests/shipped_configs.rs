@@ -48,8 +48,17 @@ fn shipped_configs_validate() {
             .filter(|l| l.contains("regex: '(;"))
             .map(|l| format!("{}\n", l.trim()))
             .collect();
-        assert_eq!(shipped, tags, "{}: stats_tags differ from the metric names", path.display());
-        assert!(text.contains("%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"), "{}: access log", path.display());
+        assert_eq!(
+            shipped,
+            tags,
+            "{}: stats_tags differ from the metric names",
+            path.display()
+        );
+        assert!(
+            text.contains("%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"),
+            "{}: access log",
+            path.display()
+        );
         assert!(
             log.contains("mcpgw") && log.contains("configured"),
             "{}: filter not loaded:\n{log}",

@@ -1,0 +1,102 @@
+//! `mcp-stdio-server`: a small MCP server on stdin/stdout (rmcp's stdio
+//! transport), the stdio backend of the `mcpgw run` end-to-end tests.
+//!
+//! Tools: `echo` (`stdio: <text>`), `pid` (this process's id, so tests can
+//! tell sessions' processes apart), `env` (the value of an environment
+//! variable), `count` (progress notifications, then a result) and `exit`
+//! (the process exits, to test restarts). It logs one line to stderr at start.
+
+use mcpgw_e2e::backends::{CountArgs, EchoArgs};
+use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, rmcp::schemars::JsonSchema)]
+struct EnvArgs {
+    /// Variable name.
+    name: String,
+}
+
+#[derive(Clone)]
+struct Stdio {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Stdio {
+    #[tool(description = "Echo the text back, prefixed with 'stdio: '")]
+    async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
+        format!("stdio: {}", args.text)
+    }
+
+    #[tool(description = "The server process id")]
+    async fn pid(&self) -> String {
+        std::process::id().to_string()
+    }
+
+    #[tool(description = "The value of an environment variable of the server process")]
+    async fn env(&self, Parameters(args): Parameters<EnvArgs>) -> String {
+        std::env::var(&args.name).unwrap_or_default()
+    }
+
+    #[tool(description = "Count to n with a progress notification per step")]
+    async fn count(
+        &self,
+        Parameters(args): Parameters<CountArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let token = ctx.meta.get_progress_token();
+        for i in 1..=args.n.min(20) {
+            if let Some(token) = &token {
+                let _ = ctx
+                    .peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), f64::from(i))
+                            .with_total(f64::from(args.n)),
+                    )
+                    .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(args.delay_ms)).await;
+        }
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "counted to {}",
+            args.n
+        ))]))
+    }
+
+    #[tool(description = "Exit the server process (tests restarts)")]
+    async fn exit(&self) -> String {
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            std::process::exit(3);
+        });
+        "exiting".to_string()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Stdio {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("stdio-test", env!("CARGO_PKG_VERSION")))
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    eprintln!("mcp-stdio-server {} starting", std::process::id());
+    let server = Stdio {
+        tool_router: Stdio::tool_router(),
+    };
+    match server.serve(rmcp::transport::stdio()).await {
+        Ok(running) => {
+            let _ = running.waiting().await;
+        }
+        Err(e) => eprintln!("mcp-stdio-server: {e}"),
+    }
+}

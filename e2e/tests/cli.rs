@@ -1,0 +1,718 @@
+//! End-to-end tests of the `mcpgw` command: `mcpgw run` with real Envoy in
+//! front of the rmcp test backends, a stdio server and an https backend (a
+//! local TLS server whose test CA is passed with --ca-file), driven by the
+//! rmcp client; two gateways sharing a session key; rendered configs checked
+//! with `envoy --mode validate`.
+//!
+//! The binary is `<workspace>/target/debug/mcpgw`; `./build.sh test` builds it
+//! (`cargo build -p mcpgw --features cli --bin mcpgw`) before these tests.
+
+use mcpgw_e2e::backends::{self, Beta, Kind};
+use mcpgw_e2e::client::{self, Raw};
+use mcpgw_e2e::envoy::{envoy_bin, workspace_root};
+use rmcp::transport::streamable_http_server::{
+    session::never::NeverSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn mcpgw_bin() -> PathBuf {
+    let p = workspace_root().join("target/debug/mcpgw");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p mcpgw --features cli --bin mcpgw` (./build.sh test does)",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A running `mcpgw run`, stopped (SIGTERM, then SIGKILL) on drop.
+struct Gateway {
+    child: Child,
+    port: u16,
+    admin_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("mcpgw.log");
+        let port = free_port();
+        let admin_port = free_port();
+        let out = std::fs::File::create(&log).expect("log");
+        let mut cmd = Command::new(mcpgw_bin());
+        cmd.arg("run")
+            .args(args)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--admin-port",
+                &admin_port.to_string(),
+            ])
+            .args(["--envoy", &envoy_bin().display().to_string()])
+            // A private config dir: tests never touch the user's session key.
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env_remove("MCPGW_SESSION_KEY")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start mcpgw");
+        let mut gw = Gateway {
+            child,
+            port,
+            admin_port,
+            log,
+            _dir: dir,
+        };
+        gw.wait_for("mcpgw: serving http://", Duration::from_secs(60));
+        gw
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log contains `needle`; panic with the log if mcpgw exits.
+    fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("mcpgw exited ({status}) before {needle:?}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mcpgw did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- mcpgw log ----\n{}", self.log());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A TLS backend: the `beta` test server over https with a test CA
+// ---------------------------------------------------------------------------
+
+struct TlsBackend {
+    port: u16,
+    ca_pem: String,
+    ct: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(tcp));
+            if let Ok(Ok(tls)) = handshake.await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+async fn spawn_tls_backend() -> TlsBackend {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use tokio_rustls::rustls;
+
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "mcpgw e2e test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = tcp.local_addr().expect("addr").port();
+    let ct = tokio_util::sync::CancellationToken::new();
+    let service = StreamableHttpService::new(
+        || Ok(Beta::new()),
+        Arc::new(NeverSessionManager::default()),
+        StreamableHttpServerConfig::default()
+            .disable_allowed_hosts()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_cancellation_token(ct.child_token()),
+    );
+    let router = axum::Router::new().route_service("/mcp", service);
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    let shutdown = ct.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
+            .await;
+    });
+    TlsBackend {
+        port,
+        ca_pem: ca_cert.pem(),
+        ct,
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+fn tool_names(tools: &[rmcp::model::Tool]) -> Vec<String> {
+    let mut v: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+/// `mcpgw run --mcp-config` with two HTTP test backends, a stdio server and
+/// an https backend, driven by the rmcp client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_mcp_config_with_http_stdio_and_https_backends() {
+    let alpha = backends::spawn(Kind::Alpha).await;
+    let beta = backends::spawn(Kind::Beta).await;
+    let tls = spawn_tls_backend().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = write(dir.path(), "ca.pem", &tls.ca_pem);
+    let stdio = env!("CARGO_BIN_EXE_mcp-stdio-server");
+    let cfg = write(
+        dir.path(),
+        "mcp.json",
+        &json!({"mcpServers": {
+            "alpha": {"type": "http", "url": alpha.url(),
+                      "headers": {"Authorization": "Bearer ${ALPHA_TOKEN}"},
+                      "excludeTools": ["admin_reset"]},
+            "beta": {"url": beta.url(), "tools": ["echo", "whoami", "multiply"]},
+            "secure": {"type": "streamable-http", "url": format!("https://localhost:{}/mcp", tls.port)},
+            "local": {"command": stdio, "env": {"GREETING": "hello ${ALPHA_TOKEN}"}},
+            "legacy": {"type": "sse", "url": "http://127.0.0.1:1/sse"}
+        }})
+        .to_string(),
+    );
+    let mut gw = tokio::task::spawn_blocking({
+        let cfg = cfg.display().to_string();
+        let ca = ca.display().to_string();
+        move || {
+            Gateway::start(
+                &["--mcp-config", &cfg, "--ca-file", &ca],
+                &[("ALPHA_TOKEN", "alpha-secret")],
+            )
+        }
+    })
+    .await
+    .expect("start");
+    let log = gw.log();
+    assert!(log.contains("mcpServers.legacy: skipped"), "{log}");
+    assert!(log.contains("legacy HTTP+SSE transport"), "{log}");
+
+    // The startup probe names every backend that answered.
+    tokio::task::block_in_place(|| gw.wait_for("backend local: answered", Duration::from_secs(60)));
+    let log = gw.log();
+    for b in ["alpha", "beta", "secure"] {
+        assert!(
+            log.contains(&format!("backend {b}: answered")),
+            "{b}:\n{log}"
+        );
+    }
+    assert!(
+        log.contains("[local] mcp-stdio-server"),
+        "stdio stderr in the log:\n{log}"
+    );
+
+    let (_rec, c) = client::connect(&gw.url(), &[]).await;
+    let tools = tool_names(&c.list_all_tools().await.expect("tools/list"));
+    for want in [
+        "alpha__echo",
+        "beta__multiply",
+        "secure__echo",
+        "local__echo",
+        "local__pid",
+    ] {
+        assert!(tools.contains(&want.to_string()), "{want} in {tools:?}");
+    }
+    assert!(!tools.contains(&"alpha__admin_reset".to_string()));
+    assert!(!tools.contains(&"beta__count".to_string()));
+
+    let r = client::call(&c, "alpha__whoami", json!({}))
+        .await
+        .expect("whoami");
+    let who: serde_json::Value = serde_json::from_str(&client::text(&r)).expect("json");
+    assert_eq!(who["authorization"], "Bearer alpha-secret");
+    let r = client::call(&c, "secure__multiply", json!({"a": 6, "b": 7}))
+        .await
+        .expect("https");
+    assert_eq!(client::text(&r), "42");
+    let r = client::call(&c, "local__echo", json!({"text": "hi"}))
+        .await
+        .expect("stdio");
+    assert_eq!(client::text(&r), "stdio: hi");
+    let r = client::call(&c, "local__env", json!({"name": "GREETING"}))
+        .await
+        .expect("env");
+    assert_eq!(client::text(&r), "hello alpha-secret");
+    // Progress from the stdio server reaches the client through the bridge.
+    let r = c
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("local__count")
+                .with_arguments(client::args(json!({"n": 3, "delay_ms": 10}))),
+        )
+        .await
+        .expect("count");
+    assert_eq!(client::text(&r), "counted to 3");
+
+    // One process per session: another client gets its own.
+    let pid1 = client::text(
+        &client::call(&c, "local__pid", json!({}))
+            .await
+            .expect("pid"),
+    );
+    let (_rec2, c2) = client::connect(&gw.url(), &[]).await;
+    let pid2 = client::text(
+        &client::call(&c2, "local__pid", json!({}))
+            .await
+            .expect("pid"),
+    );
+    assert_ne!(pid1, pid2);
+
+    // A process that exits is restarted (with backoff) and re-initialized;
+    // the session goes on.
+    let _ = client::call(&c, "local__exit", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid3 = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(r) = client::call(&c, "local__pid", json!({})).await {
+            if !r.is_error.unwrap_or(false) {
+                break client::text(&r);
+            }
+        }
+        assert!(Instant::now() < deadline, "no restart:\n{}", gw.log());
+    };
+    assert_ne!(pid3, pid1);
+    assert!(
+        gw.log().contains("[local] restarted and re-initialized"),
+        "{}",
+        gw.log()
+    );
+
+    let _ = c.cancel().await;
+    let _ = c2.cancel().await;
+    // SIGTERM stops Envoy, the bridges and their processes, and exits 0.
+    let status = tokio::task::block_in_place(|| gw.stop());
+    assert!(status.success(), "{status}:\n{}", gw.log());
+    assert!(gw.log().contains("mcpgw: stopped"));
+    let alive = Command::new("kill")
+        .args(["-0", pid2.trim()])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        !alive,
+        "stdio process {pid2} still running after mcpgw stopped"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", gw.admin_port)).is_err(),
+        "Envoy still up"
+    );
+}
+
+/// Two `mcpgw run` (two Envoys, as behind a load balancer) with the same key
+/// serve each other's sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_with_one_key_share_sessions() {
+    let alpha = backends::spawn(Kind::Alpha).await;
+    let beta = backends::spawn(Kind::Beta).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write(
+        dir.path(),
+        "mcp.json",
+        &json!({"servers": {"alpha": {"url": alpha.url()}, "beta": {"type": "http", "url": beta.url()}}})
+            .to_string(),
+    );
+    let key_file = write(dir.path(), "session.key", KEY);
+    let start = |args: Vec<String>, env: Vec<(&'static str, &'static str)>| {
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            Gateway::start(&a, &env)
+        })
+    };
+    let cfg_s = cfg.display().to_string();
+    let a = start(
+        vec![
+            "--mcp-config".into(),
+            cfg_s.clone(),
+            "--session-key-file".into(),
+            key_file.display().to_string(),
+            "--no-probe".into(),
+        ],
+        vec![],
+    );
+    let b = start(
+        vec![cfg_s, "--no-probe".into()],
+        vec![("MCPGW_SESSION_KEY", KEY)],
+    );
+    let (a, b) = (a.await.expect("a"), b.await.expect("b"));
+    assert!(a.log().contains("session key from"), "{}", a.log());
+    assert!(
+        b.log().contains("session key from $MCPGW_SESSION_KEY"),
+        "{}",
+        b.log()
+    );
+
+    let ra = Raw::new(&a.url());
+    let rb = Raw::new(&b.url());
+    let sid = ra.session().await;
+    let call = |id: u64, name: &str, args: serde_json::Value| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}});
+    let r = rb
+        .post(Some(&sid), &call(1, "alpha__echo", json!({"text": "x"})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"]["content"][0]["text"], "alpha: x");
+    let r = rb
+        .post(
+            Some(&sid),
+            &call(2, "beta__multiply", json!({"a": 2, "b": 3})),
+        )
+        .await;
+    assert_eq!(r.json()["result"]["content"][0]["text"], "6", "{}", r.body);
+    let r = rb
+        .send(
+            reqwest::Method::DELETE,
+            &[
+                ("mcp-session-id", sid.as_str()),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        r.status == 204 || r.status == 200,
+        "DELETE: {} {}",
+        r.status,
+        r.body
+    );
+    let r = rb
+        .post(Some(&sid), &call(3, "alpha__echo", json!({"text": "x"})))
+        .await;
+    assert_eq!(r.status, 404, "after DELETE: {}", r.body);
+
+    // A gateway with another key does not accept the session.
+    drop(a);
+    let other_key = "BBECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let c = tokio::task::spawn_blocking({
+        let cfg = cfg.display().to_string();
+        move || {
+            Gateway::start(
+                &["--mcp-config", &cfg, "--no-probe"],
+                &[("MCPGW_SESSION_KEY", other_key)],
+            )
+        }
+    })
+    .await
+    .expect("c");
+    let sid2 = rb.session().await;
+    let r = Raw::new(&c.url())
+        .post(Some(&sid2), &call(4, "alpha__echo", json!({"text": "x"})))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // If Envoy dies, mcpgw says so and exits non-zero.
+    let mut c = c;
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", c.admin_port)).expect("admin");
+        let _ = s.write_all(b"POST /quitquitquit HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    }
+    let status = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = c.child.try_wait() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mcpgw still running:\n{}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert!(!status.success());
+    assert!(
+        c.log().contains("mcpgw: error: Envoy exited unexpectedly"),
+        "{}",
+        c.log()
+    );
+}
+
+fn validate_with_envoy(yaml: &str, env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = write(dir.path(), "envoy.yaml", yaml);
+    let mut cmd = Command::new(envoy_bin());
+    cmd.args(["--mode", "validate", "-c"])
+        .arg(&p)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("envoy");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "envoy --mode validate failed:\n{text}\n{yaml}"
+    );
+}
+
+fn mcpgw(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = Command::new(mcpgw_bin());
+    cmd.args(args)
+        .current_dir(workspace_root())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env_remove("MCPGW_SESSION_KEY")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("mcpgw");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `mcpgw render` output passes `envoy --mode validate`, for both inputs.
+#[test]
+fn rendered_envoy_yaml_passes_envoy_validate() {
+    // The default wasm path is where `run` keeps it; render writes it there.
+    let cache = tempfile::tempdir().expect("cache");
+    let cache_s = cache.path().display().to_string();
+    let (ok, yaml, err) = mcpgw(
+        &[
+            "render",
+            "--mcp-config",
+            "testdata/cli/mcp-servers.json",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+        ],
+        &[("GITHUB_TOKEN", "x"), ("XDG_CACHE_HOME", &cache_s)],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        yaml.contains(&format!("filename: {cache_s}/mcpgw/mcpgw-")),
+        "{yaml}"
+    );
+    assert!(err.contains("\"filesystem\" is a stdio server"), "{err}");
+    assert!(yaml.contains("host_env_keys"));
+    assert!(!yaml.contains("ghp_"), "no secret in the file");
+    validate_with_envoy(&yaml, &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")]);
+
+    let (ok, yaml, err) = mcpgw(
+        &[
+            "render",
+            "testdata/cli/mcproute-full.yaml",
+            "--previous-session-key",
+            "--wasm",
+            "/nonexistent/mcpgw.wasm",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(yaml.contains("/nonexistent/mcpgw.wasm"));
+    assert!(yaml.contains("envoy.filters.http.jwt_authn"));
+    // validate mode loads the wasm, so point it at the real one.
+    let cached = yaml.replace(
+        "/nonexistent/mcpgw.wasm",
+        &mcpgw_e2e::envoy::wasm_path().display().to_string(),
+    );
+    validate_with_envoy(
+        &cached,
+        &[
+            ("MCPGW_SESSION_KEY", KEY),
+            ("MCPGW_PREVIOUS_SESSION_KEY", KEY),
+            ("MCPGW_APIKEY_GITHUB", "ghp_x"),
+        ],
+    );
+}
+
+/// `check`, `--version` and the Kubernetes rendering from the command line.
+#[test]
+fn check_version_and_kubernetes() {
+    let (ok, out, err) = mcpgw(&["--version"], &[]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("mcpgw 0.1.0 (mcpgw.wasm sha256 "), "{out}");
+    assert_eq!(
+        out.trim().len(),
+        "mcpgw 0.1.0 (mcpgw.wasm sha256 )".len() + 64,
+        "{out}"
+    );
+
+    let (ok, out, err) = mcpgw(&["check", "testdata/cli/mcproute-full.yaml"], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("OK: 4 backend(s)"), "{out}");
+
+    // The announcement's MCPRoute: fine for a cluster that has its Backends,
+    // not runnable locally without them (and the error says what to add).
+    let (ok, _, err) = mcpgw(&["check", "testdata/cli/mcp-announcement.yaml"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("Backend \"context7\" is not defined in the input; add a Backend document"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        r#"{"mcpServers": {"gh": {"url": "https://x/mcp", "headers": {"Authorization": "Bearer ${NOT_SET_ANYWHERE}"}}}}"#,
+    );
+    let (ok, _, err) = mcpgw(&["check", &bad.display().to_string()], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "mcpServers.gh.headers.Authorization: environment variable NOT_SET_ANYWHERE is not set"
+        ),
+        "{err}"
+    );
+
+    let (ok, out, err) = mcpgw(
+        &[
+            "render",
+            "--kubernetes",
+            "testdata/cli/mcproute-full.yaml",
+            "--wasm-url",
+            "https://example.com/mcpgw.wasm",
+        ],
+        &[("MCPGW_SESSION_KEY", KEY)],
+    );
+    assert!(ok, "{err}");
+    for kind in [
+        "EnvoyExtensionPolicy",
+        "HTTPRoute",
+        "SecurityPolicy",
+        "EnvoyProxy",
+        "Secret",
+        "Backend",
+        "EnvoyPatchPolicy",
+    ] {
+        assert!(out.contains(&format!("kind: {kind}\n")), "{kind}:\n{out}");
+    }
+    let (ok, _, err) = mcpgw(
+        &["render", "--kubernetes", "testdata/cli/mcproute-full.yaml"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("--wasm-url URL or --wasm-image REF"), "{err}");
+
+    for sub in ["run", "render", "check"] {
+        let (ok, out, _) = mcpgw(&[sub, "--help"], &[]);
+        assert!(ok && out.contains("Usage: mcpgw"), "{sub} --help:\n{out}");
+    }
+}

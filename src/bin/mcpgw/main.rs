@@ -1,0 +1,556 @@
+//! `mcpgw`: one command from an agent's MCP servers file (or an MCPRoute
+//! file) to a running gateway, and the same description rendered for Envoy /
+//! func-e and for Kubernetes with Envoy Gateway.
+
+mod bridge;
+mod envoy_bin;
+#[cfg(test)]
+mod golden;
+mod keys;
+mod mcp_config;
+mod mcproute;
+mod model;
+mod plugin;
+mod render_envoy;
+mod render_kube;
+mod run;
+mod yaml;
+
+use clap::{Args, Parser, Subcommand};
+use mcp_config::EnvCheck;
+use model::{Diagnostics, Gateway};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The built filter, embedded (see build.rs).
+pub static WASM: &[u8] = include_bytes!(env!("MCPGW_EMBEDDED_WASM"));
+
+/// Hex sha256 of the embedded filter.
+pub fn wasm_sha256() -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(WASM);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn long_version() -> String {
+    format!(
+        "{} (mcpgw.wasm sha256 {})",
+        env!("CARGO_PKG_VERSION"),
+        wasm_sha256()
+    )
+}
+
+const ABOUT: &str =
+    "MCP gateway: one Streamable HTTP endpoint in front of many MCP servers, run in Envoy";
+
+const LONG_ABOUT: &str = "\
+mcpgw turns Envoy into one MCP endpoint (http://localhost:1975/mcp) in front of \
+many MCP servers. It reads the servers file your agent already has (Claude, \
+Cursor, VS Code: `mcpServers` / `servers`) or an Envoy AI Gateway MCPRoute file, \
+and runs Envoy with the embedded mcpgw.wasm filter. stdio servers are started \
+and bridged to HTTP. The same input renders to an envoy.yaml (for `envoy -c` or \
+`func-e run -c`) and to Envoy Gateway manifests (`render --kubernetes`).
+
+Quick start:
+  mcpgw run --mcp-config ~/.cursor/mcp.json
+  mcpgw run mcp-route.yaml
+  mcpgw check mcp-route.yaml
+  mcpgw render --mcp-config mcp.json > envoy.yaml
+  mcpgw render --kubernetes mcp-route.yaml --wasm-image ghcr.io/you/mcpgw:0.1.0";
+
+#[derive(Parser, Debug)]
+#[command(name = "mcpgw", about = ABOUT, long_about = LONG_ABOUT, disable_version_flag = true)]
+struct Cli {
+    /// Print the version and the embedded wasm's sha256.
+    #[arg(short = 'V', long, global = false)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway: start the stdio servers' bridges and Envoy with the
+    /// filter, serve http://<address>:<port>/mcp until Ctrl-C / SIGTERM.
+    Run(RunArgs),
+    /// Print the envoy.yaml `run` would use, or with --kubernetes the Envoy
+    /// Gateway manifests for the same gateway.
+    Render(RenderArgs),
+    /// Validate the input (exactly as `run` / `render` would) and explain any
+    /// problem. Exit code 0 when valid, 1 otherwise.
+    Check(CheckArgs),
+}
+
+/// The gateway description: an MCP servers file, or MCPRoute YAML files.
+#[derive(Args, Debug, Clone)]
+pub struct Input {
+    /// MCPRoute YAML file(s): MCPRoute, Backend, BackendTLSPolicy, Secret and
+    /// ConfigMap documents (several files are read as one). A `.json` file, or
+    /// one whose content starts with `{`, is read as an MCP servers file.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// An MCP servers file (Claude Desktop / Claude Code `mcpServers`, Cursor,
+    /// VS Code `servers`): HTTP servers by `url` (+ `headers` with ${VAR}), stdio
+    /// servers by `command`/`args`/`env`/`cwd`, filters `tools` /
+    /// `includeTools` / `excludeTools`.
+    #[arg(long, value_name = "FILE", conflicts_with = "files")]
+    pub mcp_config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Listen {
+    /// Listener port of the MCP endpoint.
+    #[arg(long, default_value_t = 1975)]
+    pub port: u16,
+    /// Envoy admin port (stats, /ready), on the same address.
+    #[arg(long, default_value_t = 1064)]
+    pub admin_port: u16,
+    /// Address Envoy listens on. Anything but loopback exposes the gateway to
+    /// the network: put authentication in front of it.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub address: std::net::IpAddr,
+    /// CA bundle for https backends [default: the system bundle, e.g.
+    /// /etc/ssl/certs/ca-certificates.crt].
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// File holding the session key (32 random bytes, base64). Default:
+    /// $MCPGW_SESSION_KEY, else a key generated once and kept in
+    /// $XDG_CONFIG_HOME/mcpgw/session.key (~/.config/mcpgw/session.key).
+    /// Replicas that share a key serve each other's sessions.
+    #[arg(long, value_name = "FILE")]
+    pub session_key_file: Option<PathBuf>,
+    /// File holding the previous session key, still accepted for sessions
+    /// issued before a rotation. Default: $MCPGW_PREVIOUS_SESSION_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub previous_session_key_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: Input,
+    #[command(flatten)]
+    pub listen: Listen,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// The Envoy binary [default: $ENVOY_BIN, `envoy` on PATH, or the .venv
+    /// `./build.sh envoy` makes in the mcpgw repository].
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+    /// Envoy's log level (its wasm component logs at info or this, whichever
+    /// is more verbose).
+    #[arg(long, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+    /// How long an idle stdio session (and its process) is kept.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub stdio_idle_timeout: String,
+    /// Skip the startup check of every backend (initialize + tools/list
+    /// through the gateway).
+    #[arg(long)]
+    pub no_probe: bool,
+}
+
+#[derive(Args, Debug)]
+struct RenderArgs {
+    #[command(flatten)]
+    input: Input,
+    #[command(flatten)]
+    listen: Listen,
+    /// Path of mcpgw.wasm in the rendered envoy.yaml [default: where `mcpgw
+    /// run` keeps it, $XDG_CACHE_HOME/mcpgw/mcpgw-<sha256>.wasm, written there
+    /// by this command].
+    #[arg(long, value_name = "PATH")]
+    wasm: Option<PathBuf>,
+    /// Also accept $MCPGW_PREVIOUS_SESSION_KEY (key rotation).
+    #[arg(long)]
+    previous_session_key: bool,
+    /// Print Envoy Gateway manifests instead: EnvoyExtensionPolicy (the wasm),
+    /// Backends, HTTPRoute, SecurityPolicy (JWT), EnvoyProxy + Secret (the
+    /// session key), EnvoyPatchPolicy and ClientTrafficPolicy.
+    #[arg(long)]
+    kubernetes: bool,
+    /// With --kubernetes: HTTP(S) URL the cluster downloads mcpgw.wasm from
+    /// (the embedded build; its sha256 is pinned).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "kubernetes",
+        conflicts_with = "wasm_image"
+    )]
+    wasm_url: Option<String>,
+    /// With --kubernetes: OCI image holding mcpgw.wasm (the embedded build;
+    /// its sha256 is pinned).
+    #[arg(long, value_name = "REF", requires = "kubernetes")]
+    wasm_image: Option<String>,
+    /// With --kubernetes and an MCP servers file: the Gateway to attach to.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "kubernetes",
+        default_value = "mcpgw"
+    )]
+    gateway: String,
+    /// With --kubernetes and an MCP servers file: the namespace.
+    #[arg(
+        long,
+        value_name = "NS",
+        requires = "kubernetes",
+        default_value = "default"
+    )]
+    namespace: String,
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Check for `render --kubernetes`: Backends and Secrets the file only
+    /// references are expected to exist in the cluster.
+    #[arg(long)]
+    kubernetes: bool,
+}
+
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// What an input loaded into.
+pub struct LoadedInput {
+    pub gateway: Gateway,
+    pub passthrough: Vec<serde_norway::Value>,
+    pub diags: Diagnostics,
+}
+
+fn is_json(path: &Path, text: &str) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        || text.trim_start().starts_with('{')
+}
+
+pub fn load_input(
+    input: &Input,
+    check: EnvCheck,
+    mode: mcproute::Mode,
+    env: mcp_config::Env,
+) -> Result<LoadedInput, String> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))
+    };
+    if let Some(p) = &input.mcp_config {
+        let text = read(p)?;
+        let (gateway, diags) = mcp_config::load(p, &text, env, check)?;
+        return Ok(LoadedInput {
+            gateway,
+            passthrough: vec![],
+            diags,
+        });
+    }
+    if input.files.is_empty() {
+        return Err(
+            "no input: give an MCPRoute YAML file or --mcp-config FILE (an MCP servers file)"
+                .into(),
+        );
+    }
+    let mut texts = Vec::new();
+    for p in &input.files {
+        texts.push((p.clone(), read(p)?));
+    }
+    if let [(p, text)] = texts.as_slice() {
+        if is_json(p, text) {
+            let (gateway, diags) = mcp_config::load(p, text, env, check)?;
+            return Ok(LoadedInput {
+                gateway,
+                passthrough: vec![],
+                diags,
+            });
+        }
+    }
+    if let Some((p, _)) = texts.iter().find(|(p, t)| is_json(p, t)) {
+        return Err(format!(
+            "{}: an MCP servers file cannot be combined with other files; give it alone (or with --mcp-config)",
+            p.display()
+        ));
+    }
+    let (loaded, mut diags) = mcproute::load(&texts, env, check, mode)?;
+    if loaded.gateway.oauth.is_some() && plugin::auth_plugin_config(&loaded.gateway).is_none() {
+        diags.warn(format!(
+            "{}: spec.securityPolicy.oauth: tokens are verified by Envoy (jwt_authn), which answers a missing or invalid token with a plain 401; the MCP 401 with resource metadata needs the filter's `auth` configuration, which mcpgw does not generate yet",
+            loaded.gateway.source
+        ));
+    }
+    Ok(LoadedInput {
+        gateway: loaded.gateway,
+        passthrough: loaded.passthrough,
+        diags,
+    })
+}
+
+pub fn warn_all(diags: &Diagnostics) {
+    for w in &diags.warnings {
+        eprintln!("mcpgw: warning: {w}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if cli.version {
+        println!("mcpgw {}", long_version());
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        None => {
+            eprintln!("mcpgw: no command; try `mcpgw run --mcp-config FILE` or `mcpgw --help`");
+            return ExitCode::from(2);
+        }
+        Some(Command::Check(a)) => cmd_check(&a),
+        Some(Command::Render(a)) => cmd_render(&a),
+        Some(Command::Run(a)) => run::main(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcpgw: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything `run` and `render` check, without starting anything.
+fn cmd_check(a: &CheckArgs) -> Result<(), String> {
+    let mode = if a.kubernetes {
+        mcproute::Mode::Kubernetes
+    } else {
+        mcproute::Mode::Local
+    };
+    let loaded = load_input(&a.input, EnvCheck::Require, mode, &env_var)?;
+    warn_all(&loaded.diags);
+    let g = &loaded.gateway;
+    if a.kubernetes {
+        let opts = render_kube::Options::for_check(g);
+        render_kube::render(g, &loaded.passthrough, &opts)?;
+    } else {
+        render_envoy::preflight(g)?;
+        // Validate with placeholder bridge ports and a placeholder key: the
+        // filter checks everything else exactly as in Envoy.
+        let mut opts = render_options(
+            &Listen::default_for_check(),
+            PathBuf::from("mcpgw.wasm"),
+            PathBuf::from("ca.pem"),
+            false,
+        );
+        for b in &g.backends {
+            if matches!(b.target, model::Target::Stdio(_)) {
+                opts.bridge_ports.insert(b.name.clone(), 1);
+            }
+        }
+        let json = plugin::plugin_json(g, false, &|_, b| {
+            render_envoy::upstream(b, &opts).unwrap_or_else(|| plugin::Upstream {
+                cluster: b.name.clone(),
+                authority: None,
+                path: "/mcp".into(),
+                timeout: None,
+            })
+        });
+        plugin::validate(g, &json, &check_env(g, false))?;
+    }
+    let stdio = g
+        .backends
+        .iter()
+        .filter(|b| matches!(b.target, model::Target::Stdio(_)))
+        .count();
+    println!(
+        "{}: OK: {} backend(s) ({} stdio) at {}{}",
+        g.source,
+        g.backends.len(),
+        stdio,
+        g.path,
+        if g.oauth.is_some() {
+            ", OAuth (JWT)"
+        } else {
+            ""
+        }
+    );
+    for b in &g.backends {
+        let what = match &b.target {
+            model::Target::Http(t) => t.url(),
+            model::Target::Stdio(s) => format!("stdio: {} {}", s.command, s.args.join(" ")),
+            model::Target::InCluster { backend, path } => {
+                format!("Backend {backend} (in the cluster), path {path}")
+            }
+        };
+        println!("  {}: {what}", b.name);
+    }
+    Ok(())
+}
+
+/// The environment the filter will see, for validation: mcpgw's own
+/// environment, a placeholder session key, and the Secret values.
+pub fn check_env(g: &Gateway, lenient: bool) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| {
+        if name == plugin::SESSION_KEY_VAR || name == plugin::PREVIOUS_SESSION_KEY_VAR {
+            return Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
+        }
+        for s in &g.secret_env {
+            if s.var == name {
+                return match &s.value {
+                    model::SecretValue::Literal(v) => Some(v.clone()),
+                    _ => env_var(name).or_else(|| Some("placeholder".into())),
+                };
+            }
+        }
+        // `render` only warns about variables missing here: they are needed
+        // where Envoy runs.
+        env_var(name).or_else(|| lenient.then(|| "placeholder".into()))
+    }
+}
+
+impl Listen {
+    fn default_for_check() -> Listen {
+        Listen {
+            port: 1975,
+            admin_port: 1064,
+            address: std::net::Ipv4Addr::LOCALHOST.into(),
+            ca_file: None,
+        }
+    }
+}
+
+pub fn render_options(
+    l: &Listen,
+    wasm: PathBuf,
+    ca_file: PathBuf,
+    previous_key: bool,
+) -> render_envoy::Options {
+    render_envoy::Options {
+        address: l.address.to_string(),
+        port: l.port,
+        admin_port: l.admin_port,
+        wasm,
+        ca_file,
+        bridge_ports: Default::default(),
+        previous_key,
+    }
+}
+
+/// Where `run` keeps the wasm: content-addressed in the user's cache dir.
+pub fn wasm_cache_path() -> Result<PathBuf, String> {
+    let base = match env_var("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => match env_var("HOME").filter(|h| !h.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".cache"),
+            None => std::env::temp_dir(),
+        },
+    };
+    let sha = wasm_sha256();
+    Ok(base
+        .join("mcpgw")
+        .join(format!("mcpgw-{}.wasm", sha.get(..16).unwrap_or(&sha))))
+}
+
+/// Write the embedded wasm to `path` (atomically) unless it is already there.
+pub fn write_wasm(path: &Path) -> Result<(), String> {
+    if std::fs::read(path).is_ok_and(|b| b == WASM) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, WASM).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn cmd_render(a: &RenderArgs) -> Result<(), String> {
+    let mode = if a.kubernetes {
+        mcproute::Mode::Kubernetes
+    } else {
+        mcproute::Mode::Local
+    };
+    let mut loaded = load_input(&a.input, EnvCheck::Warn, mode, &env_var)?;
+    warn_all(&loaded.diags);
+    if a.kubernetes {
+        if loaded.gateway.kube.parent_refs.is_empty() {
+            loaded.gateway.kube.parent_refs.push(model::ParentRef {
+                name: a.gateway.clone(),
+                namespace: None,
+                section_name: None,
+                port: None,
+            });
+            loaded.gateway.kube.namespace = a.namespace.clone();
+        }
+        let keys = keys::resolve(
+            a.keys.session_key_file.as_deref(),
+            a.keys.previous_session_key_file.as_deref(),
+            &env_var,
+        )?;
+        let code = match (&a.wasm_url, &a.wasm_image) {
+            (Some(u), None) => render_kube::WasmCode::Http(u.clone()),
+            (None, Some(i)) => render_kube::WasmCode::Image(i.clone()),
+            _ => return Err("render --kubernetes needs --wasm-url URL or --wasm-image REF: where the cluster gets mcpgw.wasm (publish the embedded build; `mcpgw --version` prints its sha256)".into()),
+        };
+        let opts = render_kube::Options {
+            code,
+            sha256: wasm_sha256(),
+            session_key: keys.current,
+            previous_key: keys.previous,
+        };
+        let out = render_kube::render(&loaded.gateway, &loaded.passthrough, &opts)?;
+        print!("{out}");
+        return Ok(());
+    }
+    render_envoy::preflight(&loaded.gateway)?;
+    let wasm = match &a.wasm {
+        Some(p) => p.clone(),
+        None => {
+            let p = wasm_cache_path()?;
+            write_wasm(&p)?;
+            p
+        }
+    };
+    let needs_ca = render_envoy::needs_ca(&loaded.gateway);
+    let ca = if needs_ca {
+        envoy_bin::ca_file(a.listen.ca_file.as_deref())?
+    } else {
+        a.listen.ca_file.clone().unwrap_or_default()
+    };
+    let opts = render_options(&a.listen, wasm, ca, a.previous_session_key);
+    let mut warnings = Vec::new();
+    let served = render_envoy::served(&loaded.gateway, &opts, &mut warnings);
+    for w in &warnings {
+        eprintln!("mcpgw: warning: {w}");
+    }
+    if served.backends.is_empty() {
+        return Err(
+            "no backend left that plain Envoy can serve (stdio servers need `mcpgw run`)".into(),
+        );
+    }
+    let yaml = render_envoy::render(&served, &opts);
+    let json = plugin::plugin_json(&served, a.previous_session_key, &|_, b| {
+        render_envoy::upstream(b, &opts).unwrap_or_else(|| plugin::Upstream {
+            cluster: b.name.clone(),
+            authority: None,
+            path: "/mcp".into(),
+            timeout: None,
+        })
+    });
+    plugin::validate(&served, &json, &check_env(&served, true))?;
+    print!("{yaml}");
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! A tiny ordered YAML builder for the generated files (key order as
+//! written, so the output reads like a hand-written config).
+
+use serde_norway::{Mapping, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Y {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Seq(Vec<Y>),
+    Map(Vec<(String, Y)>),
+}
+
+pub fn s(v: impl AsRef<str>) -> Y {
+    Y::Str(v.as_ref().to_string())
+}
+
+pub fn m(pairs: Vec<(&str, Y)>) -> Y {
+    Y::Map(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+pub fn seq(items: impl IntoIterator<Item = Y>) -> Y {
+    Y::Seq(items.into_iter().collect())
+}
+
+impl Y {
+    fn to_value(&self) -> Value {
+        match self {
+            Y::Str(x) => Value::String(x.clone()),
+            Y::Int(i) => Value::Number((*i).into()),
+            Y::Bool(b) => Value::Bool(*b),
+            Y::Seq(items) => Value::Sequence(items.iter().map(Y::to_value).collect()),
+            Y::Map(pairs) => {
+                let mut map = Mapping::new();
+                for (k, v) in pairs {
+                    map.insert(Value::String(k.clone()), v.to_value());
+                }
+                Value::Mapping(map)
+            }
+        }
+    }
+
+    /// A JSON value (for the plugin config inside a Kubernetes manifest).
+    pub fn from_json(v: &serde_json::Value) -> Y {
+        match v {
+            serde_json::Value::Null => Y::Str(String::new()),
+            serde_json::Value::Bool(b) => Y::Bool(*b),
+            serde_json::Value::Number(n) => {
+                n.as_i64().map(Y::Int).unwrap_or_else(|| s(n.to_string()))
+            }
+            serde_json::Value::String(x) => s(x),
+            serde_json::Value::Array(a) => seq(a.iter().map(Y::from_json)),
+            serde_json::Value::Object(o) => Y::Map(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Y::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+pub fn to_string(y: &Y) -> String {
+    serde_norway::to_string(&y.to_value()).unwrap_or_default()
+}
