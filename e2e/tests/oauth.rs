@@ -68,6 +68,12 @@ fn forged() -> String {
 
 impl OAuthStack {
     async fn start() -> OAuthStack {
+        Self::start_with(true).await
+    }
+
+    /// `payload_header: false` is how Envoy Gateway configures jwt_authn (it
+    /// cannot forward the payload): mcpgw reads the claims from the metadata.
+    async fn start_with(payload_header: bool) -> OAuthStack {
         let alpha = backends::spawn(Kind::Alpha).await;
         let beta = backends::spawn(Kind::Beta).await;
         let plugin = json!({
@@ -99,6 +105,11 @@ impl OAuthStack {
                 .to_string(),
         )
         .expect("yaml string");
+        let forward_payload = if payload_header {
+            "                  forward_payload_header: x-mcpgw-jwt-payload\n"
+        } else {
+            ""
+        };
         let jwt_authn = format!(
             r#"          - name: envoy.filters.http.jwt_authn
             typed_config:
@@ -109,8 +120,7 @@ impl OAuthStack {
                   audiences: [{RESOURCE}]
                   local_jwks: {{inline_string: {jwks_inline}}}
                   payload_in_metadata: jwt_payload
-                  forward_payload_header: x-mcpgw-jwt-payload
-                  forward: false
+{forward_payload}                  forward: false
               rules:
               - match: {{prefix: /}}
                 requires: {{requires_any: {{requirements: [{{provider_name: test}}, {{allow_missing_or_failed: {{}}}}]}}}}
@@ -418,4 +428,55 @@ async fn metadata_endpoints_and_cors() {
         .await
         .expect("post");
     assert_eq!(r.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_come_from_metadata_when_no_payload_is_forwarded() {
+    let s = OAuthStack::start_with(false).await;
+    let t = token(Algorithm::RS256, json!({}));
+    let sid = s.session(&t).await;
+    let call = |name: &str| json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":name,"arguments":{"text":"x"}}});
+    let ok = s.post(Some(&t), Some(&sid), call("alpha__echo")).await;
+    assert_eq!(
+        ok.json()["result"]["content"][0]["text"],
+        "alpha: x",
+        "{}",
+        ok.body
+    );
+    assert_eq!(
+        s.post(Some(&t), Some(&sid), call("beta__echo"))
+            .await
+            .status,
+        403
+    );
+    // A list claim (groups) read from the metadata still matches its rule.
+    let admin = token(
+        Algorithm::ES256,
+        json!({"sub": "root", "scope": "", "groups": ["ops", "admins"]}),
+    );
+    let asid = s.session(&admin).await;
+    let ok = s.post(Some(&admin), Some(&asid), call("beta__echo")).await;
+    assert_eq!(
+        ok.json()["result"]["content"][0]["text"],
+        "beta: x",
+        "{}",
+        ok.body
+    );
+    // Audience and replay checks hold the same way.
+    let wrong_aud = token(Algorithm::RS256, json!({"aud": "https://other.test/mcp"}));
+    assert_eq!(
+        s.post(Some(&wrong_aud), None, initialize()).await.status,
+        401
+    );
+    let bob = token(Algorithm::RS256, json!({"sub": "bob"}));
+    assert_eq!(
+        s.post(
+            Some(&bob),
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":9,"method":"ping"})
+        )
+        .await
+        .status,
+        404
+    );
 }

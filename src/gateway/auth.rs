@@ -196,6 +196,8 @@ pub struct Auth {
     pub rules: Vec<Rule>,
     pub default_allow: bool,
     pub metadata_cors_origin: String,
+    /// Claims read from the metadata when no payload header is forwarded.
+    pub claim_names: Vec<String>,
 }
 
 pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> {
@@ -348,6 +350,17 @@ pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> 
     };
     let challenge = (!raw.scopes.is_empty()).then(|| raw.scopes.join(" "));
     let payload_header = raw.jwt.payload_header.to_ascii_lowercase();
+    let mut claim_names: Vec<String> = ["iss", "sub", "aud", "scope", "scp"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for r in &rules {
+        for (k, _) in &r.claims {
+            if !claim_names.contains(k) {
+                claim_names.push(k.clone());
+            }
+        }
+    }
     Ok(Auth {
         resource: raw.resource.clone(),
         metadata_url,
@@ -368,6 +381,7 @@ pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> 
             .metadata_cors_origin
             .clone()
             .unwrap_or_else(|| "*".into()),
+        claim_names,
     })
 }
 
@@ -432,11 +446,23 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
             None => Authn::Missing,
         };
     };
-    let Some(payload) = header(headers, &auth.payload_header).and_then(decode_payload) else {
-        return Authn::Invalid(format!(
-            "jwt_authn verified a token but did not forward its payload in {} (set forward_payload_header)",
-            auth.payload_header
-        ));
+    // The forwarded payload has every claim with its JSON type; without it
+    // (Envoy Gateway cannot forward it) the claims the policy needs are read
+    // one by one from the metadata.
+    let payload = match header(headers, &auth.payload_header).and_then(decode_payload) {
+        Some(p) => p,
+        None => {
+            let raw = |claim: &str| {
+                host.property(&[
+                    "metadata",
+                    "filter_metadata",
+                    &auth.jwt_filter,
+                    &auth.metadata_key,
+                    claim,
+                ])
+            };
+            claims_from_metadata(&auth.claim_names, &raw)
+        }
     };
     let iss = payload.get("iss").and_then(Value::as_str).unwrap_or("");
     let sub = payload.get("sub").and_then(Value::as_str).unwrap_or("");
@@ -471,6 +497,60 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
         scopes,
         claims: payload,
     })
+}
+
+/// Claims rebuilt from Envoy's property encoding of the verified payload:
+/// strings as their bytes, lists as "pairs" (count, sizes, NUL-terminated
+/// items). Numbers and booleans come back as opaque bytes and are skipped.
+fn claims_from_metadata(
+    names: &[String],
+    raw: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for name in names {
+        let Some(bytes) = raw(name) else { continue };
+        let value = match decode_pairs_keys(&bytes) {
+            Some(items) => Value::Array(items.into_iter().map(Value::String).collect()),
+            None => match String::from_utf8(bytes) {
+                Ok(s) if !s.contains('\0') => Value::String(s),
+                _ => continue,
+            },
+        };
+        out.insert(name.clone(), value);
+    }
+    out
+}
+
+/// The keys of a proxy-wasm "pairs" buffer (how Envoy returns a list), or
+/// `None` if the bytes are not exactly such a buffer.
+fn decode_pairs_keys(b: &[u8]) -> Option<Vec<String>> {
+    let word = |i: usize| -> Option<usize> {
+        let w: [u8; 4] = b.get(i..i + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(w)).ok()
+    };
+    let count = word(0)?;
+    if count == 0 || count > 4096 {
+        return None;
+    }
+    let mut sizes = Vec::with_capacity(count);
+    for i in 0..count {
+        sizes.push((word(4 + i * 8)?, word(8 + i * 8)?));
+    }
+    let mut pos = 4 + count * 8;
+    let mut keys = Vec::with_capacity(count);
+    for (k, v) in sizes {
+        let key = b.get(pos..pos + k)?;
+        if b.get(pos + k) != Some(&0) {
+            return None;
+        }
+        pos += k + 1 + v;
+        if b.get(pos) != Some(&0) {
+            return None;
+        }
+        pos += 1;
+        keys.push(String::from_utf8(key.to_vec()).ok()?);
+    }
+    (pos == b.len()).then_some(keys)
 }
 
 fn decode_payload(b64: &str) -> Option<Map<String, Value>> {
@@ -786,6 +866,39 @@ mod tests {
     }
 
     #[test]
+    fn claims_from_metadata_decode_envoy_encoding() {
+        // As Envoy 1.40 returned them for a verified token (observed).
+        let groups: &[u8] = &[
+            2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, b'o', b'p', b's', 0, 0,
+            b'a', b'd', b'm', b'i', b'n', b's', 0, 0,
+        ];
+        assert_eq!(
+            decode_pairs_keys(groups),
+            Some(vec!["ops".to_string(), "admins".to_string()])
+        );
+        assert_eq!(decode_pairs_keys(b"https://mcp.test/mcp"), None);
+        assert_eq!(decode_pairs_keys(&groups[..groups.len() - 1]), None);
+        let raw = |c: &str| -> Option<Vec<u8>> {
+            match c {
+                "iss" => Some(b"https://auth.example.com".to_vec()),
+                "sub" => Some(b"alice".to_vec()),
+                "aud" => Some(b"https://mcp.example.com/mcp".to_vec()),
+                "groups" => Some(groups.to_vec()),
+                "exp" => Some(vec![0, 0, 0, 12, 123, 192, 218, 65]),
+                _ => None,
+            }
+        };
+        let names: Vec<String> = ["iss", "sub", "aud", "groups", "exp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = claims_from_metadata(&names, &raw);
+        assert_eq!(m["sub"], "alice");
+        assert_eq!(m["groups"], serde_json::json!(["ops", "admins"]));
+        assert!(!m.contains_key("exp"), "opaque numbers are skipped");
+    }
+
+    #[test]
     fn authentication_trusts_only_verified_tokens() {
         let a = auth(serde_json::json!({}));
         let host = FakeHost::default();
@@ -838,6 +951,26 @@ mod tests {
             ("x-mcpgw-jwt-payload", &other),
         ]);
         assert!(matches!(authenticate(&a, &h2, &host), Authn::Invalid(_)));
+        // Without the payload header (Envoy Gateway), the metadata alone suffices.
+        let md = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "jwt_payload",
+        ];
+        host.set_property(
+            &[md[0], md[1], md[2], md[3], "aud"],
+            "https://mcp.example.com/mcp",
+        );
+        host.set_property(&[md[0], md[1], md[2], md[3], "scope"], "mcp y");
+        let Authn::Ok(p) = authenticate(&a, &headers(&[("authorization", "Bearer abc")]), &host)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (p.subject.as_str(), p.scopes.clone()),
+            ("alice", vec!["mcp".to_string(), "y".to_string()])
+        );
         // Wrong audience.
         let aud = URL_SAFE_NO_PAD.encode(
             serde_json::json!({"iss": "https://auth.example.com", "sub": "alice", "aud": "https://other.example.com"}).to_string(),

@@ -29,17 +29,33 @@ pub mod names {
 /// Every label mcpgw puts in metric names.
 pub const LABELS: [&str; 5] = ["method", "outcome", "backend", "tool", "kind"];
 
-/// Envoy `stats_config` (bootstrap level) that turns the embedded labels into
+/// Envoy `stats_tags` (tag name, regex) that turn the embedded labels into
 /// tags, which `/stats/prometheus` shows as Prometheus labels.
+pub fn envoy_stats_tags() -> Vec<(&'static str, String)> {
+    LABELS
+        .iter()
+        .map(|l| (*l, format!("(;\\.;{l}=\\.=([^;]*))")))
+        .collect()
+}
+
+/// The bootstrap `stats_config` section with [`envoy_stats_tags`], as YAML.
 pub fn envoy_stats_config_yaml() -> String {
     let mut s = String::from("stats_config:\n  stats_tags:\n");
-    for l in LABELS {
-        s.push_str(&format!(
-            "  - tag_name: {l}\n    regex: '(;\\.;{l}=\\.=([^;]*))'\n"
-        ));
+    for (l, re) in envoy_stats_tags() {
+        s.push_str(&format!("  - tag_name: {l}\n    regex: '{re}'\n"));
     }
     s
 }
+
+/// The access-log fields mcpgw publishes, as (JSON key, Envoy format string).
+pub const ACCESS_LOG_FIELDS: [(&str, &str); 6] = [
+    ("mcp_method", "%FILTER_STATE(wasm.mcpgw.method:PLAIN)%"),
+    ("mcp_tool", "%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"),
+    ("mcp_backend", "%FILTER_STATE(wasm.mcpgw.backend:PLAIN)%"),
+    ("jsonrpc_id", "%FILTER_STATE(wasm.mcpgw.jsonrpc_id:PLAIN)%"),
+    ("mcp_session", "%FILTER_STATE(wasm.mcpgw.session:PLAIN)%"),
+    ("mcp_error", "%FILTER_STATE(wasm.mcpgw.error:PLAIN)%"),
+];
 
 /// Kinds of errors, the `kind` label of `mcpgw_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

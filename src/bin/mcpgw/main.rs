@@ -113,6 +113,11 @@ pub struct Listen {
     /// /etc/ssl/certs/ca-certificates.crt].
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// JSON access log with the MCP fields (method, tool, backend, JSON-RPC
+    /// id, session tag): a file path, or `-` for standard output [default:
+    /// none for `run`, `-` for `render`].
+    #[arg(long, value_name = "PATH|-")]
+    pub access_log: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -277,13 +282,7 @@ pub fn load_input(
             p.display()
         ));
     }
-    let (loaded, mut diags) = mcproute::load(&texts, env, check, mode)?;
-    if loaded.gateway.oauth.is_some() && plugin::auth_plugin_config(&loaded.gateway).is_none() {
-        diags.warn(format!(
-            "{}: spec.securityPolicy.oauth: tokens are verified by Envoy (jwt_authn), which answers a missing or invalid token with a plain 401; the MCP 401 with resource metadata needs the filter's `auth` configuration, which mcpgw does not generate yet",
-            loaded.gateway.source
-        ));
-    }
+    let (loaded, diags) = mcproute::load(&texts, env, check, mode)?;
     Ok(LoadedInput {
         gateway: loaded.gateway,
         passthrough: loaded.passthrough,
@@ -427,6 +426,7 @@ impl Listen {
             admin_port: 1064,
             address: std::net::Ipv4Addr::LOCALHOST.into(),
             ca_file: None,
+            access_log: None,
         }
     }
 }
@@ -445,6 +445,7 @@ pub fn render_options(
         ca_file,
         bridge_ports: Default::default(),
         previous_key,
+        access_log: l.access_log.clone(),
     }
 }
 
@@ -530,7 +531,8 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     } else {
         a.listen.ca_file.clone().unwrap_or_default()
     };
-    let opts = render_options(&a.listen, wasm, ca, a.previous_session_key);
+    let mut opts = render_options(&a.listen, wasm, ca, a.previous_session_key);
+    opts.access_log.get_or_insert_with(|| "-".into());
     let mut warnings = Vec::new();
     let served = render_envoy::served(&loaded.gateway, &opts, &mut warnings);
     for w in &warnings {

@@ -95,18 +95,41 @@ pub struct Upstream {
     pub timeout: Option<&'static str>,
 }
 
-/// The plugin config's `auth` member, for the gateway's OAuth support.
-///
-/// This is the single place where the MCPRoute `securityPolicy.oauth` settings
-/// (already parsed and validated into [`Gateway::oauth`], and already rendered
-/// to Envoy's `jwt_authn` in front of the filter) become filter configuration.
-/// The filter's config schema has no `auth` member yet, so this returns `None`
-/// and the JSON has no `auth` key; when the filter learns one, this function
-/// builds it (e.g. the protected resource metadata and the `jwt_payload`
-/// metadata namespace) and every renderer picks it up.
+/// The plugin config's `auth` member: where the MCPRoute
+/// `securityPolicy.oauth` settings (already rendered to Envoy's `jwt_authn`
+/// in front of the filter) become the filter's protected-resource
+/// configuration: the metadata document, the 401/403 challenges, the
+/// audience check. The `jwt` defaults (filter name, `jwt_payload` metadata
+/// key, payload header) are what the renderers configure `jwt_authn` with.
 pub fn auth_plugin_config(gateway: &Gateway) -> Option<Value> {
-    let _ = &gateway.oauth;
-    None
+    let o = gateway.oauth.as_ref()?;
+    let pr = &o.protected_resource;
+    let mut auth = serde_json::Map::new();
+    auth.insert("resource".into(), Value::String(pr.resource.clone()));
+    auth.insert(
+        "authorization_servers".into(),
+        Value::Array(vec![Value::String(o.issuer.clone())]),
+    );
+    if !pr.scopes_supported.is_empty() {
+        let scopes: Vec<Value> = pr
+            .scopes_supported
+            .iter()
+            .cloned()
+            .map(Value::String)
+            .collect();
+        auth.insert("scopes_supported".into(), Value::Array(scopes));
+    }
+    if let Some(n) = &pr.resource_name {
+        auth.insert("resource_name".into(), Value::String(n.clone()));
+    }
+    if let Some(d) = &pr.documentation {
+        auth.insert("resource_documentation".into(), Value::String(d.clone()));
+    }
+    if !o.audiences.is_empty() {
+        let auds: Vec<Value> = o.audiences.iter().cloned().map(Value::String).collect();
+        auth.insert("audiences".into(), Value::Array(auds));
+    }
+    Some(Value::Object(auth))
 }
 
 /// The plugin JSON for `gateway`, with `upstream(i, backend)` naming each

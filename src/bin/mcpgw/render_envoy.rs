@@ -31,6 +31,8 @@ pub struct Options {
     pub bridge_ports: BTreeMap<String, u16>,
     /// Also accept `MCPGW_PREVIOUS_SESSION_KEY`.
     pub previous_key: bool,
+    /// JSON access log: a path, `-` for stdout, or none.
+    pub access_log: Option<String>,
 }
 
 /// Timeout of fan-out calls to a bridged stdio server: its child process
@@ -127,6 +129,63 @@ pub fn env_keys(gateway: &Gateway, previous_key: bool) -> Vec<String> {
 }
 
 /// Render. `gateway` must already be [`served`] (every backend has an upstream).
+/// Prometheus labels for mcpgw's metrics (the filter embeds them in the names).
+fn stats_config() -> Y {
+    let tags = mcpgw::gateway::stats::envoy_stats_tags()
+        .into_iter()
+        .map(|(tag, regex)| m(vec![("tag_name", s(tag)), ("regex", s(regex))]));
+    m(vec![("stats_tags", seq(tags))])
+}
+
+/// One JSON line per request (to `dest`: a path or `-` for stdout), with the
+/// MCP fields the filter publishes.
+fn access_log(dest: &str) -> Y {
+    let mut fields = vec![
+        ("start_time", s("%START_TIME%")),
+        ("method", s("%REQ(:METHOD)%")),
+        ("path", s("%REQ(:PATH)%")),
+        ("status", s("%RESPONSE_CODE%")),
+        ("duration_ms", s("%DURATION%")),
+        ("upstream_cluster", s("%UPSTREAM_CLUSTER%")),
+    ];
+    fields.extend(
+        mcpgw::gateway::stats::ACCESS_LOG_FIELDS
+            .iter()
+            .map(|(k, v)| (*k, s(v))),
+    );
+    fields.push(("traceparent", s("%REQ(TRACEPARENT)%")));
+    let format = ("log_format", m(vec![("json_format", m(fields))]));
+    if dest == "-" {
+        return m(vec![
+            ("name", s("envoy.access_loggers.stdout")),
+            (
+                "typed_config",
+                m(vec![
+                    (
+                        "@type",
+                        s("type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
+                    ),
+                    format,
+                ]),
+            ),
+        ]);
+    }
+    m(vec![
+        ("name", s("envoy.access_loggers.file")),
+        (
+            "typed_config",
+            m(vec![
+                (
+                    "@type",
+                    s("type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"),
+                ),
+                ("path", s(dest)),
+                format,
+            ]),
+        ),
+    ])
+}
+
 pub fn render(gateway: &Gateway, opts: &Options) -> String {
     let json = plugin::plugin_json(gateway, opts.previous_key, &|_, b| {
         upstream(b, opts).unwrap_or(Upstream {
@@ -322,7 +381,7 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         }
         seq(d)
     };
-    let hcm = m(vec![
+    let mut hcm = m(vec![
         ("@type", s("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager")),
         ("stat_prefix", s("mcp")),
         ("stream_idle_timeout", s("3600s")),
@@ -373,11 +432,18 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         ),
         ("http_filters", seq(http_filters)),
     ]);
+    if let (Some(dest), Y::Map(pairs)) = (&opts.access_log, &mut hcm) {
+        pairs.insert(
+            4.min(pairs.len()),
+            ("access_log".into(), seq([access_log(dest)])),
+        );
+    }
     let root = m(vec![
         (
             "admin",
             m(vec![("address", socket(&opts.address, opts.admin_port))]),
         ),
+        ("stats_config", stats_config()),
         (
             "static_resources",
             m(vec![
@@ -538,6 +604,7 @@ mod tests {
             ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             bridge_ports,
             previous_key: false,
+            access_log: Some("-".into()),
         }
     }
 
