@@ -103,15 +103,16 @@ cmd_demo() {
     cargo build --quiet -p mcpgw --features cli --bin mcpgw
     cargo build --quiet -p mcpgw-e2e --bin mcp-test-server --bin mcp-stdio-server
     local server="$ROOT/target/debug/mcp-test-server"
-    local pids=()
+    # Global, not local: the EXIT trap runs after this function returns.
+    DEMO_PIDS=()
     cleanup() {
         trap - INT TERM EXIT
-        for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+        for p in "${DEMO_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
         wait 2>/dev/null || true
     }
     trap cleanup INT TERM EXIT
-    "$server" --kind alpha --port 9001 & pids+=($!)
-    "$server" --kind beta --port 9002 & pids+=($!)
+    "$server" --kind alpha --port 9001 & DEMO_PIDS+=($!)
+    "$server" --kind beta --port 9002 & DEMO_PIDS+=($!)
     # The servers file an agent would have: two HTTP servers and a stdio one.
     local cfg="$ROOT/target/demo-mcp-servers.json"
     cat >"$cfg" <<EOF
