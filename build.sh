@@ -59,6 +59,22 @@ ensure_node_peers() {
     export PATH="$MCPGW_NODE_BIN:$PATH"
 }
 
+# wasm-bindgen's test runner, at the version Cargo.lock pins, runs the logic's
+# unit tests compiled to wasm32 under Node (built once into .tools/).
+ensure_wasm_test_runner() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+        log "adding the wasm32-unknown-unknown Rust target (wasm unit tests)"
+        rustup target add wasm32-unknown-unknown >&2
+    fi
+    local v
+    v="$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock")"
+    if [ "$("$ROOT/.tools/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $v" ]; then
+        log "building wasm-bindgen-cli $v into .tools (once per machine; a few minutes)"
+        cargo install --quiet --force wasm-bindgen-cli --version "$v" --root "$ROOT/.tools"
+    fi
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$ROOT/.tools/bin/wasm-bindgen-test-runner"
+}
+
 envoy_bin() {
     local bin
     bin="$(ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1)"
@@ -92,6 +108,9 @@ cmd_test() {
     log "unit tests"
     cargo test -p mcpgw
     cargo test -p mcpgw --features cli --bin mcpgw
+    ensure_wasm_test_runner
+    log "unit tests compiled to wasm32, run under Node"
+    cargo test -p mcpgw --lib --target wasm32-unknown-unknown
     log "end-to-end tests (Envoy $ENVOY_VERSION)"
     cargo test -p mcpgw-e2e
 }

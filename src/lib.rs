@@ -19,5 +19,5 @@
 pub mod gateway;
 pub mod protocol;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod adapter;

@@ -4,6 +4,8 @@
 //! client helpers (`client`).
 
 pub mod backends;
+/// The benchmark harness (`bench` and `bench-backend` binaries).
+pub mod bench;
 pub mod client;
 pub mod envoy;
 pub mod fixture;

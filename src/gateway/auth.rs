@@ -739,6 +739,8 @@ pub const AS_METADATA_PATHS: [&str; 2] = [
 mod tests {
     use super::*;
     use crate::gateway::testing::FakeHost;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn raw(json: serde_json::Value) -> RawAuth {
         serde_json::from_value(json).unwrap()

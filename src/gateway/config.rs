@@ -448,6 +448,8 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 

@@ -413,9 +413,11 @@ impl Exchange {
                         ));
                     }
                 }
+                // u64, not usize: on wasm32 a usize cannot hold every length.
+                let max = u64::try_from(self.cfg().max_request_bytes).unwrap_or(u64::MAX);
                 let too_long = header(headers, h::CONTENT_LENGTH)
-                    .and_then(|l| l.trim().parse::<usize>().ok())
-                    .is_some_and(|l| l > self.cfg().max_request_bytes);
+                    .map(|l| l.trim().parse::<u64>().map_or(true, |l| l > max))
+                    .unwrap_or(false);
                 if too_long {
                     return HeadersAction::Respond(self.too_large());
                 }

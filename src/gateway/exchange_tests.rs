@@ -7,6 +7,8 @@ use crate::gateway::session::caps;
 use crate::gateway::testing::{gateway, gateway_with, json_response, sse_response, FakeHost};
 use crate::gateway::tokens::Wrapped;
 use serde_json::{json, Value};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const TWO: &str = r#"[{"name":"alpha","cluster":"c_alpha","authority":"alpha.test","headers":{"authorization":"Bearer ${TOKEN}"},"tools":{"exclude":["admin_reset"]}},{"name":"beta","cluster":"c_beta","path":"/beta/mcp"}]"#;
 
@@ -160,6 +162,17 @@ fn transport_rules() {
     );
     check(&mut h, hdrs("POST", &[("mcp-session-id", "forged")]), 404);
     check(&mut h, hdrs("POST", &[("content-length", "99999999")]), 413);
+    // Beyond 32 bits (wasm32's usize) and beyond u64: still refused, early.
+    check(
+        &mut h,
+        hdrs("POST", &[("content-length", "5000000000")]),
+        413,
+    );
+    check(
+        &mut h,
+        hdrs("POST", &[("content-length", "999999999999999999999999")]),
+        413,
+    );
     check(&mut h, hdrs("PUT", &[]), 405);
     check(
         &mut h,
@@ -1122,6 +1135,8 @@ mod oauth {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const AUTH: &str = r#","allowed_origins":["https://app.example.com"],"auth":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"scopes":["mcp"],"authorization_server_metadata":{"issuer":"https://auth.example.com","token_endpoint":"https://auth.example.com/token"},"rules":[{"when":{"scopes":["mcp"]},"allow":{"tools_regex":["^alpha__(echo|count)$"]}},{"when":{"scopes":["beta:all"]},"allow":{"backends":["beta"]}}]}"#;
 

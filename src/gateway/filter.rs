@@ -79,6 +79,8 @@ impl NameFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn f(include: &[&str], exclude: &[&str], ir: &[&str], er: &[&str]) -> NameFilter {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();

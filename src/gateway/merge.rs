@@ -381,6 +381,8 @@ mod tests {
     use crate::gateway::config::compile;
     use crate::gateway::config::tests::{env, KEY};
     use serde_json::json;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn cfg(backends: &str) -> Config {
         compile(

@@ -102,6 +102,8 @@ mod tests {
     use crate::gateway::config::tests::{env, KEY};
     use crate::gateway::session::BackendSession;
     use crate::protocol::mcp::Version;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn cfg(backends: &str) -> Config {
         compile(

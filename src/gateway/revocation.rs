@@ -98,6 +98,8 @@ fn contains(v: &[u8], epoch: u64, sid: &[u8; 16]) -> bool {
 mod tests {
     use super::*;
     use crate::gateway::testing::FakeHost;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn revoke_then_check() {

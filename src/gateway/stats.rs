@@ -179,6 +179,8 @@ pub fn observe(host: &dyn Host, base: &str, labels: &[(&str, &str)], value: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn names_embed_sanitised_labels() {

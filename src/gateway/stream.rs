@@ -324,6 +324,8 @@ impl SseRewrite {
 mod tests {
     use super::*;
     use crate::gateway::testing::{gateway, FakeHost};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn ctx(method: &str) -> StreamCtx {
         StreamCtx {

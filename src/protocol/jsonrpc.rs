@@ -386,6 +386,8 @@ pub fn raw_array(v: &RawValue) -> Option<Vec<&RawValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn request_kinds() {

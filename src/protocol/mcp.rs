@@ -246,6 +246,8 @@ pub const MAX_TOOL_NAME: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn negotiation() {

@@ -275,6 +275,8 @@ pub fn parse_all(body: &[u8], max_event: usize) -> Result<Vec<Item>, SseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn events(items: &[Item]) -> Vec<Event> {
         items
