@@ -43,7 +43,31 @@ struct RawConfig {
     /// OAuth protected resource and per-tool authorization (see `auth`).
     #[serde(default)]
     auth: Option<super::auth::RawAuth>,
+    #[serde(default)]
+    observability: RawObservability,
     backends: Vec<RawBackend>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObservability {
+    #[serde(default = "yes")]
+    metrics: bool,
+    #[serde(default = "yes")]
+    access_log_fields: bool,
+}
+
+impl Default for RawObservability {
+    fn default() -> Self {
+        RawObservability {
+            metrics: true,
+            access_log_fields: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +195,10 @@ pub struct Config {
     pub max_response_bytes: usize,
     pub server_name: String,
     pub auth: Option<super::auth::Auth>,
+    /// Define and update Envoy stats (`observability.metrics`).
+    pub metrics: bool,
+    /// Publish the per-request access-log fields (`observability.access_log_fields`).
+    pub access_log_fields: bool,
 }
 
 impl Config {
@@ -363,6 +391,8 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         max_response_bytes: raw.max_response_bytes,
         server_name: raw.server_name.unwrap_or_else(|| "mcpgw".into()),
         auth,
+        metrics: raw.observability.metrics,
+        access_log_fields: raw.observability.access_log_fields,
     })
 }
 

@@ -10,7 +10,7 @@ use super::host::{
 };
 use super::naming::Resolved;
 use super::revocation::Revocations;
-use super::session::{caps, BackendSession, Session, SessionError};
+use super::session::{caps, BackendSession, Session, SessionCache, SessionError};
 use super::stats::{self, names, Cardinality, ErrorKind, RequestStats};
 use super::stream::{SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
@@ -28,6 +28,8 @@ pub struct Gateway {
     pub cfg: Config,
     pub revocations: Revocations,
     pub cardinality: Cardinality,
+    /// Sessions opened on this worker (see `SessionCache`).
+    pub sessions: SessionCache,
 }
 
 impl Gateway {
@@ -37,6 +39,7 @@ impl Gateway {
             cfg,
             revocations,
             cardinality: Cardinality::default(),
+            sessions: SessionCache::new(4096),
         }
     }
 }
@@ -54,7 +57,7 @@ pub(super) struct RequestCtx {
     pub meta_trace: Vec<(String, String)>,
     /// `MCP-Protocol-Version` as sent (validated), if any.
     pub header_version: Option<String>,
-    pub session: Option<Session>,
+    pub session: Option<Arc<Session>>,
     /// Raw JSON id of the client's request.
     pub request_id: Option<String>,
     pub method: Option<String>,
@@ -66,6 +69,8 @@ pub(super) struct RequestCtx {
     pub cors: Vec<(String, String)>,
     /// The client ranks SSE first: the gateway's own answers use it too.
     pub prefer_sse: bool,
+    /// Request headers that upstream requests must not carry, when present.
+    pub present: Vec<&'static str>,
     /// What the request's metrics and access-log fields will say.
     pub stats: RequestStats,
     /// When the current fan-out started (for its latency histogram).
@@ -207,7 +212,9 @@ impl Exchange {
 
     /// Publish an access-log field (`wasm.mcpgw.<name>` filter state in Envoy).
     pub(super) fn publish(&self, host: &dyn Host, name: &str, value: &str) {
-        host.set_property(&format!("mcpgw.{name}"), value);
+        if self.gw.cfg.access_log_fields {
+            host.set_property(&format!("mcpgw.{name}"), value);
+        }
     }
 
     /// W3C trace context in `params._meta` (where MCP clients without HTTP
@@ -257,7 +264,10 @@ impl Exchange {
 
     /// The request is over: report its metrics.
     pub fn on_done(&mut self, host: &mut dyn Host) {
-        if self.req.stats.reported || matches!(self.state, State::Start | State::NotOurs) {
+        if self.req.stats.reported
+            || !self.gw.cfg.metrics
+            || matches!(self.state, State::Start | State::NotOurs)
+        {
             return;
         }
         self.req.stats.reported = true;
@@ -265,17 +275,24 @@ impl Exchange {
         let failed = self.req.stats.error.is_some() || self.req.stats.backend_error;
         let outcome = if failed { "error" } else { "ok" };
         stats::count(
+            self.gw.cfg.metrics,
             host,
             names::REQUESTS,
             &[("method", method), ("outcome", outcome)],
         );
         if let Some(kind) = self.req.stats.error {
-            stats::count(host, names::ERRORS, &[("kind", kind.label())]);
+            stats::count(
+                self.gw.cfg.metrics,
+                host,
+                names::ERRORS,
+                &[("kind", kind.label())],
+            );
         }
         if let (Some(tool), Some(backend)) = (self.req.tool.clone(), self.req.stats.backend.clone())
         {
             let tool = self.gw.cardinality.tool_label(&tool);
             stats::count(
+                self.gw.cfg.metrics,
                 host,
                 names::TOOL_CALLS,
                 &[("backend", &backend), ("tool", &tool), ("outcome", outcome)],
@@ -350,6 +367,22 @@ impl Exchange {
             return HeadersAction::Continue(vec![strip_route]);
         }
         self.req.authority = header(headers, ":authority").unwrap_or("").to_string();
+        let payload_header = self.gw.cfg.auth.as_ref().map(|a| a.payload_header.as_str());
+        for (k, _) in headers {
+            let known = [
+                h::AUTHORIZATION,
+                "cookie",
+                h::ORIGIN,
+                h::SESSION_ID,
+                h::PROTOCOL_VERSION,
+                h::LAST_EVENT_ID,
+            ];
+            if let Some(n) = known.iter().find(|n| k.eq_ignore_ascii_case(n)) {
+                self.req.present.push(n);
+            } else if payload_header.is_some_and(|p| k.eq_ignore_ascii_case(p)) {
+                self.req.present.push("jwt-payload");
+            }
+        }
         self.req.authorization = header(headers, h::AUTHORIZATION).map(str::to_string);
         self.req.propagate = PROPAGATED
             .iter()
@@ -495,10 +528,16 @@ impl Exchange {
         let Some(token) = header(headers, h::SESSION_ID) else {
             return Ok(());
         };
-        let cfg = &self.gw.cfg;
+        let gw = Arc::clone(&self.gw);
+        let cfg = &gw.cfg;
         let now = host.now_ms();
-        match Session::open(&cfg.keys, token.trim(), now, cfg.session_ttl_ms) {
-            Ok(s) => {
+        let opened = gw
+            .sessions
+            .open(&cfg.keys, token.trim(), now, cfg.session_ttl_ms, |s| {
+                super::fanout::session_tag(&cfg.keys, &s.sid)
+            });
+        match opened {
+            Ok((s, tag)) => {
                 if cfg.auth.is_some() && s.principal != self.principal_digest() {
                     host.log(
                         Level::Warn,
@@ -522,11 +561,7 @@ impl Exchange {
                         "Not Found: session was deleted; initialize a new one",
                     ));
                 }
-                self.publish(
-                    host,
-                    "session",
-                    &super::fanout::session_tag(&cfg.keys, &s.sid),
-                );
+                self.publish(host, "session", &tag);
                 self.req.session = Some(s);
                 Ok(())
             }
@@ -551,7 +586,7 @@ impl Exchange {
         &mut self,
         host: &dyn Host,
         headers: &[(String, String)],
-    ) -> Result<Session, LocalResponse> {
+    ) -> Result<Arc<Session>, LocalResponse> {
         self.load_session(host, headers)?;
         match self.req.session.clone() {
             Some(s) => Ok(s),
@@ -653,7 +688,7 @@ impl Exchange {
             Err(r) => return HeadersAction::Respond(r),
         };
         let expires = session.expires_ms(self.cfg().session_ttl_ms);
-        stats::count(host, names::SESSIONS_DELETED, &[]);
+        stats::count(self.gw.cfg.metrics, host, names::SESSIONS_DELETED, &[]);
         if !self.gw.revocations.revoke(host, &session.sid, expires) {
             host.log(
                 Level::Error,

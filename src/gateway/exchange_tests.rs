@@ -48,7 +48,17 @@ impl Harness {
 
     /// POST a message; returns the exchange (for follow-up callbacks) and the body action.
     fn post(&mut self, session: Option<&str>, msg: Value) -> (Exchange, B) {
-        let mut extra = vec![];
+        self.post_with(session, &[], msg)
+    }
+
+    /// [`Harness::post`] with more request headers.
+    fn post_with(
+        &mut self,
+        session: Option<&str>,
+        more: &[(&str, &str)],
+        msg: Value,
+    ) -> (Exchange, B) {
+        let mut extra = more.to_vec();
         if let Some(s) = session {
             extra.push(("mcp-session-id", s));
         }
@@ -448,8 +458,14 @@ fn tools_list_merges_filters_and_paginates() {
 fn tools_call_is_routed_with_credentials() {
     let mut h = Harness::new(TWO);
     let sid = h.session();
-    let (_, a) = h.post(
+    let client = [
+        ("authorization", "Bearer client"),
+        ("cookie", "c=1"),
+        ("origin", "http://localhost:3000"),
+    ];
+    let (_, a) = h.post_with(
         Some(&sid),
+        &client,
         json!({"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"},"_meta":{"progressToken":"p"}}}),
     );
     let B::Forward { headers, body } = a else {
@@ -473,7 +489,7 @@ fn tools_call_is_routed_with_credentials() {
     assert_eq!(sent["id"], "c1");
 
     // The client's own token never reaches a backend that did not opt in.
-    let (_, a) = h.post(Some(&sid), json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"beta__echo","arguments":{}}}));
+    let (_, a) = h.post_with(Some(&sid), &client, json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"beta__echo","arguments":{}}}));
     let B::Forward { headers, .. } = a else {
         panic!()
     };
@@ -1659,4 +1675,26 @@ fn trace_context_reaches_backends_including_fan_out() {
         .calls
         .iter()
         .all(|(_, c)| header(&c.headers, "traceparent") == Some(tp)));
+}
+
+#[test]
+fn observability_can_be_turned_off() {
+    let gw = Arc::new(gateway_with(
+        r#"[{"name":"a","cluster":"a"}]"#,
+        r#","observability":{"metrics":false,"access_log_fields":false}"#,
+    ));
+    let mut h = Harness {
+        gw,
+        host: FakeHost::default(),
+    };
+    let sid = h.session();
+    let (mut ex, _) = h.post(Some(&sid), json!({"jsonrpc":"2.0","id":1,"method":"ping"}));
+    ex.on_response_start(&mut h.host);
+    ex.on_done(&mut h.host);
+    assert!(
+        h.host.metrics.borrow().is_empty(),
+        "{:?}",
+        h.host.metrics.borrow()
+    );
+    assert!(h.host.published.borrow().is_empty());
 }

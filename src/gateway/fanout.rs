@@ -9,7 +9,7 @@ use super::exchange::{
     result_json_str, Call, Exchange, FanOp, FanOut, Lookup, NameKind, State, CALL_ACCEPT,
 };
 use super::host::{BodyAction, CallResponse, Host, Level, LocalResponse, Outbound};
-use super::merge::{self, ListPage};
+use super::merge;
 use super::session::{caps, BackendSession, Session};
 use super::stats::{self, names, ErrorKind};
 use super::stream::{self, StreamCtx};
@@ -186,7 +186,12 @@ impl Exchange {
                 (Err(e), _) => failures.push(format!("{}: {e}", b.name)),
             }
             if !joined.iter().any(|(i, _, _)| *i == c.backend) {
-                stats::count(host, names::INIT_BACKEND_FAILURES, &[("backend", &b.name)]);
+                stats::count(
+                    self.gw.cfg.metrics,
+                    host,
+                    names::INIT_BACKEND_FAILURES,
+                    &[("backend", &b.name)],
+                );
             }
         }
         for f in &failures {
@@ -232,7 +237,7 @@ impl Exchange {
             .collect();
         let result = merge::initialize_result(&self.gw.cfg, negotiated, &parts);
         let token = session.seal(&self.gw.cfg.keys, &nonce);
-        stats::count(host, names::SESSIONS_CREATED, &[]);
+        stats::count(self.gw.cfg.metrics, host, names::SESSIONS_CREATED, &[]);
         self.publish(
             host,
             "session",
@@ -338,34 +343,55 @@ impl Exchange {
         calls: Vec<Call>,
     ) -> LocalResponse {
         let max = self.cfg().max_response_bytes;
-        let mut results: Vec<(usize, String)> = Vec::new();
-        let mut failures = Vec::new();
-        for c in calls {
-            let name = self
-                .gw
+        let responses: Vec<(usize, CallResponse)> = calls
+            .into_iter()
+            .map(|c| (c.backend, c.response.unwrap_or_default()))
+            .collect();
+        let name_of = |i: usize| {
+            self.gw
                 .cfg
                 .backends
-                .get(c.backend)
+                .get(i)
                 .map(|b| b.name.clone())
-                .unwrap_or_default();
-            let resp = c.response.unwrap_or_default();
-            if resp.status == 404 {
-                return self.error(
-                    404,
-                    INVALID_REQUEST,
-                    &format!("Not Found: backend {name} ended its session; initialize a new one"),
-                );
-            }
-            match merge::response_message(&resp, max)
-                .and_then(|m| merge::result_of(&m).map(str::to_string))
-            {
-                Ok(r) => results.push((c.backend, r)),
-                Err(e) => {
-                    stats::count(host, names::BACKEND_FAILURES, &[("backend", &name)]);
-                    failures.push(format!("{name}: {e}"));
-                }
+                .unwrap_or_default()
+        };
+        if let Some((i, _)) = responses.iter().find(|(_, r)| r.status == 404) {
+            let m = format!(
+                "Not Found: backend {} ended its session; initialize a new one",
+                name_of(*i)
+            );
+            return self.error(404, INVALID_REQUEST, &m);
+        }
+        // Borrowed all the way: a large list is parsed once and copied once.
+        let mut messages: Vec<(usize, std::borrow::Cow<'_, str>)> = Vec::new();
+        let mut failures = Vec::new();
+        for (i, resp) in &responses {
+            match merge::response_message(resp, max) {
+                Ok(m) => messages.push((*i, m)),
+                Err(e) => failures.push((*i, e)),
             }
         }
+        // One parse per answer: envelope and items together.
+        let mut results: Vec<(usize, merge::PageItems<'_>)> = Vec::new();
+        for (i, m) in &messages {
+            match merge::parse_page(m, true) {
+                Ok(items) => results.push((*i, items)),
+                Err(e) => failures.push((*i, e)),
+            }
+        }
+        let failures: Vec<String> = failures
+            .into_iter()
+            .map(|(i, e)| {
+                let name = name_of(i);
+                stats::count(
+                    self.gw.cfg.metrics,
+                    host,
+                    names::BACKEND_FAILURES,
+                    &[("backend", &name)],
+                );
+                format!("{name}: {e}")
+            })
+            .collect();
         for f in &failures {
             host.log(
                 Level::Warn,
@@ -383,13 +409,6 @@ impl Exchange {
             );
             return self.error(200, BACKEND_ERROR, &m);
         }
-        let pages: Vec<ListPage<'_>> = results
-            .iter()
-            .map(|(i, r)| ListPage {
-                backend: *i,
-                result: r,
-            })
-            .collect();
         let sid = self.req.session.as_ref().map(|s| s.sid).unwrap_or_default();
         let gw = std::sync::Arc::clone(&self.gw);
         let seal = |b: &Backend, id: &str| stream::wrap_task_id(&gw, &sid, b, id);
@@ -398,7 +417,13 @@ impl Exchange {
             seal_task: &seal,
             allowed: &allowed,
         };
-        let merged = match merge::merge_list(&self.gw.cfg, kind, &pages, &opts) {
+        // The whole JSON-RPC answer is built in the merge's buffer.
+        let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
+        let prefix = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"{}\":",
+            kind.items_key()
+        );
+        let merged = match merge::merge_pages(&prefix, &self.gw.cfg, kind, results, &opts) {
             Ok(m) => m,
             Err(merge::MergeError::Collision {
                 name,
@@ -422,11 +447,7 @@ impl Exchange {
                 &format!("tool name \"{n}\" is longer than {} characters after prefixing; some clients reject it", mcp::MAX_TOOL_NAME),
             );
         }
-        let mut result = String::with_capacity(merged.items.len() + 64);
-        result.push_str("{\"");
-        result.push_str(kind.items_key());
-        result.push_str("\":");
-        result.push_str(&merged.items);
+        let mut result = merged.items;
         if !merged.next.is_empty() {
             let Some(session) = self.req.session.as_ref() else {
                 return self.error(200, INTERNAL_ERROR, "session lost");
@@ -450,10 +471,8 @@ impl Exchange {
             result.push_str(",\"nextCursor\":");
             result.push_str(&json_string(&token));
         }
-        result.push('}');
-        let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
-        let r = LocalResponse::json(200, result_json_str(&id, &result));
-        self.respond(r)
+        result.push_str("}}");
+        self.respond(LocalResponse::json(200, result))
     }
 
     // ----- side-call answers --------------------------------------------------
@@ -503,7 +522,13 @@ impl Exchange {
             FanOp::AsMetadata => "authorization_server_metadata",
         };
         let elapsed = host.now_ms().saturating_sub(self.req.fanout_started_ms);
-        stats::observe(host, names::FANOUT_MS, &[("method", op)], elapsed);
+        stats::observe(
+            self.gw.cfg.metrics,
+            host,
+            names::FANOUT_MS,
+            &[("method", op)],
+            elapsed,
+        );
         let r = match f.op {
             FanOp::Initialize { negotiated } => self.finish_initialize(host, negotiated, f.calls),
             FanOp::List { kind } => self.finish_list(host, kind, f.calls),
@@ -665,9 +690,9 @@ impl Exchange {
             let resp = c.response.unwrap_or_default();
             match merge::response_message(&resp, max) {
                 Ok(m) => match jsonrpc::parse(m.as_bytes()) {
-                    Ok(msg) if msg.result.is_some() => ok.push((c.backend, m)),
+                    Ok(msg) if msg.result.is_some() => ok.push((c.backend, m.into_owned())),
                     _ => {
-                        first_error.get_or_insert(m);
+                        first_error.get_or_insert(m.into_owned());
                     }
                 },
                 Err(e) => self.log_backend(host, c.backend, &e),

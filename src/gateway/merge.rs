@@ -6,15 +6,17 @@ use super::config::{Backend, Config};
 use super::host::CallResponse;
 use super::naming::Naming;
 use crate::protocol::http::{media_type, EVENT_STREAM, JSON};
-use crate::protocol::jsonrpc::{self, json_string, raw_array, Kind, RawObject};
+use crate::protocol::jsonrpc::{self, json_string, Kind, RawObject};
 use crate::protocol::mcp::{ListKind, Version, MAX_TOOL_NAME, ROUTABLE_CAPABILITIES};
 use crate::protocol::sse;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The JSON-RPC response text inside a backend's answer (a JSON body or the
 /// response event of an SSE body). Notifications before it are skipped.
-pub fn response_message(resp: &CallResponse, max_event: usize) -> Result<String, String> {
+pub fn response_message(resp: &CallResponse, max_event: usize) -> Result<Cow<'_, str>, String> {
     if resp.status == 0 {
         return Err("no answer (connection failed, reset or timed out)".into());
     }
@@ -24,7 +26,7 @@ pub fn response_message(resp: &CallResponse, max_event: usize) -> Result<String,
     let ct = media_type(resp.header("content-type").unwrap_or(""));
     let text = std::str::from_utf8(&resp.body).map_err(|_| "body is not UTF-8".to_string())?;
     if ct == JSON {
-        return Ok(text.to_string());
+        return Ok(Cow::Borrowed(text));
     }
     if ct == EVENT_STREAM {
         let items = sse::parse_all(&resp.body, max_event).map_err(|e| e.to_string())?;
@@ -39,7 +41,7 @@ pub fn response_message(resp: &CallResponse, max_event: usize) -> Result<String,
                 }
                 if let Ok(m) = jsonrpc::parse(data.as_bytes()) {
                     if matches!(m.kind, Kind::Response | Kind::Error) {
-                        return Ok(data);
+                        return Ok(Cow::Owned(data));
                     }
                 }
             }
@@ -238,6 +240,40 @@ fn app_ui_meta(
     Some(m.to_string())
 }
 
+/// A list result parsed in one pass: the items stay raw objects (their
+/// members are written back byte for byte), whatever the list is.
+#[derive(Deserialize)]
+pub struct PageItems<'a> {
+    #[serde(borrow, default)]
+    tools: Option<Vec<RawObject<'a>>>,
+    #[serde(borrow, default)]
+    prompts: Option<Vec<RawObject<'a>>>,
+    #[serde(borrow, default)]
+    resources: Option<Vec<RawObject<'a>>>,
+    #[serde(borrow, default, rename = "resourceTemplates")]
+    resource_templates: Option<Vec<RawObject<'a>>>,
+    #[serde(borrow, default)]
+    tasks: Option<Vec<RawObject<'a>>>,
+    #[serde(borrow, default, rename = "nextCursor")]
+    next_cursor: Option<Cow<'a, str>>,
+}
+
+impl<'a> PageItems<'a> {
+    fn take(self, kind: ListKind) -> (Option<Vec<RawObject<'a>>>, Option<Cow<'a, str>>) {
+        let items = match kind {
+            ListKind::Tools => self.tools,
+            ListKind::Prompts => self.prompts,
+            ListKind::Resources => self.resources,
+            ListKind::ResourceTemplates => self.resource_templates,
+            ListKind::Tasks => self.tasks,
+        };
+        (items, self.next_cursor)
+    }
+}
+
+/// The items of one page, if it had the list's member.
+type Items<'a> = Option<Vec<RawObject<'a>>>;
+
 /// Per-request hooks of a list merge.
 pub struct ListOptions<'a> {
     /// Task ids are not renamed but sealed.
@@ -264,42 +300,83 @@ pub fn merge_list(
     pages: &[ListPage<'_>],
     opts: &ListOptions<'_>,
 ) -> Result<MergedList, MergeError> {
+    let mut parsed = Vec::with_capacity(pages.len());
+    let mut broken = Vec::new();
+    for p in pages {
+        match parse_page(p.result, false) {
+            Ok(items) => parsed.push((p.backend, items)),
+            Err(e) => broken.push((p.backend, e)),
+        }
+    }
+    let mut merged = merge_pages("", cfg, kind, parsed, opts)?;
+    merged.broken.extend(broken);
+    Ok(merged)
+}
+
+/// Parse a list answer in one pass: the `result` object itself, or (with
+/// `envelope`) the whole JSON-RPC response, whose error becomes `Err`.
+pub fn parse_page(text: &str, envelope: bool) -> Result<PageItems<'_>, String> {
+    if !envelope {
+        return serde_json::from_str(text).map_err(|e| format!("result is not a list result: {e}"));
+    }
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow, default)]
+        result: Option<PageItems<'a>>,
+        #[serde(borrow, default)]
+        error: Option<&'a serde_json::value::RawValue>,
+    }
+    let a: Answer<'_> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON-RPC response: {e}"))?;
+    match (a.result, a.error) {
+        (Some(r), None) => Ok(r),
+        (_, Some(e)) => Err(format!("JSON-RPC error {}", e.get())),
+        (None, None) => Err("not a response".into()),
+    }
+}
+
+/// Merge parsed pages, the items written after `prefix` in `items`, so a
+/// large answer is built in one buffer (no copy into an envelope afterwards).
+pub fn merge_pages(
+    prefix: &str,
+    cfg: &Config,
+    kind: ListKind,
+    pages: Vec<(usize, PageItems<'_>)>,
+    opts: &ListOptions<'_>,
+) -> Result<MergedList, MergeError> {
     let naming = Naming::new(cfg);
-    let mut out = MergedList {
-        items: String::with_capacity(pages.iter().map(|p| p.result.len() + 64).sum::<usize>()),
-        ..Default::default()
-    };
-    out.items.push('[');
+    let mut out = MergedList::default();
     let mut first = true;
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for page in pages {
-        let Some(backend) = cfg.backends.get(page.backend) else {
+    let mut capacity = prefix.len() + 256;
+    let pages: Vec<(usize, Items<'_>, Option<Cow<'_, str>>)> = pages
+        .into_iter()
+        .map(|(i, p)| {
+            let (items, next) = p.take(kind);
+            capacity += items
+                .as_ref()
+                .map_or(0, |v| v.iter().map(RawObject::size_hint).sum());
+            (i, items, next)
+        })
+        .collect();
+    out.items.reserve(capacity);
+    out.items.push_str(prefix);
+    out.items.push('[');
+    for (page_backend, items, next) in pages {
+        let Some(backend) = cfg.backends.get(page_backend) else {
             continue;
         };
-        let result = match RawObject::parse_str(page.result) {
-            Ok(r) => r,
-            Err(e) => {
-                out.broken
-                    .push((page.backend, format!("result is not an object: {e}")));
-                continue;
-            }
-        };
-        let Some(items) = result.get(kind.items_key()).and_then(raw_array) else {
+        let Some(items) = items else {
             out.broken.push((
-                page.backend,
+                page_backend,
                 format!("result has no \"{}\" array", kind.items_key()),
             ));
             continue;
         };
-        if let Some(c) = result.get_str("nextCursor") {
-            if !c.is_empty() {
-                out.next.push((page.backend, c.into_owned()));
-            }
+        if let Some(c) = next.filter(|c| !c.is_empty()) {
+            out.next.push((page_backend, c.into_owned()));
         }
-        for item in items {
-            let Ok(obj) = RawObject::parse(item) else {
-                continue;
-            };
+        for obj in items {
             let (key_field, name_field) = match kind {
                 ListKind::Tools | ListKind::Prompts => ("name", None),
                 ListKind::Resources => ("uri", Some("name")),
@@ -330,7 +407,7 @@ pub fn merge_list(
                 continue;
             }
             if let Some(prev) = seen.get(exposed.as_ref()) {
-                if *prev != page.backend {
+                if *prev != page_backend {
                     return Err(MergeError::Collision {
                         name: exposed.into_owned(),
                         first: cfg
@@ -350,7 +427,7 @@ pub fn merge_list(
                 obj.get_str(f)
                     .map(|n| (f, json_string(&naming.expose(backend, &n))))
             });
-            seen.insert(exposed.into_owned(), page.backend);
+            seen.insert(exposed.into_owned(), page_backend);
             if !first {
                 out.items.push(',');
             }

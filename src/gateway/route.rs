@@ -36,25 +36,32 @@ impl Exchange {
         if let Some(a) = &b.authority {
             ops.push(HeaderOp::Set(":authority".into(), a.clone()));
         }
+        // Removals only for headers the client sent: each is a host call.
+        let present = |name: &str| self.req.present.contains(&name);
+        let remove = |ops: &mut Vec<HeaderOp>, name: &str| {
+            if present(name) {
+                ops.push(HeaderOp::Remove(name.to_string()));
+            }
+        };
         match bs.and_then(|s| s.session_id.clone()) {
             Some(id) => ops.push(HeaderOp::Set(h::SESSION_ID.into(), id)),
-            None => ops.push(HeaderOp::Remove(h::SESSION_ID.into())),
+            None => remove(&mut ops, h::SESSION_ID),
         }
         match bs {
             Some(s) => ops.push(HeaderOp::Set(
                 h::PROTOCOL_VERSION.into(),
                 s.version.as_str().into(),
             )),
-            None => ops.push(HeaderOp::Remove(h::PROTOCOL_VERSION.into())),
+            None => remove(&mut ops, h::PROTOCOL_VERSION),
         }
         if !b.forward_authorization {
-            ops.push(HeaderOp::Remove(h::AUTHORIZATION.into()));
+            remove(&mut ops, h::AUTHORIZATION);
         }
-        if let Some(a) = &cfg.auth {
+        if let Some(a) = cfg.auth.as_ref().filter(|_| present("jwt-payload")) {
             ops.push(HeaderOp::Remove(a.payload_header.clone()));
         }
-        ops.push(HeaderOp::Remove("cookie".into()));
-        ops.push(HeaderOp::Remove(h::ORIGIN.into()));
+        remove(&mut ops, "cookie");
+        remove(&mut ops, h::ORIGIN);
         for (k, v) in b.headers.iter().chain(&self.req.meta_trace) {
             ops.push(HeaderOp::Set(k.clone(), v.clone()));
         }
@@ -364,11 +371,12 @@ impl Exchange {
             .get(r.ctx.backend)
             .map(|b| b.name.clone())
             .unwrap_or_default();
-        let mut ops = vec![
-            HeaderOp::Remove(h::SESSION_ID.into()),
-            HeaderOp::Remove("www-authenticate".into()),
-            HeaderOp::Remove("set-cookie".into()),
-        ];
+        // What a backend must not tell the client (only if it said it).
+        let mut ops: Vec<HeaderOp> = [h::SESSION_ID, "www-authenticate", "set-cookie"]
+            .iter()
+            .filter(|n| header(headers, n).is_some())
+            .map(|n| HeaderOp::Remove(n.to_string()))
+            .collect();
         ops.extend(
             self.req
                 .cors
@@ -436,7 +444,12 @@ impl Exchange {
                 .stats
                 .error
                 .get_or_insert(ErrorKind::BackendFailure);
-            stats::count(host, names::BACKEND_FAILURES, &[("backend", &name)]);
+            stats::count(
+                self.gw.cfg.metrics,
+                host,
+                names::BACKEND_FAILURES,
+                &[("backend", &name)],
+            );
             let m = format!("backend {name} failed: {what}");
             if expects {
                 json_error(200, self.req.request_id.as_deref(), BACKEND_ERROR, &m)
@@ -520,7 +533,12 @@ impl Exchange {
                             .stats
                             .error
                             .get_or_insert(ErrorKind::BackendFailure);
-                        stats::count(host, names::BACKEND_FAILURES, &[("backend", name)]);
+                        stats::count(
+                            self.gw.cfg.metrics,
+                            host,
+                            names::BACKEND_FAILURES,
+                            &[("backend", name)],
+                        );
                         append_error_event(
                             &mut out,
                             r.ctx.request_id.as_deref(),

@@ -6,6 +6,8 @@
 
 use super::crypto::{Keyring, Purpose, Reader, Writer, NONCE_LEN};
 use crate::protocol::mcp::Version;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 const FORMAT: u8 = 1;
 const FLAG_PRINCIPAL: u8 = 1;
@@ -103,12 +105,17 @@ impl Session {
             .open(Purpose::Session, token)
             .ok_or(SessionError::Invalid)?;
         let s = Self::decode(&plain).ok_or(SessionError::Invalid)?;
-        if now_ms.saturating_sub(s.created_ms) > ttl_ms
-            || s.created_ms > now_ms.saturating_add(60_000)
+        s.check_age(now_ms, ttl_ms)?;
+        Ok(s)
+    }
+
+    fn check_age(&self, now_ms: u64, ttl_ms: u64) -> Result<(), SessionError> {
+        if now_ms.saturating_sub(self.created_ms) > ttl_ms
+            || self.created_ms > now_ms.saturating_add(60_000)
         {
             return Err(SessionError::Expired);
         }
-        Ok(s)
+        Ok(())
     }
 
     fn decode(buf: &[u8]) -> Option<Session> {
@@ -158,6 +165,74 @@ impl Session {
     /// Expiry instant, used to age out revocation entries.
     pub fn expires_ms(&self, ttl_ms: u64) -> u64 {
         self.created_ms.saturating_add(ttl_ms)
+    }
+}
+
+/// Sessions already opened on this worker, by their exact (authenticated)
+/// token: a session is used for many requests, and opening one costs an AEAD
+/// pass and base64. Two generations bound the memory: when the young one is
+/// full it becomes the old one and the old one is dropped.
+pub struct SessionCache {
+    gens: Mutex<Generations>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Generations {
+    young: HashMap<String, Opened>,
+    old: HashMap<String, Opened>,
+}
+
+/// An opened session and its log tag.
+pub type Opened = (Arc<Session>, Arc<str>);
+
+impl SessionCache {
+    pub fn new(capacity: usize) -> SessionCache {
+        SessionCache {
+            gens: Mutex::new(Generations::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// [`Session::open`], remembered. `tag` computes the log tag once.
+    pub fn open(
+        &self,
+        keys: &Keyring,
+        token: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        tag: impl Fn(&Session) -> String,
+    ) -> Result<Opened, SessionError> {
+        let hit = self.gens.lock().ok().and_then(|mut g| {
+            if let Some(o) = g.young.get(token) {
+                return Some(o.clone());
+            }
+            let o = g.old.remove(token)?;
+            g.young.insert(token.to_string(), o.clone());
+            Some(o)
+        });
+        if let Some((s, t)) = hit {
+            s.check_age(now_ms, ttl_ms)?;
+            return Ok((s, t));
+        }
+        let s = Session::open(keys, token, now_ms, ttl_ms)?;
+        let t: Arc<str> = Arc::from(tag(&s));
+        let opened: Opened = (Arc::new(s), t);
+        if let Ok(mut g) = self.gens.lock() {
+            if g.young.len() >= self.capacity {
+                g.old = std::mem::take(&mut g.young);
+            }
+            g.young.insert(token.to_string(), opened.clone());
+        }
+        Ok(opened)
+    }
+
+    pub fn len(&self) -> usize {
+        self.gens.lock().map_or(0, |g| g.young.len() + g.old.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -240,6 +315,35 @@ mod tests {
             Session::open(&keys, &cursor, 1_000_500, 10_000),
             Err(SessionError::Invalid)
         );
+    }
+
+    #[test]
+    fn cache_remembers_checks_expiry_and_stays_bounded() {
+        let keys = Keyring::new(&[1; 32], &[]);
+        let cache = SessionCache::new(4);
+        let t = sample().seal(&keys, &[2; 24]);
+        let (s, tag) = cache
+            .open(&keys, &t, 1_000_500, 10_000, |_| "tag".into())
+            .unwrap();
+        assert_eq!(*s, sample());
+        assert_eq!(&*tag, "tag");
+        // A hit still checks the age.
+        assert_eq!(
+            cache
+                .open(&keys, &t, 1_020_000, 10_000, |_| unreachable!())
+                .unwrap_err(),
+            SessionError::Expired
+        );
+        assert!(cache
+            .open(&keys, "forged", 1_000_500, 10_000, |_| String::new())
+            .is_err());
+        for i in 0..20u8 {
+            let tok = sample().seal(&keys, &[i; 24]);
+            cache
+                .open(&keys, &tok, 1_000_500, 10_000, |_| String::new())
+                .unwrap();
+        }
+        assert!(cache.len() <= 8, "two generations of 4: {}", cache.len());
     }
 
     #[test]

@@ -168,12 +168,18 @@ pub struct RequestStats {
     pub reported: bool,
 }
 
-pub fn count(host: &dyn Host, base: &str, labels: &[(&str, &str)]) {
-    host.metric(MetricKind::Counter, &metric_name(base, labels), 1);
+/// Count one event (when metrics are `enabled` in the config).
+pub fn count(enabled: bool, host: &dyn Host, base: &str, labels: &[(&str, &str)]) {
+    if enabled {
+        host.metric(MetricKind::Counter, &metric_name(base, labels), 1);
+    }
 }
 
-pub fn observe(host: &dyn Host, base: &str, labels: &[(&str, &str)], value: u64) {
-    host.metric(MetricKind::Histogram, &metric_name(base, labels), value);
+/// Record a histogram sample (when metrics are `enabled` in the config).
+pub fn observe(enabled: bool, host: &dyn Host, base: &str, labels: &[(&str, &str)], value: u64) {
+    if enabled {
+        host.metric(MetricKind::Histogram, &metric_name(base, labels), value);
+    }
 }
 
 #[cfg(test)]

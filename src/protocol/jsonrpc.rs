@@ -272,6 +272,15 @@ impl<'a> RawObject<'a> {
         serde_json::from_str(s).map_err(|e| e.to_string())
     }
 
+    /// Bytes this object takes when written back.
+    pub fn size_hint(&self) -> usize {
+        self.members
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>()
+            + 2
+    }
+
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
