@@ -21,6 +21,35 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gateway: None }) });
 }}
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// A header map, read without the SDK's `get_map`/`get_map_bytes`: those
+/// unwrap UTF-8 conversions and panic on an unexpected status, and a header
+/// value is bytes (a client or backend may send obs-text).
+fn header_map(map_type: MapType) -> Vec<(String, String)> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through this module's
+    // `proxy_on_memory_allocate` (a `Vec<u8>` of exactly `size` bytes), so
+    // taking ownership with the same length and capacity frees it correctly.
+    let raw = unsafe {
+        if proxy_get_header_map_pairs(map_type, &mut data, &mut size) != Status::Ok
+            || data.is_null()
+        {
+            return Vec::new();
+        }
+        Vec::from_raw_parts(data, size, size)
+    };
+    crate::gateway::host::decode_header_pairs(&raw)
+}
+
 /// [`Host`] over proxy-wasm hostcalls.
 struct WasmHost;
 
@@ -237,7 +266,7 @@ impl Context for Http {
         let Some(ex) = self.exchange.as_mut() else {
             return;
         };
-        let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let headers = header_map(MapType::HttpCallResponseHeaders);
         let status = headers
             .iter()
             .find(|(k, _)| k == ":status")
@@ -268,7 +297,7 @@ impl HttpContext for Http {
             ));
             return Action::Pause;
         };
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let headers = header_map(MapType::HttpRequestHeaders);
         match ex.on_request_headers(&mut self.host, &headers, end_of_stream) {
             HeadersAction::Continue(ops) => {
                 apply(MapType::HttpRequestHeaders, &ops);
@@ -309,7 +338,7 @@ impl HttpContext for Http {
         if !ex.wants_response() {
             return Action::Continue;
         }
-        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        let headers = header_map(MapType::HttpResponseHeaders);
         match ex.on_response_headers(&mut self.host, &headers) {
             ResponseHeadersAction::Continue(ops) | ResponseHeadersAction::Buffer(ops) => {
                 apply(MapType::HttpResponseHeaders, &ops);

@@ -524,33 +524,14 @@ fn claims_from_metadata(
 /// The keys of a proxy-wasm "pairs" buffer (how Envoy returns a list), or
 /// `None` if the bytes are not exactly such a buffer.
 fn decode_pairs_keys(b: &[u8]) -> Option<Vec<String>> {
-    let word = |i: usize| -> Option<usize> {
-        let w: [u8; 4] = b.get(i..i + 4)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(w)).ok()
-    };
-    let count = word(0)?;
-    if count == 0 || count > 4096 {
+    let pairs = crate::gateway::host::decode_pairs(b)?;
+    if pairs.is_empty() || pairs.len() > 4096 {
         return None;
     }
-    let mut sizes = Vec::with_capacity(count);
-    for i in 0..count {
-        sizes.push((word(4 + i * 8)?, word(8 + i * 8)?));
-    }
-    let mut pos = 4 + count * 8;
-    let mut keys = Vec::with_capacity(count);
-    for (k, v) in sizes {
-        let key = b.get(pos..pos + k)?;
-        if b.get(pos + k) != Some(&0) {
-            return None;
-        }
-        pos += k + 1 + v;
-        if b.get(pos) != Some(&0) {
-            return None;
-        }
-        pos += 1;
-        keys.push(String::from_utf8(key.to_vec()).ok()?);
-    }
-    (pos == b.len()).then_some(keys)
+    pairs
+        .into_iter()
+        .map(|(k, _)| String::from_utf8(k.to_vec()).ok())
+        .collect()
 }
 
 fn decode_payload(b64: &str) -> Option<Map<String, Value>> {

@@ -139,6 +139,8 @@ pub(super) struct Routed {
     pub ctx: StreamCtx,
     pub expects_response: bool,
     pub mode: Mode,
+    /// The response reached its end (or was judged already).
+    pub ended: bool,
 }
 
 pub struct Exchange {
@@ -264,6 +266,7 @@ impl Exchange {
 
     /// The request is over: report its metrics.
     pub fn on_done(&mut self, host: &mut dyn Host) {
+        self.check_cut_stream(host);
         if self.req.stats.reported
             || !self.gw.cfg.metrics
             || matches!(self.state, State::Start | State::NotOurs)
@@ -298,6 +301,39 @@ impl Exchange {
                 &[("backend", &backend), ("tool", &tool), ("outcome", outcome)],
             );
         }
+    }
+
+    /// A routed event stream that ended before the client's answer, not at its
+    /// end but by the backend resetting the connection (Envoy could only reset
+    /// the client's stream): the backend's failure, named and counted. A
+    /// client that hung up is not one.
+    fn check_cut_stream(&mut self, host: &mut dyn Host) {
+        let State::Routed(r) = &mut self.state else {
+            return;
+        };
+        let Mode::Sse(rw) = &r.mode else { return };
+        if !r.expects_response || rw.answer.seen || rw.resumable || r.ended {
+            return;
+        }
+        let details = host
+            .property(&["response", "code_details"])
+            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .unwrap_or_default();
+        if !details.starts_with("upstream_reset") {
+            return;
+        }
+        let backend = r.ctx.backend;
+        r.ended = true;
+        self.log_backend(
+            host,
+            backend,
+            &format!("reset its event stream before answering ({details})"),
+        );
+        self.req
+            .stats
+            .error
+            .get_or_insert(ErrorKind::BackendFailure);
+        self.count_backend_failure(host, backend);
     }
 
     /// Whether the adapter should hand over the request body.
@@ -675,6 +711,7 @@ impl Exchange {
                 request_id: None,
             },
             expects_response: false,
+            ended: false,
             mode: Mode::Pending,
         }));
         HeadersAction::Continue(ops)
@@ -883,6 +920,17 @@ impl Exchange {
             .filter(|(_, bs)| bs.caps & cap != 0)
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// Counts a backend failure (`mcpgw.backend_failures_total{backend}`).
+    pub(super) fn count_backend_failure(&self, host: &mut dyn Host, i: usize) {
+        let name = self.gw.cfg.backends.get(i).map_or("?", |b| b.name.as_str());
+        stats::count(
+            self.gw.cfg.metrics,
+            host,
+            names::BACKEND_FAILURES,
+            &[("backend", name)],
+        );
     }
 
     pub(super) fn log_backend(&self, host: &dyn Host, i: usize, what: &str) {

@@ -4,8 +4,10 @@
 use super::*;
 use crate::gateway::host::{BodyAction as B, HeadersAction as H, Outbound, ResponseHeadersAction};
 use crate::gateway::session::caps;
+use crate::gateway::stats::{metric_name, names};
 use crate::gateway::testing::{gateway, gateway_with, json_response, sse_response, FakeHost};
 use crate::gateway::tokens::Wrapped;
+use crate::protocol::jsonrpc::BACKEND_ERROR;
 use serde_json::{json, Value};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -681,6 +683,113 @@ fn stream_cut_without_answer_gets_an_error_event() {
         text.contains("\"id\":\"q\"") && text.contains("beta"),
         "{text}"
     );
+}
+
+/// A backend whose JSON answer is not the answer to the client's request
+/// (garbage, empty, another id) gives the client an error for its own id;
+/// an error with a null id gets the client's id.
+#[test]
+fn routed_json_that_is_not_the_answer_becomes_an_error() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let failures = || metric_name(names::BACKEND_FAILURES, &[("backend", "beta")]);
+    for (i, bad) in [
+        "<html>oops",
+        "",
+        r#"{"jsonrpc":"2.0","id":999,"result":{"content":[]}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before = h.host.counter(&failures());
+        let (mut ex, _) = h.post(
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"beta__echo"}}),
+        );
+        let a = ex.on_response_headers(
+            &mut h.host,
+            &[
+                (":status".into(), "200".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+        );
+        assert!(matches!(a, ResponseHeadersAction::Buffer(_)), "{i}");
+        let ResponseBodyAction::Replace(out) =
+            ex.on_response_body(&mut h.host, bad.as_bytes(), true)
+        else {
+            panic!("{bad:?} passed through")
+        };
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["id"], 21, "{bad:?}");
+        assert_eq!(v["error"]["code"], BACKEND_ERROR, "{bad:?}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("backend beta answered with"));
+        assert_eq!(h.host.counter(&failures()), before + 1);
+    }
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"beta__echo"}}),
+    );
+    let _ = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "400".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+    );
+    let null_id = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad"}}"#;
+    let ResponseBodyAction::Replace(out) = ex.on_response_body(&mut h.host, null_id, true) else {
+        panic!()
+    };
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v,
+        json!({"jsonrpc":"2.0","id":"x","error":{"code":-32600,"message":"bad"}})
+    );
+}
+
+/// A routed event stream the backend resets before answering is the
+/// backend's failure; a client hanging up is not.
+#[test]
+fn event_stream_reset_by_the_backend_is_counted() {
+    let mut h = Harness::new(TWO);
+    let sid = h.session();
+    let failures = || metric_name(names::BACKEND_FAILURES, &[("backend", "beta")]);
+    for (details, counted) in [
+        ("upstream_reset_after_response_started{remote_reset}", true),
+        ("downstream_remote_disconnect", false),
+    ] {
+        let before = h.host.counter(&failures());
+        let (mut ex, _) = h.post(
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"beta__echo"}}),
+        );
+        let _ = ex.on_response_headers(
+            &mut h.host,
+            &[
+                (":status".into(), "200".into()),
+                ("content-type".into(), "text/event-stream".into()),
+            ],
+        );
+        let progress = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+        let _ = ex.on_response_body(&mut h.host, progress, false);
+        h.host.set_property(&["response", "code_details"], details);
+        h.host.logs.borrow_mut().clear();
+        ex.on_done(&mut h.host);
+        h.host.clear_properties();
+        assert_eq!(
+            h.host.counter(&failures()),
+            before + u64::from(counted),
+            "{details}"
+        );
+        assert_eq!(
+            h.host.logged("backend beta: reset its event stream"),
+            counted
+        );
+    }
 }
 
 #[test]
@@ -1472,7 +1581,6 @@ fn local_answers_follow_the_clients_preferred_framing() {
 
 #[test]
 fn metrics_and_access_log_fields() {
-    use crate::gateway::stats::{metric_name, names};
     let mut h = Harness::new(TWO);
     let sid = h.session();
     // (initialize is reported once its exchange ends; this harness drops it.)

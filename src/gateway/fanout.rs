@@ -686,17 +686,30 @@ impl Exchange {
         let max = self.cfg().max_response_bytes;
         let mut ok: Vec<(usize, String)> = Vec::new();
         let mut first_error: Option<String> = None;
+        let want = self.req.request_id.clone();
         for c in calls {
             let resp = c.response.unwrap_or_default();
-            match merge::response_message(&resp, max) {
-                Ok(m) => match jsonrpc::parse(m.as_bytes()) {
-                    Ok(msg) if msg.result.is_some() => ok.push((c.backend, m.into_owned())),
-                    _ => {
-                        first_error.get_or_insert(m.into_owned());
+            let failure = match merge::response_message(&resp, max) {
+                Ok(m) => match stream::judge_answer(m.as_bytes(), want.as_deref()) {
+                    stream::Verdict::Answer { error: false } => {
+                        ok.push((c.backend, m.into_owned()));
+                        continue;
                     }
+                    // The backends' own error (e.g. "Resource not found").
+                    stream::Verdict::Answer { error: true } => {
+                        first_error.get_or_insert(m.into_owned());
+                        continue;
+                    }
+                    stream::Verdict::NullIdError(fixed) => {
+                        first_error.get_or_insert(fixed);
+                        continue;
+                    }
+                    stream::Verdict::Not(what) => format!("answered with {what}"),
                 },
-                Err(e) => self.log_backend(host, c.backend, &e),
-            }
+                Err(e) => e,
+            };
+            self.log_backend(host, c.backend, &failure);
+            self.count_backend_failure(host, c.backend);
         }
         match ok.as_slice() {
             [(i, text)] => {
@@ -712,7 +725,6 @@ impl Exchange {
                 LocalResponse::json(200, body)
             }
             [] => match first_error {
-                // The backends' own answer (e.g. "Resource not found").
                 Some(e) => LocalResponse::json(200, e),
                 None => self.error(200, BACKEND_ERROR, "no backend answered"),
             },

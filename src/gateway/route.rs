@@ -15,9 +15,10 @@ use super::stream::{self, SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, media_type};
 use crate::protocol::jsonrpc::{
-    json_string, raw_str, Message, RawObject, BACKEND_ERROR, INVALID_PARAMS, INVALID_REQUEST,
-    RESOURCE_NOT_FOUND,
+    error_json, json_string, raw_str, Message, RawObject, BACKEND_ERROR, INVALID_PARAMS,
+    INVALID_REQUEST, RESOURCE_NOT_FOUND,
 };
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 impl Exchange {
@@ -92,6 +93,7 @@ impl Exchange {
                 request_id: self.req.request_id.clone(),
             },
             expects_response,
+            ended: false,
             mode: Mode::Pending,
         }));
         BodyAction::Forward { headers, body }
@@ -479,6 +481,39 @@ impl Exchange {
                 if !end_of_stream {
                     return ResponseBodyAction::Buffer;
                 }
+                let want = r.ctx.request_id.clone();
+                match stream::judge_answer(body, want.as_deref()) {
+                    stream::Verdict::Answer { .. } => {}
+                    stream::Verdict::NullIdError(fixed) => {
+                        self.req.stats.backend_error = true;
+                        return ResponseBodyAction::Replace(fixed.into_bytes());
+                    }
+                    stream::Verdict::Not(what) => {
+                        let name = gw
+                            .cfg
+                            .backends
+                            .get(r.ctx.backend)
+                            .map(|b| b.name.as_str())
+                            .unwrap_or("?");
+                        let m = format!("backend {name} answered with {what}");
+                        host.log(Level::Warn, &m);
+                        self.req
+                            .stats
+                            .error
+                            .get_or_insert(ErrorKind::BackendFailure);
+                        stats::count(
+                            gw.cfg.metrics,
+                            host,
+                            names::BACKEND_FAILURES,
+                            &[("backend", name)],
+                        );
+                        r.mode = Mode::Drop;
+                        let raw = want.and_then(|i| RawValue::from_string(i).ok());
+                        return ResponseBodyAction::Replace(
+                            error_json(raw.as_deref(), BACKEND_ERROR, &m, None).into_bytes(),
+                        );
+                    }
+                }
                 let Ok(text) = std::str::from_utf8(body) else {
                     return ResponseBodyAction::Continue;
                 };
@@ -515,6 +550,7 @@ impl Exchange {
                 }
                 self.req.stats.backend_error |= rw.answer.error;
                 if end_of_stream {
+                    r.ended = true;
                     let cut = rw.finish();
                     if r.expects_response && !rw.answer.seen && !rw.resumable {
                         let name = gw

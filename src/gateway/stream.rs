@@ -117,6 +117,49 @@ pub fn rewrite_message(
     }
 }
 
+/// What a backend's whole JSON body is, for the client's request `want`
+/// (its raw JSON id): the answer the gateway may forward, or the reason it
+/// may not. A backend's garbage, empty body or another request's answer must
+/// never reach the client as if it were the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A response or error with the client's id.
+    Answer { error: bool },
+    /// A JSON-RPC error with a null id (the backend could not read the
+    /// request's id): the client's id is put in.
+    NullIdError(String),
+    /// Not the answer, and why (for the log and the client's error).
+    Not(&'static str),
+}
+
+pub fn judge_answer(body: &[u8], want: Option<&str>) -> Verdict {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Verdict::Not("an empty body");
+    }
+    let Ok(msg) = jsonrpc::parse(body) else {
+        return Verdict::Not("a body that is not JSON-RPC");
+    };
+    if !matches!(msg.kind, Kind::Response | Kind::Error) {
+        return Verdict::Not("a JSON-RPC request or notification instead of the answer");
+    }
+    let id = msg.id.map(|i| i.get());
+    if id.is_some() && id == want {
+        return Verdict::Answer {
+            error: msg.kind == Kind::Error,
+        };
+    }
+    if msg.kind == Kind::Error && id.is_none_or(|i| i == "null") {
+        let fixed = std::str::from_utf8(body)
+            .ok()
+            .and_then(|t| RawObject::parse_str(t.trim_start_matches('\u{feff}').trim()).ok())
+            .map(|o| o.write_with(&[("id", want.unwrap_or("null"))]));
+        if let Some(f) = fixed {
+            return Verdict::NullIdError(f);
+        }
+    }
+    Verdict::Not("the answer to another request (its id differs)")
+}
+
 /// The sealed id for a backend's request id. Deterministic, so a later
 /// `notifications/cancelled` from the backend maps to the same id.
 pub fn wrap_request_id(gw: &Gateway, ctx: &StreamCtx, backend: &Backend, original: &str) -> String {
