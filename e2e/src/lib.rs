@@ -8,5 +8,6 @@ pub mod backends;
 pub mod bench;
 pub mod client;
 pub mod envoy;
+pub mod faulty;
 pub mod fixture;
 pub mod stack;

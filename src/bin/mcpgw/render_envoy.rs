@@ -386,6 +386,8 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         ("stat_prefix", s("mcp")),
         ("stream_idle_timeout", s("3600s")),
         ("request_headers_timeout", s("10s")),
+        // Ends once the whole request is in: a trickled body, never a long call.
+        ("request_timeout", s("30s")),
         (
             "route_config",
             m(vec![(
