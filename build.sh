@@ -6,6 +6,7 @@
 #   ./build.sh demo    Envoy + mcpgw in front of two example MCP servers on http://127.0.0.1:1975/mcp
 #   ./build.sh bench   benchmarks vs plain Envoy and Envoy's mcp_router; writes bench/results.md
 #   ./build.sh fuzz    cargo-fuzz targets for a bounded time each (seconds per target: first argument, default 60)
+#   ./build.sh soak    mixed MCP traffic for a bounded time (default 30m), Envoy memory and errors; writes bench/soak.md
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -173,6 +174,15 @@ cmd_bench() {
     cargo bench --quiet -p mcpgw-e2e --bench logic
 }
 
+cmd_soak() {
+    build_wasm >/dev/null
+    ensure_venv
+    export ENVOY_BIN
+    ENVOY_BIN="$(envoy_bin)"
+    log "soak test (bounded, 127.0.0.1 only); report goes to bench/soak.md"
+    cargo run --quiet --release -p mcpgw-e2e --bin bench -- --soak "${1:-30m}" "${@:2}"
+}
+
 cmd_fuzz() {
     if ! cargo +nightly --version >/dev/null 2>&1; then
         echo "fuzzing needs the nightly toolchain: rustup toolchain install nightly" >&2
@@ -192,8 +202,9 @@ case "${1:-}" in
     demo) cmd_demo ;;
     bench) shift; cmd_bench "$@" ;;
     fuzz) shift; cmd_fuzz "$@" ;;
+    soak) shift; cmd_soak "$@" ;;
     *)
-        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

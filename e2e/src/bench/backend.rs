@@ -7,14 +7,24 @@
 //!   2,000 tools of about 1,000 bytes, about 2 MB);
 //! - `tools/call`: a small text result (unknown tool names get a JSON-RPC
 //!   error, so a gateway that forgets to un-prefix a name is noticed);
-//! - `ping`: `{}`; `DELETE`: 200; `GET`: 405.
+//! - `ping`: `{}`; `DELETE`: 200;
+//! - `GET` accepting `text/event-stream`: a standalone SSE stream, a priming
+//!   event (an id and empty data) then a `: ping` comment every `--ping-ms`
+//!   (default 500), open until the client goes away (the soak's streams);
+//!   other `GET`s: 405.
 //!
 //! `--delay-ms D` delays every answer by `D` ms (fan-out scenario). Answers are
-//! always `application/json`; sessions are not checked nor stored (the
-//! backend's memory must not grow).
+//! `application/json`, except a `tools/call` whose arguments carry
+//! `"stream_ms": N`: that one answers `text/event-stream`, a
+//! `notifications/progress` (or `notifications/message` without a progress
+//! token) at once and the result N ms later (at most 60 s), so a client can
+//! drop a POST mid-stream. Sessions are not checked nor stored (the backend's
+//! memory must not grow).
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures::stream::{BoxStream, StreamExt};
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::service::service_fn;
@@ -44,6 +54,8 @@ pub struct Options {
     pub delay_ms: u64,
     /// Tokio worker threads (1: a current-thread runtime).
     pub threads: usize,
+    /// Interval of the `: ping` comments on `GET` streams.
+    pub ping_ms: u64,
 }
 
 impl Default for Options {
@@ -55,15 +67,17 @@ impl Default for Options {
             tool_bytes: 300,
             delay_ms: 0,
             threads: 1,
+            ping_ms: 500,
         }
     }
 }
 
-pub const USAGE: &str = "bench-backend [--port P] [--name N] [--tools N] [--tool-bytes B] [--big] [--delay-ms D] [--threads T]
+pub const USAGE: &str = "bench-backend [--port P] [--name N] [--tools N] [--tool-bytes B] [--big] [--delay-ms D] [--threads T] [--ping-ms MS]
 
 A fast MCP test backend on 127.0.0.1 (canned JSON-RPC answers). Prints
 `listening 127.0.0.1:PORT` once it accepts connections.
-  --big   2,000 tools of about 1,000 bytes each (a tools/list of about 2 MB)";
+  --big       2,000 tools of about 1,000 bytes each (a tools/list of about 2 MB)
+  --ping-ms   interval of the `: ping` comments on GET (SSE) streams (default 500)";
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options, String> {
@@ -82,6 +96,7 @@ impl Options {
                 "--tool-bytes" => o.tool_bytes = num(&val(a)?)?,
                 "--delay-ms" => o.delay_ms = num(&val(a)?)?,
                 "--threads" => o.threads = num::<usize>(&val(a)?)?.max(1),
+                "--ping-ms" => o.ping_ms = num::<u64>(&val(a)?)?.max(1),
                 "--big" => {
                     o.tools = 2000;
                     o.tool_bytes = 1000;
@@ -111,6 +126,8 @@ impl Options {
             self.delay_ms.to_string(),
             "--threads".into(),
             self.threads.to_string(),
+            "--ping-ms".into(),
+            self.ping_ms.to_string(),
         ]
     }
 }
@@ -180,6 +197,8 @@ struct State {
     /// `,"result":{"tools":[...]}}`: the tail of a `tools/list` answer.
     list_tail: Vec<u8>,
     sessions: AtomicU64,
+    /// `GET` streams opened (for their event ids).
+    streams: AtomicU64,
     salt: u64,
 }
 
@@ -203,6 +222,78 @@ struct InitParams<'a> {
 struct CallParams<'a> {
     #[serde(borrow)]
     name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
+    #[serde(borrow, rename = "_meta")]
+    meta: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamArgs {
+    stream_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow, rename = "progressToken")]
+    progress_token: Option<&'a RawValue>,
+}
+
+/// A response body: whole, or an SSE stream written as it goes.
+pub type Body =
+    Either<Full<Bytes>, StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
+
+fn sse(frames: BoxStream<'static, Result<Frame<Bytes>, Infallible>>) -> Response<Body> {
+    let mut r = Response::new(Either::Right(StreamBody::new(frames)));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// `tools/call` with `stream_ms`: a notification at once, the result later.
+fn streamed_call(id: &RawValue, token: Option<&RawValue>, ms: u64) -> Response<Body> {
+    let first = match token {
+        Some(t) => format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":1,"total":2}}}}"#,
+            t.get()
+        ),
+        None => r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}"#.to_string(),
+    };
+    let first = Bytes::from(format!("event: message\ndata: {first}\n\n"));
+    let mut last = b"event: message\ndata: ".to_vec();
+    last.extend_from_slice(&answer(
+        id,
+        format!(",\"result\":{CALL_RESULT}}}").as_bytes(),
+    ));
+    last.extend_from_slice(b"\n\n");
+    let last = Bytes::from(last);
+    let delay = Duration::from_millis(ms.min(60_000));
+    let frames = futures::stream::once(async move { Ok(Frame::data(first)) }).chain(
+        futures::stream::once(async move {
+            tokio::time::sleep(delay).await;
+            Ok(Frame::data(last))
+        }),
+    );
+    sse(frames.boxed())
+}
+
+/// A standalone `GET` stream: a priming event, then `: ping` comments until
+/// the client goes away (the write fails and hyper drops the stream).
+fn get_stream(sid: &str, every: Duration) -> Response<Body> {
+    let priming = Bytes::from(format!("id: {sid}-0\ndata:\n\n"));
+    let pings = futures::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+        |mut t| async move {
+            t.tick().await;
+            Some((Ok(Frame::data(Bytes::from_static(b": ping\n\n"))), t))
+        },
+    );
+    sse(
+        futures::stream::once(async move { Ok(Frame::data(priming)) })
+            .chain(pings)
+            .boxed(),
+    )
 }
 
 fn answer(id: &RawValue, tail: &[u8]) -> Vec<u8> {
@@ -214,21 +305,21 @@ fn answer(id: &RawValue, tail: &[u8]) -> Vec<u8> {
     out
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-fn empty(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Either::Left(Full::new(Bytes::new())));
     *r.status_mut() = status;
     r
 }
 
-fn error(id: Option<&RawValue>, code: i64, message: &str) -> Response<Full<Bytes>> {
+fn error(id: Option<&RawValue>, code: i64, message: &str) -> Response<Body> {
     let id = id.map_or("null", |i| i.get());
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{}}}}}"#,
@@ -247,7 +338,7 @@ impl State {
             .is_some_and(|n| n >= 1 && n < self.opts.tools)
     }
 
-    fn post(&self, body: &[u8]) -> Response<Full<Bytes>> {
+    fn post(&self, body: &[u8]) -> Response<Body> {
         let Ok(p) = serde_json::from_slice::<Probe<'_>>(body) else {
             return error(None, -32700, "Parse error");
         };
@@ -279,13 +370,29 @@ impl State {
             }
             "tools/list" => json(StatusCode::OK, answer(id, &self.list_tail)),
             "tools/call" => {
-                let name = p
+                let call = p
                     .params
-                    .and_then(|x| serde_json::from_str::<CallParams<'_>>(x.get()).ok())
-                    .and_then(|x| x.name.map(Cow::into_owned))
+                    .and_then(|x| serde_json::from_str::<CallParams<'_>>(x.get()).ok());
+                let name = call
+                    .as_ref()
+                    .and_then(|x| x.name.as_deref())
                     .unwrap_or_default();
-                if !self.known_tool(&name) {
+                if !self.known_tool(name) {
                     return error(Some(id), -32602, &format!("Unknown tool: {name}"));
+                }
+                let stream_ms = call
+                    .as_ref()
+                    .and_then(|c| c.arguments)
+                    .filter(|a| a.get().contains("\"stream_ms\""))
+                    .and_then(|a| serde_json::from_str::<StreamArgs>(a.get()).ok())
+                    .and_then(|a| a.stream_ms);
+                if let Some(ms) = stream_ms {
+                    let token = call
+                        .as_ref()
+                        .and_then(|c| c.meta)
+                        .and_then(|m| serde_json::from_str::<Meta<'_>>(m.get()).ok())
+                        .and_then(|m| m.progress_token);
+                    return streamed_call(id, token, ms);
                 }
                 let tail = format!(",\"result\":{CALL_RESULT}}}");
                 json(StatusCode::OK, answer(id, tail.as_bytes()))
@@ -296,10 +403,7 @@ impl State {
     }
 }
 
-async fn handle(
-    st: Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if st.opts.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(st.opts.delay_ms)).await;
     }
@@ -310,10 +414,21 @@ async fn handle(
             Err(_) => empty(StatusCode::BAD_REQUEST),
         },
         Method::DELETE => empty(StatusCode::OK),
+        Method::GET
+            if req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/event-stream")) =>
+        {
+            let n = st.streams.fetch_add(1, Ordering::Relaxed);
+            let sid = format!("{}-{:016x}-s{n:x}", st.opts.name, st.salt);
+            get_stream(&sid, Duration::from_millis(st.opts.ping_ms))
+        }
         _ => {
             let mut r = empty(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()
-                .insert("allow", HeaderValue::from_static("POST, DELETE"));
+                .insert("allow", HeaderValue::from_static("GET, POST, DELETE"));
             r
         }
     })
@@ -347,6 +462,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         list_tail: format!(",\"result\":{list}}}").into_bytes(),
         opts,
         sessions: AtomicU64::new(0),
+        streams: AtomicU64::new(0),
         salt,
     });
     {
