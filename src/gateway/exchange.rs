@@ -33,6 +33,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Backend `i`'s name, for logs, errors and labels.
+    pub(super) fn backend_name(&self, i: usize) -> &str {
+        self.cfg.backends.get(i).map_or("?", |b| b.name.as_str())
+    }
+
     pub fn new(cfg: Config) -> Gateway {
         let revocations = Revocations::new(cfg.session_ttl_ms);
         Gateway {
@@ -924,7 +929,7 @@ impl Exchange {
 
     /// Counts a backend failure (`mcpgw.backend_failures_total{backend}`).
     pub(super) fn count_backend_failure(&self, host: &mut dyn Host, i: usize) {
-        let name = self.gw.cfg.backends.get(i).map_or("?", |b| b.name.as_str());
+        let name = self.gw.backend_name(i);
         stats::count(
             self.gw.cfg.metrics,
             host,
@@ -934,13 +939,7 @@ impl Exchange {
     }
 
     pub(super) fn log_backend(&self, host: &dyn Host, i: usize, what: &str) {
-        let name = self
-            .gw
-            .cfg
-            .backends
-            .get(i)
-            .map(|b| b.name.as_str())
-            .unwrap_or("?");
+        let name = self.gw.backend_name(i);
         host.log(Level::Warn, &format!("backend {name}: {what}"));
     }
 }

@@ -220,6 +220,8 @@ pub enum ResponseBodyAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut b = u32::try_from(pairs.len()).unwrap().to_le_bytes().to_vec();

@@ -489,12 +489,7 @@ impl Exchange {
                         return ResponseBodyAction::Replace(fixed.into_bytes());
                     }
                     stream::Verdict::Not(what) => {
-                        let name = gw
-                            .cfg
-                            .backends
-                            .get(r.ctx.backend)
-                            .map(|b| b.name.as_str())
-                            .unwrap_or("?");
+                        let name = gw.backend_name(r.ctx.backend);
                         let m = format!("backend {name} answered with {what}");
                         host.log(Level::Warn, &m);
                         self.req
@@ -528,12 +523,7 @@ impl Exchange {
             Mode::Sse(rw) => {
                 let mut out = Vec::with_capacity(body.len() + 128);
                 if let Err(e) = rw.feed(&gw, host, &r.ctx, body, &mut out) {
-                    let name = gw
-                        .cfg
-                        .backends
-                        .get(r.ctx.backend)
-                        .map(|b| b.name.as_str())
-                        .unwrap_or("?");
+                    let name = gw.backend_name(r.ctx.backend);
                     host.log(
                         Level::Warn,
                         &format!("backend {name}: broken event stream ({e}); closing it"),
@@ -553,12 +543,7 @@ impl Exchange {
                     r.ended = true;
                     let cut = rw.finish();
                     if r.expects_response && !rw.answer.seen && !rw.resumable {
-                        let name = gw
-                            .cfg
-                            .backends
-                            .get(r.ctx.backend)
-                            .map(|b| b.name.as_str())
-                            .unwrap_or("?");
+                        let name = gw.backend_name(r.ctx.backend);
                         let why = if cut {
                             "cut its event stream mid-event"
                         } else {

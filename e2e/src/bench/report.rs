@@ -218,22 +218,11 @@ impl Report {
                 self.args
             )
         };
-        let _ = writeln!(s, "## Machine and run\n");
-        let _ = writeln!(s, "| | |\n|---|---|");
-        let _ = writeln!(s, "| Date | {} |", i.date);
-        let _ = writeln!(s, "| CPU | {} × {} |", i.cores, i.cpu_model);
-        let _ = writeln!(s, "| Memory | {} |", i.memory);
-        let _ = writeln!(s, "| Kernel | {} |", i.kernel);
-        let _ = writeln!(
-            s,
-            "| Envoy | {} (`--concurrency {}`) |",
-            i.envoy_version, self.concurrency
-        );
-        let _ = writeln!(s, "| mcpgw | commit {}, {} |", i.git_commit, i.wasm);
-        let _ = writeln!(
-            s,
-            "| Load average (1 min) | {:.2} at start, {:.2} at end |",
-            i.load_start, self.load_end
+        machine_rows(
+            &mut s,
+            i,
+            &format!("`--concurrency {}`", self.concurrency),
+            self.load_end,
         );
         let _ = writeln!(
             s,
@@ -608,4 +597,22 @@ impl Memory {
             ),
         )
     }
+}
+
+/// The opening rows of a report's "Machine and run" table (with its heading):
+/// date, CPU, memory, kernel, Envoy (`envoy_note` in brackets), mcpgw, load.
+pub fn machine_rows(s: &mut String, i: &MachineInfo, envoy_note: &str, load_end: f64) {
+    let _ = writeln!(s, "## Machine and run\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| Date | {} |", i.date);
+    let _ = writeln!(s, "| CPU | {} × {} |", i.cores, i.cpu_model);
+    let _ = writeln!(s, "| Memory | {} |", i.memory);
+    let _ = writeln!(s, "| Kernel | {} |", i.kernel);
+    let _ = writeln!(s, "| Envoy | {} ({envoy_note}) |", i.envoy_version);
+    let _ = writeln!(s, "| mcpgw | commit {}, {} |", i.git_commit, i.wasm);
+    let _ = writeln!(
+        s,
+        "| Load average (1 min) | {:.2} at start, {:.2} at end |",
+        i.load_start, load_end
+    );
 }

@@ -1938,22 +1938,11 @@ impl SoakReport<'_> {
         let i = &self.info;
         let o = self.o;
         let args: Vec<String> = std::env::args().skip(1).map(|a| shell_quote(&a)).collect();
-        let _ = writeln!(s, "## Machine and run\n");
-        let _ = writeln!(s, "| | |\n|---|---|");
-        let _ = writeln!(s, "| Date | {} |", i.date);
-        let _ = writeln!(s, "| CPU | {} × {} |", i.cores, i.cpu_model);
-        let _ = writeln!(s, "| Memory | {} |", i.memory);
-        let _ = writeln!(s, "| Kernel | {} |", i.kernel);
-        let _ = writeln!(
+        super::report::machine_rows(
             s,
-            "| Envoy | {} (`--concurrency {}` each) |",
-            i.envoy_version, o.envoy_concurrency
-        );
-        let _ = writeln!(s, "| mcpgw | commit {}, {} |", i.git_commit, i.wasm);
-        let _ = writeln!(
-            s,
-            "| Load average (1 min) | {:.2} at start, {:.2} at end |",
-            i.load_start, self.load_end
+            i,
+            &format!("`--concurrency {}` each", o.envoy_concurrency),
+            self.load_end,
         );
         let _ = writeln!(
             s,
