@@ -131,6 +131,29 @@ fn bare_uri_read_answers_with_json_rpc_whatever_the_backends_send() {
     }
 }
 
+/// `config` target, crash-3840ceba19f9ed1d3205d881ada9b08a1ae7fd69 (reduced
+/// by hand to what mattered): `auth.metadata_cors_origin` with a line break
+/// was accepted and became an `Access-Control-Allow-Origin` value; a resource
+/// URL with one would have reached `WWW-Authenticate`. Both are config errors.
+#[test]
+fn header_values_from_the_config_cannot_carry_line_breaks() {
+    for auth in [
+        r#""resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"metadata_cors_origin":"
+*""#,
+        r#""resource":"https://mcp.example.com/mcp
+x-evil: 1","authorization_servers":["https://auth.example.com"]"#,
+    ] {
+        let json = format!(
+            r#"{{"session":{{"key":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}},"auth":{{{auth},"jwt":{{"filter":"envoy.filters.http.jwt_authn"}}}},"backends":[{{"name":"a","cluster":"a"}}]}}"#
+        );
+        harness::config(json.as_bytes());
+        let err = mcpgw::gateway::compile(json.as_bytes(), &|_| None)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {auth}"));
+        assert!(err.to_string().contains("auth."), "{err}");
+    }
+}
+
 /// Every seed input of every target passes the harness (fuzz mode).
 #[test]
 fn seed_corpora_replay_cleanly() {

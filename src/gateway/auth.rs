@@ -348,6 +348,15 @@ pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> 
         Some(a) => a == Action::Allow,
         None => rules.is_empty(),
     };
+    if let Some(o) = &raw.metadata_cors_origin {
+        if o != "*" && (split_url(o).is_none() || o.trim_end_matches('/').matches('/').count() > 2)
+        {
+            return Err(err(
+                "metadata_cors_origin",
+                "must be \"*\" or one origin such as \"https://app.example.com\" (scheme and host, no path)",
+            ));
+        }
+    }
     let challenge = (!raw.scopes.is_empty()).then(|| raw.scopes.join(" "));
     let payload_header = raw.jwt.payload_header.to_ascii_lowercase();
     let mut claim_names: Vec<String> = ["iss", "sub", "aud", "scope", "scp"]
@@ -388,8 +397,11 @@ pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> 
 /// `https://host[:port]` and the path (no trailing slash; empty for root).
 fn split_url(url: &str) -> Option<(String, String)> {
     let (scheme, rest) = url.split_once("://")?;
-    if !(scheme == "https" || scheme == "http") || rest.is_empty() || url.contains(['#', ' ', '"'])
-    {
+    // URLs end up in headers (`WWW-Authenticate`): visible ASCII only.
+    let visible = url
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\' && b != b'#');
+    if !(scheme == "https" || scheme == "http") || rest.is_empty() || !visible {
         return None;
     }
     let (authority, path) = match rest.find('/') {
@@ -797,6 +809,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.0, "rules[0].allow");
+        // Values that end up in response headers cannot smuggle a line break.
+        let e = compile(
+            &raw(serde_json::json!({"resource": "https://x/mcp\r\nx-evil: 1", "authorization_servers": ["https://a"]})),
+            "/mcp",
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "auth.resource");
+        for bad in ["\r\n*", "https://app.example.com/path", "app.example.com"] {
+            let e = compile(
+                &raw(serde_json::json!({"resource": "https://x/mcp", "authorization_servers": ["https://a"],
+                    "metadata_cors_origin": bad})),
+                "/mcp",
+            )
+            .unwrap_err();
+            assert_eq!(e.0, "auth.metadata_cors_origin", "{bad:?}");
+        }
+        for good in ["*", "https://app.example.com", "http://localhost:3000/"] {
+            compile(
+                &raw(serde_json::json!({"resource": "https://x/mcp", "authorization_servers": ["https://a"],
+                    "metadata_cors_origin": good})),
+                "/mcp",
+            )
+            .unwrap_or_else(|e| panic!("{good}: {e:?}"));
+        }
     }
 
     #[test]
