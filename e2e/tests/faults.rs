@@ -305,14 +305,15 @@ async fn a_backend_that_goes_down_after_initialize() {
 async fn a_slow_backend_is_cut_at_its_fanout_timeout() {
     let s = setup(Options::named("faulty"), None, |y| y).await;
     s.faulty()
-        .set("initialize", Fault::Delay(Duration::from_secs(3)));
-    // initialize: answered after faulty's 1s timeout, without it.
+        .set("initialize", Fault::Delay(Duration::from_secs(10)));
+    // initialize: answered after faulty's 1s timeout, without it (well before
+    // the backend's 10 s delay, with room for a loaded machine).
     let started = Instant::now();
     let a = s.initialize().await;
     let elapsed = started.elapsed();
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(
-        elapsed >= FANOUT_TIMEOUT && elapsed < Duration::from_millis(2500),
+        elapsed >= FANOUT_TIMEOUT && elapsed < FANOUT_TIMEOUT + SLACK,
         "initialize took {elapsed:?}"
     );
     let sid = a.header("mcp-session-id").expect("session").to_string();
@@ -324,13 +325,13 @@ async fn a_slow_backend_is_cut_at_its_fanout_timeout() {
     // A list: the healthy part after 1s.
     s.faulty().set("initialize", Fault::None);
     s.faulty()
-        .set("tools/list", Fault::Delay(Duration::from_secs(3)));
+        .set("tools/list", Fault::Delay(Duration::from_secs(10)));
     let sid = s.session().await;
     let started = Instant::now();
     assert_eq!(s.tool_names(&sid).await, ["good__echo"]);
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= FANOUT_TIMEOUT && elapsed < Duration::from_millis(2500),
+        elapsed >= FANOUT_TIMEOUT && elapsed < FANOUT_TIMEOUT + SLACK,
         "tools/list took {elapsed:?}"
     );
     assert!(wait_counter(&s.envoy, FAILURES, 1.0).await >= 1.0);
@@ -372,10 +373,9 @@ async fn a_hung_routed_call_ends_at_the_route_timeout() {
     let (a, elapsed) = s.call(&sid, "faulty__echo", 6, SLACK + SLACK).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_rpc_error(&a, 6, -32010, "backend faulty failed: HTTP 504");
-    assert!(
-        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(2) + SLACK,
-        "{elapsed:?}"
-    );
+    // Not before the route timeout; the upper bound (no hang) is the call's
+    // own, generous for a loaded machine.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
     s.logged(&["backend faulty failed: HTTP 504"]).await;
     assert!(wait_counter(&s.envoy, FAILURES, before + 1.0).await >= before + 1.0);
     s.still_healthy(&sid).await;
