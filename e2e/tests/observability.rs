@@ -3,38 +3,14 @@
 //! MCP fields, and trace headers reaching the backends.
 
 use mcpgw_e2e::client::{Raw, ACCEPT_BOTH};
+use mcpgw_e2e::faulty::{mcpgw_stats, normalize_series};
 use mcpgw_e2e::stack::Stack;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Prometheus text -> {"name{labels sorted by name}": value} for mcpgw series.
-fn scrape(stack: &Stack) -> HashMap<String, f64> {
-    let text = stack.envoy.admin_get("/stats/prometheus").expect("stats");
-    text.lines()
-        .filter(|l| l.starts_with("mcpgw_"))
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((normalize(k), v.parse().ok()?))
-        })
-        .collect()
-}
-
-fn normalize(series: &str) -> String {
-    let Some((name, rest)) = series.split_once('{') else {
-        return series.to_string();
-    };
-    let mut labels: Vec<&str> = rest
-        .trim_end_matches('}')
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .collect();
-    labels.sort();
-    format!("{name}{{{}}}", labels.join(","))
-}
-
 fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
-    let key = normalize(key);
+    let key = normalize_series(key);
     *m.get(&key).unwrap_or_else(|| {
         panic!(
             "no series {key}; have:\n{:#?}",
@@ -116,7 +92,7 @@ async fn metrics_access_logs_and_traces() {
     // Stats are flushed to the admin view periodically; wait for the last request.
     let mut m = HashMap::new();
     for _ in 0..50 {
-        m = scrape(&stack);
+        m = mcpgw_stats(&stack.envoy);
         if m.get("mcpgw_sessions_deleted_total{}")
             .copied()
             .unwrap_or(0.0)
