@@ -72,7 +72,7 @@ target/wasm32-wasip1/release/mcpgw.wasm (./build.sh wasm).
   --quick                 short runs (about 2 minutes) to check the harness
   --out PATH              report file (default bench/results.md)
   --only LIST             scenarios: call,fanout,list,memory (default all)
-  --variants LIST         scenario 1 only these: direct,plain,wasm-idle,native,mcpgw,mcpgw@LABEL
+  --variants LIST         scenario 1 only these: direct,plain,wasm-idle,native,mcpgw,mcpgw-quiet,mcpgw@LABEL
   --wasm-variant L=PATH   also run another build of the filter as variant mcpgw@L
                           (scenarios 1 and 3; repeatable; for before/after figures)
   --rounds N              rounds of interleaved variants (default 5, quick 2)
@@ -132,7 +132,14 @@ impl Options {
                 "--variants" => {
                     o.variants = val()?.split(',').map(str::to_string).collect();
                     for v in &o.variants {
-                        let known = ["direct", "plain", "wasm-idle", "native", "mcpgw"];
+                        let known = [
+                            "direct",
+                            "plain",
+                            "wasm-idle",
+                            "native",
+                            "mcpgw",
+                            "mcpgw-quiet",
+                        ];
                         if !known.contains(&v.as_str()) && !v.starts_with("mcpgw@") {
                             return Err(format!("unknown variant {v:?}"));
                         }
@@ -304,6 +311,21 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
         },
         &[&b0, &b1],
     )?;
+    // The same with its per-request stats and access-log fields off: what
+    // observability costs.
+    let quiet_plugin = mcpgw_plugin(
+        &[&b0, &b1],
+        &json!({}),
+        &json!({"observability": {"metrics": false, "access_log_fields": false}}),
+    );
+    let quiet = start_envoy(
+        o,
+        "mcpgw-quiet",
+        &Proxy::Mcpgw {
+            plugin: quiet_plugin,
+        },
+        &[&b0, &b1],
+    )?;
     let idle_plugin = mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({"path": "/not-mcp"}));
     let idle = start_envoy(
         o,
@@ -331,6 +353,7 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
     check_tools(idle.port, &bare, "wasm-idle").await?;
     check_tools(native.port, &gw_tools, "native mcp_router").await?;
     check_tools(mcpgw.port, &gw_tools, "mcpgw").await?;
+    check_tools(quiet.port, &gw_tools, "mcpgw-quiet").await?;
     for (name, e) in &extras {
         check_tools(e.port, &gw_tools, name).await?;
     }
@@ -341,6 +364,12 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
         ("wasm-idle".into(), idle.port, &bare, Some(idle.pid())),
         ("native".into(), native.port, &gw_tools, Some(native.pid())),
         ("mcpgw".into(), mcpgw.port, &gw_tools, Some(mcpgw.pid())),
+        (
+            "mcpgw-quiet".into(),
+            quiet.port,
+            &gw_tools,
+            Some(quiet.pid()),
+        ),
     ];
     for (name, e) in &extras {
         all.push((name.clone(), e.port, &gw_tools, Some(e.pid())));
