@@ -72,7 +72,7 @@ ensure_wasm_test_runner() {
     local v
     v="$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock")"
     if [ "$("$ROOT/.tools/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $v" ]; then
-        log "building wasm-bindgen-cli $v into .tools (once per machine; a few minutes)"
+        log "building wasm-bindgen-cli $v into .tools (once per checkout; a few minutes)"
         cargo install --quiet --force wasm-bindgen-cli --version "$v" --root "$ROOT/.tools"
     fi
     export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$ROOT/.tools/bin/wasm-bindgen-test-runner"
