@@ -257,26 +257,9 @@ impl Envoy {
                     envoy.log_tail(40)
                 ));
             }
-            if envoy.admin_port == 0 {
-                if let Ok(a) = std::fs::read_to_string(&admin_file) {
-                    envoy.admin_port = a
-                        .trim()
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(0);
-                }
-            }
-            if envoy.admin_port != 0 {
-                if let Some(port) = envoy.listener_port() {
-                    envoy.port = port;
-                    if envoy
-                        .admin_get("/ready")
-                        .is_some_and(|r| r.trim() == "LIVE")
-                    {
-                        return Ok(envoy);
-                    }
-                }
+            if let Some(port) = poll_ready(&admin_file, &mut envoy.admin_port) {
+                envoy.port = port;
+                return Ok(envoy);
             }
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -288,47 +271,27 @@ impl Envoy {
         }
     }
 
-    fn listener_port(&self) -> Option<u16> {
-        let body = self.admin_get("/listeners?format=json")?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        v["listener_statuses"]
-            .as_array()?
-            .iter()
-            .find(|l| l["name"] == "mcp")?["local_address"]["socket_address"]["port_value"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
+    /// GET on the admin interface.
+    pub fn admin_get(&self, path: &str) -> Option<String> {
+        admin_get(self.admin_port, path)
     }
 
-    /// GET on the admin interface (plain HTTP/1.0, no client library needed).
-    pub fn admin_get(&self, path: &str) -> Option<String> {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let (head, body) = out.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.1 200") {
-            return None;
+    /// Fail if the log shows that the wasm VM crashed or the filter panicked.
+    pub fn assert_log_clean(&self) {
+        let log = self.log();
+        for bad in [
+            "panicked at",
+            "Wasm VM failed",
+            "wasm trap",
+            "Function: proxy_on",
+        ] {
+            assert!(!log.contains(bad), "wasm VM trouble ({bad}):\n{log}");
         }
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            return Some(dechunk(body));
-        }
-        Some(body.to_string())
     }
 
     /// The last lines of the log, for failure messages.
     pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        tail(&self.log(), n)
     }
 
     pub fn url(&self) -> String {
@@ -351,17 +314,87 @@ impl Envoy {
 }
 
 /// Decode an HTTP/1.1 chunked body.
+/// GET on an Envoy admin interface on 127.0.0.1 (plain HTTP/1.1 with
+/// `Connection: close`, no client library needed); the body of a 200.
+pub fn admin_get(admin_port: u16, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin_port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some(dechunk(body));
+    }
+    Some(body.to_string())
+}
+
+/// One look at a starting Envoy: learns its admin port from the
+/// `--admin-address-path` file, and returns the `mcp` listener's port once
+/// Envoy is LIVE.
+pub fn poll_ready(admin_file: &std::path::Path, admin_port: &mut u16) -> Option<u16> {
+    if *admin_port == 0 {
+        *admin_port = std::fs::read_to_string(admin_file)
+            .ok()
+            .and_then(|a| a.trim().rsplit(':').next().and_then(|p| p.parse().ok()))
+            .unwrap_or(0);
+    }
+    if *admin_port == 0 {
+        return None;
+    }
+    let port = listener_port(*admin_port, "mcp")?;
+    admin_get(*admin_port, "/ready")
+        .is_some_and(|r| r.trim() == "LIVE")
+        .then_some(port)
+}
+
+/// The port Envoy bound for listener `name` (configured with port 0).
+pub fn listener_port(admin_port: u16, name: &str) -> Option<u16> {
+    let body = admin_get(admin_port, "/listeners?format=json")?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["listener_statuses"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == name)?["local_address"]["socket_address"]["port_value"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+}
+
+/// The last `n` lines of `log`.
+pub fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines
+        .get(lines.len().saturating_sub(n)..)
+        .unwrap_or_default()
+        .join("\n")
+}
+
+/// Decode an HTTP/1.1 chunked body.
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
             break;
         };
-        if n == 0 || rest.len() < n {
+        let (Some(chunk), Some(tail)) = (rest.get(..n), rest.get(n..)) else {
+            break;
+        };
+        if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        out.push_str(chunk);
+        body = tail.trim_start_matches("\r\n");
     }
     out
 }

@@ -440,7 +440,8 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
             && v.get(..7)
                 .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
     });
-    let md = |claim: &str| {
+    // A claim of the verified token, as jwt_authn left it in the metadata.
+    let raw = |claim: &str| {
         host.property(&[
             "metadata",
             "filter_metadata",
@@ -448,8 +449,8 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
             &auth.metadata_key,
             claim,
         ])
-        .and_then(|b| String::from_utf8(b).ok())
     };
+    let md = |claim: &str| raw(claim).and_then(|b| String::from_utf8(b).ok());
     // The metadata exists only when jwt_authn verified a token on this request.
     let verified_iss = md("iss");
     let Some(verified_iss) = verified_iss else {
@@ -463,18 +464,7 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
     // one by one from the metadata.
     let payload = match header(headers, &auth.payload_header).and_then(decode_payload) {
         Some(p) => p,
-        None => {
-            let raw = |claim: &str| {
-                host.property(&[
-                    "metadata",
-                    "filter_metadata",
-                    &auth.jwt_filter,
-                    &auth.metadata_key,
-                    claim,
-                ])
-            };
-            claims_from_metadata(&auth.claim_names, &raw)
-        }
+        None => claims_from_metadata(&auth.claim_names, &raw),
     };
     let iss = payload.get("iss").and_then(Value::as_str).unwrap_or("");
     let sub = payload.get("sub").and_then(Value::as_str).unwrap_or("");

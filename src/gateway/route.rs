@@ -481,44 +481,41 @@ impl Exchange {
                 if !end_of_stream {
                     return ResponseBodyAction::Buffer;
                 }
+                // One parse on the way that matters: the answer, rewritten.
+                let mut answered = stream::Answer::default();
+                let rewritten = std::str::from_utf8(body)
+                    .ok()
+                    .and_then(|text| stream::rewrite_message(&gw, &r.ctx, text, &mut answered));
+                if answered.seen {
+                    self.req.stats.backend_error |= answered.error;
+                    return match rewritten {
+                        Some(new) => ResponseBodyAction::Replace(new.into_bytes()),
+                        None => ResponseBodyAction::Continue,
+                    };
+                }
+                // Not the answer: say why (a second look, on the failure path only).
                 let want = r.ctx.request_id.clone();
-                match stream::judge_answer(body, want.as_deref()) {
-                    stream::Verdict::Answer { .. } => {}
+                let what = match stream::judge_answer(body, want.as_deref()) {
+                    stream::Verdict::Answer { .. } => return ResponseBodyAction::Continue,
                     stream::Verdict::NullIdError(fixed) => {
                         self.req.stats.backend_error = true;
                         return ResponseBodyAction::Replace(fixed.into_bytes());
                     }
-                    stream::Verdict::Not(what) => {
-                        let name = gw.backend_name(r.ctx.backend);
-                        let m = format!("backend {name} answered with {what}");
-                        host.log(Level::Warn, &m);
-                        self.req
-                            .stats
-                            .error
-                            .get_or_insert(ErrorKind::BackendFailure);
-                        stats::count(
-                            gw.cfg.metrics,
-                            host,
-                            names::BACKEND_FAILURES,
-                            &[("backend", name)],
-                        );
-                        r.mode = Mode::Drop;
-                        let raw = want.and_then(|i| RawValue::from_string(i).ok());
-                        return ResponseBodyAction::Replace(
-                            error_json(raw.as_deref(), BACKEND_ERROR, &m, None).into_bytes(),
-                        );
-                    }
-                }
-                let Ok(text) = std::str::from_utf8(body) else {
-                    return ResponseBodyAction::Continue;
+                    stream::Verdict::Not(what) => what,
                 };
-                let mut answered = stream::Answer::default();
-                let rewritten = stream::rewrite_message(&gw, &r.ctx, text, &mut answered);
-                self.req.stats.backend_error |= answered.error;
-                match rewritten {
-                    Some(new) => ResponseBodyAction::Replace(new.into_bytes()),
-                    None => ResponseBodyAction::Continue,
-                }
+                r.mode = Mode::Drop;
+                let backend = r.ctx.backend;
+                let m = format!("backend {} answered with {what}", gw.backend_name(backend));
+                host.log(Level::Warn, &m);
+                self.req
+                    .stats
+                    .error
+                    .get_or_insert(ErrorKind::BackendFailure);
+                self.count_backend_failure(host, backend);
+                let raw = want.and_then(|i| RawValue::from_string(i).ok());
+                ResponseBodyAction::Replace(
+                    error_json(raw.as_deref(), BACKEND_ERROR, &m, None).into_bytes(),
+                )
             }
             Mode::Sse(rw) => {
                 let mut out = Vec::with_capacity(body.len() + 128);

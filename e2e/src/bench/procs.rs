@@ -4,7 +4,7 @@
 //! drops, and also when the benchmark itself dies (`PR_SET_PDEATHSIG`).
 
 use super::backend;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -311,22 +311,9 @@ impl Envoy {
                     envoy.log_tail(30)
                 ));
             }
-            if envoy.admin_port == 0 {
-                envoy.admin_port = std::fs::read_to_string(&admin_file)
-                    .ok()
-                    .and_then(|a| a.trim().rsplit(':').next().and_then(|p| p.parse().ok()))
-                    .unwrap_or(0);
-            }
-            if envoy.admin_port != 0 {
-                if let Some(port) = envoy.listener_port() {
-                    envoy.port = port;
-                    if envoy
-                        .admin_get("/ready")
-                        .is_some_and(|r| r.trim() == "LIVE")
-                    {
-                        return Ok(envoy);
-                    }
-                }
+            if let Some(port) = crate::envoy::poll_ready(&admin_file, &mut envoy.admin_port) {
+                envoy.port = port;
+                return Ok(envoy);
             }
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -342,39 +329,9 @@ impl Envoy {
         self.child.id()
     }
 
-    fn listener_port(&self) -> Option<u16> {
-        let body = self.admin_get("/listeners?format=json")?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        v["listener_statuses"]
-            .as_array()?
-            .iter()
-            .find(|l| l["name"] == "mcp")?["local_address"]["socket_address"]["port_value"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-    }
-
-    /// GET on the admin interface (HTTP/1.0-style, `Connection: close`).
+    /// GET on the admin interface.
     pub fn admin_get(&self, path: &str) -> Option<String> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let (head, body) = out.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.1 200") {
-            return None;
-        }
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            return Some(dechunk(body));
-        }
-        Some(body.to_string())
+        crate::envoy::admin_get(self.admin_port, path)
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -382,29 +339,11 @@ impl Envoy {
     }
 
     pub fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        crate::envoy::tail(
+            &std::fs::read_to_string(self.log_path()).unwrap_or_default(),
+            n,
+        )
     }
-}
-
-/// Decode an HTTP/1.1 chunked body.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        let (Some(chunk), Some(tail)) = (rest.get(..n), rest.get(n..)) else {
-            break;
-        };
-        if n == 0 {
-            break;
-        }
-        out.push_str(chunk);
-        body = tail.trim_start_matches("\r\n");
-    }
-    out
 }
 
 impl Drop for Envoy {

@@ -1026,30 +1026,10 @@ fn alive(pid: u32) -> bool {
         .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
 }
 
-/// GET on an Envoy admin port.
+/// GET on an Envoy admin port, off the runtime's thread.
 async fn admin(port: u16, path: &str) -> Option<String> {
-    let fut = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .ok()?;
-        let task = tokio::task::spawn_local(async move {
-            let _ = conn.await;
-        });
-        let req = Request::builder()
-            .uri(path)
-            .header(HOST, "admin")
-            .body(Full::new(Bytes::new()))
-            .ok()?;
-        let resp = tx.send_request(req).await.ok()?;
-        let ok = resp.status().is_success();
-        let body = resp.into_body().collect().await.ok()?.to_bytes();
-        task.abort();
-        ok.then(|| String::from_utf8_lossy(&body).into_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || crate::envoy::admin_get(port, &path))
         .await
         .ok()
         .flatten()
