@@ -77,9 +77,9 @@ async fn run(a: RunArgs) -> Result<(), String> {
         a.keys.previous_session_key_file.as_deref(),
         &crate::env_var,
     )?;
-    let idle_ms = mcpgw::gateway::config::parse_duration(&a.stdio_idle_timeout)
+    let idle_ms = mcpgw_core::gateway::config::parse_duration(&a.stdio_idle_timeout)
         .map_err(|e| format!("--stdio-idle-timeout: {e}"))?;
-    let grace_ms = mcpgw::gateway::config::parse_duration(&a.stdio_kill_grace)
+    let grace_ms = mcpgw_core::gateway::config::parse_duration(&a.stdio_kill_grace)
         .map_err(|e| format!("--stdio-kill-grace: {e}"))?;
     for n in &a.stdio_shared {
         let known = gateway
