@@ -374,6 +374,40 @@ class View {
         });
     }
 
+    // -- e2e/python/features_server.py (Python SDK: progress, sampling, ...) --------
+
+    async run_pyfeatures() {
+        const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+        await this.check('progress', async () => {
+            const steps = [];
+            const r = texts(await this.call('count', { n: 3 }, { onprogress: (p) => steps.push([p.progress, p.total]) }));
+            return [same(steps, [[1, 3], [2, 3], [3, 3]]) && same(r, ['counted to 3']), steps];
+        });
+        await this.check('sampling', async () => {
+            const r = texts(await this.call('ask_llm', { prompt: 'Say hi' }));
+            return [same(r, [`sampled by ${label}`]), r];
+        });
+        await this.check('elicitation', async () => {
+            const r = texts(await this.call('whoami', {}));
+            return [same(r, [`accept: ${label}`]), r];
+        });
+        await this.check('roots', async () => {
+            const r = texts(await this.call('roots', {}));
+            return [same(r, [`file://${spec.root}`]), r];
+        });
+        await this.check('logging', async () => {
+            const since = now();
+            const r = texts(await this.call('log', {}));
+            const deadline = now() + WAIT_MS;
+            let got = [];
+            while (now() < deadline && !got.length) {
+                got = logs.filter((l) => l.at >= since && l.data === 'hello from the python server').map((l) => l.data);
+                await sleep(50);
+            }
+            return [got.length > 0 && same(r, ['logged']), got.slice(0, 1)];
+        });
+    }
+
     // -- mcp-server-time (Python SDK) ------------------------------------------------
 
     async run_time() {

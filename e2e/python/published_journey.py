@@ -462,6 +462,52 @@ class View:
             await self.check(name, fn)
 
 
+    # -- e2e/python/features_server.py (Python SDK: progress, sampling, ...) --------
+
+    async def run_pyfeatures(self) -> None:
+        j = self.j
+
+        async def progress() -> tuple[bool, Any]:
+            steps: list[list[Any]] = []
+
+            async def on_progress(p: float, total: float | None, message: str | None) -> None:
+                steps.append([p, total])
+
+            r = texts(await self.call("count", {"n": 3}, progress_callback=on_progress))
+            return steps == [[1, 3], [2, 3], [3, 3]] and r == ["counted to 3"], steps
+
+        async def sampling() -> tuple[bool, Any]:
+            r = texts(await self.call("ask_llm", {"prompt": "Say hi"}))
+            return r == [f"sampled by {j.label}"], r
+
+        async def elicitation() -> tuple[bool, Any]:
+            r = texts(await self.call("whoami", {}))
+            return r == [f"accept: {j.label}"], r
+
+        async def roots() -> tuple[bool, Any]:
+            r = texts(await self.call("roots", {}))
+            return r == [f"file://{j.root}"], r
+
+        async def logging() -> tuple[bool, Any]:
+            since = time.monotonic()
+            r = texts(await self.call("log", {}))
+            deadline = time.monotonic() + WAIT
+            got: list[Any] = []
+            while time.monotonic() < deadline and not got:
+                got = [e["data"] for e in j.logs if e["at"] >= since and e["data"] == "hello from the python server"]
+                await anyio.sleep(0.05)
+            return bool(got) and r == ["logged"], got[:1]
+
+        for name, fn in [
+            ("progress", progress),
+            ("sampling", sampling),
+            ("elicitation", elicitation),
+            ("roots", roots),
+            ("logging", logging),
+        ]:
+            await self.check(name, fn)
+
+
 async def main(spec: dict[str, Any], out: dict[str, Any]) -> None:
     j = Journey(spec)
     out["checks"] = j.checks

@@ -50,3 +50,50 @@ pub fn node_package(path: &str) -> PathBuf {
     );
     p
 }
+
+/// What a client script printed: its last line, as JSON.
+pub struct ScriptRun {
+    pub summary: serde_json::Value,
+    pub stderr: String,
+    pub status: std::process::ExitStatus,
+}
+
+/// Runs `program script args...` (the script's path relative to the
+/// workspace) within `limit`. Panics if it does not end in time, cannot be
+/// started, or does not end its output with one JSON line.
+pub async fn run_script(
+    program: &std::path::Path,
+    script: &str,
+    args: &[String],
+    limit: std::time::Duration,
+) -> ScriptRun {
+    let path = workspace_root().join(script);
+    let child = tokio::process::Command::new(program)
+        .arg(&path)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(limit, child)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {limit:?} (killed)"))
+        .unwrap_or_else(|e| panic!("run {} {script}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{script}: no JSON summary ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status
+            )
+        });
+    ScriptRun {
+        summary,
+        stderr,
+        status: out.status,
+    }
+}

@@ -4,8 +4,11 @@
 //! One `mcpgw run --mcp-config` fronts, from an ordinary servers file:
 //! `@modelcontextprotocol/server-everything` as a stdio server and again in
 //! its `streamableHttp` mode as an HTTP server, `server-memory` and
-//! `server-filesystem` (stdio, npm) and `mcp-server-time` (stdio, PyPI,
-//! written with the Python SDK; one shared process). Three official clients
+//! `server-filesystem` (stdio, npm), `mcp-server-time` (stdio, PyPI,
+//! written with the Python SDK; one shared process), and a small Python SDK
+//! server (`e2e/python/features_server.py`) for what the Python SDK sends
+//! from inside a tool (progress, sampling, elicitation, roots, logs), which
+//! the time server does not. Three official clients
 //! run the same journey (`e2e/python/published_journey.py` in `legacy` and
 //! in `auto` mode, `e2e/node/published_journey.mjs` with the TypeScript SDK)
 //! directly against each server (stdio or its URL) and through mcpgw (one
@@ -19,15 +22,18 @@
 //!
 //! Every check must pass through mcpgw, and wherever it passed directly it
 //! must have seen the same thing (names and URIs un-prefixed). A check that
-//! fails directly (the TypeScript SDK drops a progress notification that
-//! arrives in the same stdio read as the result) is reported, not failed.
+//! fails directly is reported, not failed: the TypeScript SDK drops a
+//! progress notification that arrives in the same stdio read as the result,
+//! and in `auto` mode the Python client speaks 2026-07-28 directly with the
+//! Python SDK servers, where a tool has no back-channel for sampling,
+//! elicitation or roots (mcpgw speaks the handshake era, where it has one).
 //! Clients run one after another (each one's direct and gateway journeys in
 //! parallel): the memory server keeps its graph in one file per gateway, and
 //! concurrent writers would race.
 
 use mcpgw_e2e::envoy::{free_port, workspace_root};
 use mcpgw_e2e::mcpgw_run::Gateway;
-use mcpgw_e2e::peers::{node_bin, node_package, python_bin, venv_program};
+use mcpgw_e2e::peers::{node_bin, node_package, python_bin, run_script, venv_program};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -37,12 +43,13 @@ use std::time::{Duration, Instant};
 const JOURNEY_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The servers: gateway name, journey kind.
-const SERVERS: [(&str, &str); 5] = [
+const SERVERS: [(&str, &str); 6] = [
     ("everything", "everything"),
     ("everyhttp", "everything"),
     ("memory", "memory"),
     ("filesystem", "filesystem"),
     ("time", "time"),
+    ("pyfeatures", "pyfeatures"),
 ];
 
 /// server-everything in streamableHttp mode on a free port.
@@ -99,6 +106,8 @@ fn stdio_command(server: &str, root: &Path, memory_file: &Path) -> Value {
             json!({"command": node, "args": [pkg("@modelcontextprotocol/server-filesystem/dist/index.js"), root.display().to_string()]})
         }
         "time" => json!({"command": venv_program("mcp-server-time").display().to_string()}),
+        "pyfeatures" => json!({"command": python_bin().display().to_string(),
+                               "args": [workspace_root().join("e2e/python/features_server.py").display().to_string()]}),
         other => panic!("no stdio server {other}"),
     }
 }
@@ -136,35 +145,23 @@ fn clients() -> Vec<Client> {
 /// Runs one journey and returns its checks.
 async fn journey(client: &Client, spec: Value) -> serde_json::Map<String, Value> {
     let what = format!("{} {}", client.label, spec["via"]);
-    let run = tokio::process::Command::new(&client.program)
-        .arg(workspace_root().join(client.script))
-        .arg(spec.to_string())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(JOURNEY_TIMEOUT, run)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no end within {JOURNEY_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("{what}: cannot run {}: {e}", client.program.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{what}: no JSON summary ({}):\n{stdout}\n{stderr}",
-                out.status
-            )
-        });
+    let run = run_script(
+        &client.program,
+        client.script,
+        &[spec.to_string()],
+        JOURNEY_TIMEOUT,
+    )
+    .await;
     assert!(
-        summary.get("fatal").is_none() && out.status.success(),
-        "{what}: {}\n{stderr}",
-        summary["fatal"]
+        run.summary.get("fatal").is_none() && run.status.success(),
+        "{what}: {}\n{}",
+        run.summary["fatal"],
+        run.stderr
     );
-    summary["checks"].as_object().cloned().unwrap_or_default()
+    run.summary["checks"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

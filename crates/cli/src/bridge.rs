@@ -233,6 +233,25 @@ impl Link {
         self.ct.cancel();
     }
 
+    /// Initialize a new process of this session with the session's own
+    /// `initialize` parameters (after a restart, or a start delayed by the
+    /// process limit), then take requests.
+    async fn initialize_again(&self) -> Result<(), String> {
+        let params = self
+            .init
+            .lock()
+            .ok()
+            .and_then(|i| i.as_ref().and_then(|i| i.params.clone()));
+        let mut m = own_initialize();
+        if let Some(p) = params {
+            m.insert("params".into(), p);
+        }
+        self.handshake(m).await?;
+        self.write(INITIALIZED.into());
+        self.ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Send `initialize` (the client's, or the stored one on a restart) and
     /// wait for the answer. `Ok` is a result, `Err` an error answer or why
     /// there is none.
@@ -468,19 +487,8 @@ impl Server {
             return Err(format!("stdio server {}: {e}", self.name));
         }
         link.deferred.store(false, Ordering::Relaxed);
-        let params = link
-            .init
-            .lock()
-            .ok()
-            .and_then(|i| i.as_ref().and_then(|i| i.params.clone()));
-        let mut m = own_initialize();
-        if let Some(p) = params {
-            m.insert("params".into(), p);
-        }
-        match link.handshake(m).await {
-            Ok(_) => {
-                link.write(INITIALIZED.into());
-                link.ready.store(true, Ordering::Relaxed);
+        match link.initialize_again().await {
+            Ok(()) => {
                 self.log_started(link);
                 Ok(())
             }
@@ -860,11 +868,6 @@ async fn supervise(
                     _ = link.ct.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                let params = link
-                    .init
-                    .lock()
-                    .ok()
-                    .and_then(|i| i.as_ref().map(|i| i.params.clone()));
                 match child::spawn(&name, &server.cmd) {
                     Ok((p, l)) => {
                         proc = p;
@@ -873,9 +876,7 @@ async fn supervise(
                         if let Ok(mut i) = link.input.lock() {
                             *i = proc.input();
                         }
-                        server
-                            .tasks
-                            .spawn(reinitialize(link.clone(), params.flatten()));
+                        server.tasks.spawn(reinitialize(link.clone()));
                     }
                     Err(e) => {
                         log(&name, format!("restart failed: {e}"));
@@ -913,17 +914,9 @@ async fn supervise(
 }
 
 /// Initialize a restarted process as the session's client did.
-async fn reinitialize(link: Arc<Link>, params: Option<Box<serde_json::value::RawValue>>) {
-    let mut m = own_initialize();
-    if let Some(p) = params {
-        m.insert("params".into(), p);
-    }
-    match link.handshake(m).await {
-        Ok(_) => {
-            link.write(INITIALIZED.into());
-            link.ready.store(true, Ordering::Relaxed);
-            log(&link.name, "restarted and re-initialized");
-        }
+async fn reinitialize(link: Arc<Link>) {
+    match link.initialize_again().await {
+        Ok(()) => log(&link.name, "restarted and re-initialized"),
         Err(e) => log(&link.name, format!("re-initialize failed: {e}")),
     }
 }
