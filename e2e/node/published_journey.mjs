@@ -408,6 +408,29 @@ class View {
         });
     }
 
+    // -- the rmcp test server (e2e/src/bin/mcp-stdio-server.rs) ----------------------
+
+    async run_rmcp() {
+        const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+        await this.check('echo', async () => {
+            const r = texts(await this.call('echo', { text: 'hi' }));
+            return [same(r, ['stdio: hi']), r];
+        });
+        await this.check('progress', async () => {
+            const steps = [];
+            const r = texts(await this.call('count', { n: 3, delay_ms: 20 }, { onprogress: (p) => steps.push([p.progress, p.total]) }));
+            return [same(steps, [[1, 3], [2, 3], [3, 3]]) && same(r, ['counted to 3']), steps];
+        });
+        await this.check('sampling', async () => {
+            const r = texts(await this.call('sample', { text: 'Say hi' }));
+            return [same(r, [`sampled by ${label}`]), r];
+        });
+        await this.check('roots', async () => {
+            const r = texts(await this.call('roots', {}));
+            return [same(r, [`file://${spec.root}`]), r];
+        });
+    }
+
     // -- mcp-server-time (Python SDK) ------------------------------------------------
 
     async run_time() {

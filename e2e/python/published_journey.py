@@ -508,6 +508,36 @@ class View:
             await self.check(name, fn)
 
 
+    # -- the rmcp test server (e2e/src/bin/mcp-stdio-server.rs) ----------------------
+
+    async def run_rmcp(self) -> None:
+        j = self.j
+
+        async def echo() -> tuple[bool, Any]:
+            r = texts(await self.call("echo", {"text": "hi"}))
+            return r == ["stdio: hi"], r
+
+        async def progress() -> tuple[bool, Any]:
+            steps: list[list[Any]] = []
+
+            async def on_progress(p: float, total: float | None, message: str | None) -> None:
+                steps.append([p, total])
+
+            r = texts(await self.call("count", {"n": 3, "delay_ms": 20}, progress_callback=on_progress))
+            return steps == [[1, 3], [2, 3], [3, 3]] and r == ["counted to 3"], steps
+
+        async def sampling() -> tuple[bool, Any]:
+            r = texts(await self.call("sample", {"text": "Say hi"}))
+            return r == [f"sampled by {j.label}"], r
+
+        async def roots() -> tuple[bool, Any]:
+            r = texts(await self.call("roots", {}))
+            return r == [f"file://{j.root}"], r
+
+        for name, fn in [("echo", echo), ("progress", progress), ("sampling", sampling), ("roots", roots)]:
+            await self.check(name, fn)
+
+
 async def main(spec: dict[str, Any], out: dict[str, Any]) -> None:
     j = Journey(spec)
     out["checks"] = j.checks
