@@ -117,7 +117,7 @@ impl Exchange {
                         self.state = State::FanOut(FanOut {
                             op: FanOp::AsMetadata,
                             calls: vec![Call {
-                                token,
+                                token: Some(token),
                                 backend: usize::MAX,
                                 response: None,
                             }],

@@ -103,6 +103,9 @@ struct RawBackend {
     forward_authorization: bool,
     #[serde(default = "yes")]
     standalone_stream: bool,
+    /// RFC 8693: the client's token exchanged for one minted for this backend.
+    #[serde(default)]
+    token_exchange: Option<super::token_exchange::RawTokenExchange>,
 }
 
 fn default_path() -> String {
@@ -174,6 +177,8 @@ pub struct Backend {
     /// `false` (mcpgw's stdio bridges, which then deliver on POST answers)
     /// lets a GET go to the one stateful backend that may.
     pub standalone_stream: bool,
+    /// The upstream credential comes from a token exchange (`token_exchange`).
+    pub token_exchange: Option<Box<super::token_exchange::TokenExchange>>,
 }
 
 impl Backend {
@@ -287,6 +292,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }
     }
 
+    let raw_auth_missing = raw.auth.is_none();
     let mut backends: Vec<Backend> = Vec::with_capacity(raw.backends.len());
     for (i, rb) in raw.backends.into_iter().enumerate() {
         let f = |name: &str| format!("backends[{i}].{name}");
@@ -367,6 +373,32 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         if timeout_ms == 0 {
             return Err(err(f("timeout"), "must be greater than zero"));
         }
+        let token_exchange = match &rb.token_exchange {
+            None => None,
+            Some(raw) => {
+                let te = super::token_exchange::compile(raw, env)
+                    .map_err(|(fld, p)| err(f(&format!("token_exchange.{fld}")), p))?;
+                if rb.forward_authorization {
+                    return Err(err(
+                        f("forward_authorization"),
+                        "cannot be combined with token_exchange: the backend gets an exchanged token, never the client's",
+                    ));
+                }
+                if headers.iter().any(|(k, _)| *k == te.header) {
+                    return Err(err(
+                        format!("backends[{i}].headers.{}", te.header),
+                        "is where token_exchange puts the exchanged token; remove it",
+                    ));
+                }
+                if raw_auth_missing {
+                    return Err(err(
+                        f("token_exchange"),
+                        "needs `auth`: the gateway exchanges only tokens it verified (configure `auth` and jwt_authn)",
+                    ));
+                }
+                Some(Box::new(te))
+            }
+        };
         backends.push(Backend {
             name: rb.name,
             cluster: rb.cluster,
@@ -379,6 +411,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             prefix: rb.prefix.unwrap_or(raw.prefix),
             forward_authorization: rb.forward_authorization,
             standalone_stream: rb.standalone_stream,
+            token_exchange,
         });
     }
 

@@ -283,6 +283,26 @@ impl GatewayError {
         )
     }
 
+    /// The token service refused to exchange the caller's token for
+    /// `backend`'s (OAuth `error`): a JSON-RPC error when the client waits for
+    /// an answer, a 403 otherwise.
+    pub fn credential_refused(backend: &str, error: &str, expects_answer: bool) -> GatewayError {
+        let m = format!(
+            "Forbidden: backend {backend} is not available to this user: the token service refused to exchange the token ({error})"
+        );
+        let status = if expects_answer { 200 } else { 403 };
+        Self::new(status, INVALID_REQUEST, m, Some(ErrorKind::TokenExchange))
+    }
+
+    /// No credential for `backend` (the token service is down, slow, or
+    /// misconfigured): a JSON-RPC error when the client waits for an answer,
+    /// a 503 otherwise.
+    pub fn credential_unavailable(backend: &str, why: &str, expects_answer: bool) -> GatewayError {
+        let m = format!("backend {backend} is unavailable: {why}");
+        let status = if expects_answer { 200 } else { 503 };
+        Self::new(status, BACKEND_ERROR, m, Some(ErrorKind::TokenExchange))
+    }
+
     /// Two backends offer one name (a configuration problem).
     pub fn collision(message: String) -> GatewayError {
         Self::new(200, INTERNAL_ERROR, message, Some(ErrorKind::Collision))

@@ -69,9 +69,26 @@ pub(super) enum State {
 }
 
 pub(super) struct Call {
-    pub token: CallId,
+    /// `None` for a call that was never sent (see [`Call::failed`]).
+    pub token: Option<CallId>,
     pub backend: usize,
     pub response: Option<CallResponse>,
+}
+
+impl Call {
+    /// A call to `backend` that could not be sent: its answer is a failure
+    /// saying `why` (status 0 with the reason as body).
+    pub(super) fn failed(backend: usize, why: String) -> Call {
+        Call {
+            token: None,
+            backend,
+            response: Some(CallResponse {
+                status: 0,
+                headers: Vec::new(),
+                body: why.into_bytes(),
+            }),
+        }
+    }
 }
 
 pub(super) enum FanOp {
@@ -145,6 +162,8 @@ pub struct Exchange {
     pub(super) req: RequestCtx,
     /// What the hooks remember between host events.
     pub(super) hooks: super::hooks::HookState,
+    /// Upstream credentials from token exchanges (`token_exchange`).
+    pub(super) upstream: super::token_exchange::Waits,
 }
 
 impl Exchange {
@@ -154,6 +173,7 @@ impl Exchange {
             state: State::Start,
             req: RequestCtx::default(),
             hooks: Default::default(),
+            upstream: Default::default(),
         }
     }
 
@@ -660,27 +680,25 @@ impl Exchange {
             .filter(|(_, bs)| bs.session_id.is_some())
             .map(|(i, _)| i)
             .collect();
-        let mut calls = Vec::new();
-        for i in targets {
-            if let Some(call) = self.call(&session, i, "DELETE", Vec::new()) {
-                match host.dispatch(&call) {
-                    Ok(token) => calls.push(Call {
-                        token,
-                        backend: i,
-                        response: None,
-                    }),
-                    Err(_) => self.log_backend(host, i, "could not dispatch DELETE"),
-                }
-            }
-        }
-        if calls.is_empty() {
-            return HeadersAction::Respond(self.respond(LocalResponse::empty(204)));
-        }
+        // The fan-out state first: calls that wait for a credential join it.
         self.state = State::FanOut(FanOut {
             op: FanOp::Delete,
-            calls,
+            calls: Vec::new(),
         });
-        HeadersAction::Wait
+        for i in targets {
+            if let Some(call) = self.call(&session, i, "DELETE", Vec::new()) {
+                let sent = self.send_call(host, i, call);
+                self.add_call(i, sent);
+            }
+        }
+        let nothing = matches!(&self.state, State::FanOut(f) if f.calls.is_empty());
+        if nothing && !self.awaiting_credentials() {
+            return HeadersAction::Respond(self.respond(LocalResponse::empty(204)));
+        }
+        match self.maybe_finish(host) {
+            Some(BodyAction::Respond(r)) => HeadersAction::Respond(r),
+            _ => HeadersAction::Wait,
+        }
     }
 
     // ----- POST body -------------------------------------------------------------

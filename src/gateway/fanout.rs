@@ -85,27 +85,20 @@ impl Exchange {
         targets: &[usize],
         body_for: impl Fn(usize) -> Option<Vec<u8>>,
     ) -> BodyAction {
-        let mut calls = Vec::with_capacity(targets.len());
+        // The fan-out state first: calls that wait for a credential join it.
+        self.state = State::FanOut(FanOut {
+            op,
+            calls: Vec::with_capacity(targets.len()),
+        });
+        self.req.fanout_started_ms = host.now_ms();
         for &i in targets {
             let Some(body) = body_for(i) else { continue };
             let Some(call) = self.call(session, i, "POST", body) else {
                 continue;
             };
-            match host.dispatch(&call) {
-                Ok(token) => calls.push(Call {
-                    token,
-                    backend: i,
-                    response: None,
-                }),
-                Err(_) => self.log_backend(
-                    host,
-                    i,
-                    "could not dispatch a call (is its cluster defined?)",
-                ),
-            }
+            let sent = self.send_call(host, i, call);
+            self.add_call(i, sent);
         }
-        self.req.fanout_started_ms = host.now_ms();
-        self.state = State::FanOut(FanOut { op, calls });
         match self.maybe_finish(host) {
             Some(a) => a,
             None => BodyAction::Wait,
@@ -455,7 +448,7 @@ impl Exchange {
         let State::FanOut(f) = &mut self.state else {
             return BodyAction::Wait;
         };
-        if let Some(c) = f.calls.iter_mut().find(|c| c.token == token) {
+        if let Some(c) = f.calls.iter_mut().find(|c| c.token == Some(token)) {
             c.response = Some(response);
         }
         self.maybe_finish(host).unwrap_or(BodyAction::Wait)
@@ -465,7 +458,7 @@ impl Exchange {
         let State::FanOut(f) = &self.state else {
             return None;
         };
-        if f.calls.iter().any(|c| c.response.is_none()) {
+        if f.calls.iter().any(|c| c.response.is_none()) || self.awaiting_credentials() {
             return None;
         }
         let State::FanOut(f) = std::mem::replace(&mut self.state, State::Answered) else {

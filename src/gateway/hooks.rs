@@ -31,7 +31,8 @@ impl Exchange {
         end_of_stream: bool,
     ) -> Flow {
         let headers = host.headers(Dir::Request);
-        match self.on_request_headers(host, &headers, end_of_stream) {
+        let action = self.on_request_headers(host, &headers, end_of_stream);
+        match self.with_credential_headers(host, action) {
             HeadersAction::Continue(ops) => {
                 host.apply(Dir::Request, &ops);
                 Flow::Continue
@@ -64,6 +65,7 @@ impl Exchange {
         self.hooks.request_body_size = size;
         let body = host.body(Dir::Request, size);
         let action = self.on_request_body(host, &body);
+        let action = self.with_credential(host, action);
         self.apply_body(host, action, false)
     }
 
@@ -74,7 +76,20 @@ impl Exchange {
         id: CallId,
         response: CallResponse,
     ) {
-        let action = self.on_call_response(host, id, response);
+        let action = if self.leads_exchange(id) {
+            self.on_exchange_response(host, id, response)
+        } else {
+            self.on_call_response(host, id, response)
+        };
+        let action = self.with_credential(host, action);
+        self.apply_body(host, action, true);
+    }
+
+    /// The host woke this request ([`Host::wake`]): another request's token
+    /// exchange it waited for ended, or its deadline passed.
+    pub fn woken<H: Host + HttpStream>(&mut self, host: &mut H) {
+        let action = self.on_woken(host);
+        let action = self.with_credential(host, action);
         self.apply_body(host, action, true);
     }
 
@@ -134,6 +149,7 @@ impl Exchange {
 
     /// The stream is over (completed, reset or abandoned): report it.
     pub fn stream_done(&mut self, host: &mut dyn Host) {
+        self.release_credentials(host);
         self.on_done(host);
     }
 

@@ -56,6 +56,10 @@ pub enum Level {
 /// (proxy-wasm tokens are `u32`, Envoy dynamic-module callout ids `u64`).
 pub type CallId = u64;
 
+/// A request's id among the requests of one gateway on one worker, for
+/// [`Host::wake`].
+pub type StreamId = u64;
+
 /// An HTTP request the gateway sends on its own (fan-out), to an Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
@@ -67,7 +71,8 @@ pub struct Outbound {
 }
 
 /// The answer to an [`Outbound`] call; `status` 0 means no HTTP answer at all
-/// (connection failure, reset or timeout).
+/// (connection failure, reset or timeout; with a body: the gateway's reason
+/// for never sending it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallResponse {
     pub status: u16,
@@ -134,6 +139,20 @@ pub trait Host {
     /// The same for a series of a family whose label values are only known
     /// per request (tool names): `labels` in the family's label order.
     fn record_labelled(&self, family: &Family, labels: &[&str], value: u64);
+
+    /// This request's id for [`Host::wake`], when the host can wake requests
+    /// (`None`: it cannot, and the core never waits for another request).
+    fn stream_id(&self) -> Option<StreamId> {
+        None
+    }
+    /// Run the `woken` hook of request `id` (of this gateway, on this
+    /// worker; possibly this one): soon after the current hook returns with
+    /// `at_ms: None`, else at `at_ms` at the latest. A request that has
+    /// ended is skipped. Used by a request waiting for another one's token
+    /// exchange (`token_exchange`).
+    fn wake(&mut self, id: StreamId, at_ms: Option<u64>) {
+        let _ = (id, at_ms);
+    }
 }
 
 /// What the host offers while a plugin configuration is being set up.

@@ -7,6 +7,7 @@ use super::host::Configure;
 use super::revocation::Revocations;
 use super::session::SessionCache;
 use super::stats::{Cardinality, Meters};
+use super::token_exchange::Tokens;
 
 /// The compiled configuration plus process-wide helpers; one per plugin config.
 pub struct Gateway {
@@ -17,6 +18,8 @@ pub struct Gateway {
     pub sessions: SessionCache,
     /// The metric handles, declared with the host at configure time.
     pub meters: Meters,
+    /// Exchanged upstream tokens and their metrics (`token_exchange`).
+    pub tokens: Tokens,
 }
 
 impl Gateway {
@@ -30,6 +33,7 @@ impl Gateway {
     pub fn new(cfg: Config, host: &mut dyn Configure) -> Gateway {
         let revocations = Revocations::new(cfg.session_ttl_ms);
         let meters = Meters::new(&cfg, host);
+        let tokens = Tokens::new(&cfg, host);
         Gateway {
             cfg,
             revocations,
@@ -39,6 +43,7 @@ impl Gateway {
             // an AEAD open.
             sessions: SessionCache::new(1024),
             meters,
+            tokens,
         }
     }
 

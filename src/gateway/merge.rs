@@ -18,6 +18,10 @@ use std::collections::HashMap;
 /// response event of an SSE body). Notifications before it are skipped.
 pub fn response_message(resp: &CallResponse, max_event: usize) -> Result<Cow<'_, str>, String> {
     if resp.status == 0 {
+        // A call the gateway never sent carries its reason as the body.
+        if !resp.body.is_empty() {
+            return Err(String::from_utf8_lossy(&resp.body).into_owned());
+        }
         return Err("no answer (connection failed, reset or timed out)".into());
     }
     if !(200..300).contains(&resp.status) {

@@ -24,6 +24,7 @@ mod route;
 pub mod session;
 pub mod stats;
 pub mod stream;
+pub mod token_exchange;
 pub mod tokens;
 
 #[cfg(test)]
@@ -32,5 +33,5 @@ pub(crate) mod testing;
 pub use config::{compile, Config, ConfigError};
 pub use error::GatewayError;
 pub use exchange::Exchange;
-pub use host::{Configure, Host, HttpStream};
+pub use host::{Configure, Host, HttpStream, StreamId};
 pub use instance::Gateway;

@@ -138,10 +138,12 @@ pub enum ErrorKind {
     Forbidden,
     BackendFailure,
     Collision,
+    /// A backend's token exchange failed (`token_exchange`).
+    TokenExchange,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidJsonRpc,
         ErrorKind::BadRequest,
         ErrorKind::TooLarge,
@@ -157,6 +159,7 @@ impl ErrorKind {
         ErrorKind::Forbidden,
         ErrorKind::BackendFailure,
         ErrorKind::Collision,
+        ErrorKind::TokenExchange,
     ];
 
     pub fn label(self) -> &'static str {
@@ -176,6 +179,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::BackendFailure => "backend_failure",
             ErrorKind::Collision => "name_collision",
+            ErrorKind::TokenExchange => "token_exchange",
         }
     }
 }

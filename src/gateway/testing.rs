@@ -4,7 +4,7 @@
 use super::config::compile;
 use super::host::{
     Attribute, CallId, CallResponse, Configure, Dir, Family, HeaderOp, Host, HostError, HttpStream,
-    Level, LocalResponse, LogField, MetaValue, MetricId, MetricKind, Outbound,
+    Level, LocalResponse, LogField, MetaValue, MetricId, MetricKind, Outbound, StreamId,
 };
 use super::instance::Gateway;
 use super::stats::series_name;
@@ -35,7 +35,7 @@ impl Configure for FakeConfigure {
 
 pub struct FakeHost {
     pub now: Cell<u64>,
-    counter: Cell<u8>,
+    counter: Cell<u64>,
     pub logs: RefCell<Vec<(Level, String)>>,
     pub calls: Vec<(CallId, Outbound)>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
@@ -56,6 +56,10 @@ pub struct FakeHost {
     pub sent: Vec<LocalResponse>,
     /// Times a held request was resumed.
     pub resumed: u32,
+    /// This stream's id (`None`: a host that cannot wake requests).
+    pub stream: Option<StreamId>,
+    /// Wakes asked for: (request, deadline or `None` for soon).
+    pub wakes: Vec<(StreamId, Option<u64>)>,
 }
 
 impl Default for FakeHost {
@@ -77,6 +81,8 @@ impl Default for FakeHost {
             response_body: Vec::new(),
             sent: Vec::new(),
             resumed: 0,
+            stream: None,
+            wakes: Vec::new(),
         }
     }
 }
@@ -136,10 +142,14 @@ impl Host for FakeHost {
         self.now.get()
     }
     fn random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        // Deterministic, without short cycles (RSA blinding draws until
+        // it finds a number below the modulus).
         for b in buf.iter_mut() {
-            let c = self.counter.get().wrapping_add(1);
-            self.counter.set(c);
-            *b = c.wrapping_mul(31).wrapping_add(7);
+            let mut x = self.counter.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.counter.set(x);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            *b = (x ^ (x >> 31)) as u8;
         }
         Ok(())
     }
@@ -195,6 +205,12 @@ impl Host for FakeHost {
     fn record_labelled(&self, family: &Family, labels: &[&str], value: u64) {
         assert_eq!(family.labels.len(), labels.len(), "{}", family.name);
         self.add(family.kind, series_name(family, labels), value);
+    }
+    fn stream_id(&self) -> Option<StreamId> {
+        self.stream
+    }
+    fn wake(&mut self, id: StreamId, at_ms: Option<u64>) {
+        self.wakes.push((id, at_ms));
     }
 }
 

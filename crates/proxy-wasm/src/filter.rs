@@ -9,9 +9,11 @@
 
 use crate::names;
 use crate::pairs::{decode_header_pairs, meta_value};
+use crate::wakes;
 use mcpgw_core::gateway::host::{
     Attribute, CallId, CallResponse, Configure, Dir, Family, Flow, HeaderOp, Host, HostError,
     HttpStream, Level, LocalResponse, LogField, MetaValue, MetricId, MetricKind, Outbound,
+    StreamId,
 };
 use mcpgw_core::gateway::stats::series_name;
 use mcpgw_core::gateway::{compile, Exchange, Gateway, GatewayError};
@@ -20,6 +22,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -126,8 +129,11 @@ fn action(flow: Flow) -> Action {
     }
 }
 
-/// The host port over proxy-wasm hostcalls.
-struct WasmHost;
+/// The host port over proxy-wasm hostcalls, for the request of context
+/// `ctx` (0: the root, configuring).
+struct WasmHost {
+    ctx: u32,
+}
 
 // proxy-wasm stats have no labels: a series is named with its labels in it
 // (`stats::series_name`), which the shipped `stats_tags` split again.
@@ -173,7 +179,10 @@ impl Host for WasmHost {
             Vec::new(),
             Duration::from_millis(call.timeout_ms),
         )
-        .map(CallId::from)
+        .map(|token| {
+            wakes::dispatched(token, self.ctx);
+            CallId::from(token)
+        })
         .map_err(|_| HostError)
     }
 
@@ -233,6 +242,16 @@ impl Host for WasmHost {
             record(id, family.kind, value);
         }
     }
+
+    fn stream_id(&self) -> Option<StreamId> {
+        (self.ctx != 0).then_some(StreamId::from(self.ctx))
+    }
+
+    fn wake(&mut self, id: StreamId, at_ms: Option<u64>) {
+        if let Ok(ctx) = u32::try_from(id) {
+            wakes::wake(ctx, at_ms);
+        }
+    }
 }
 
 impl HttpStream for WasmHost {
@@ -273,7 +292,27 @@ struct Root {
     gateway: Option<Arc<Gateway>>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// A side call the root made for a request (see `wakes`).
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let response = CallResponse::from_parts(
+            header_map(MapType::HttpCallResponseHeaders),
+            buffer(BufferType::HttpCallResponseBody, body_size),
+        );
+        if let Some(ctx) = wakes::owner_of(token) {
+            wakes::run_for(ctx, |ex| {
+                ex.call_done(&mut WasmHost { ctx }, CallId::from(token), response)
+            });
+        }
+        wakes::settle();
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -283,8 +322,8 @@ impl RootContext for Root {
             .unwrap_or_default();
         match compile(&raw, &|name| std::env::var(name).ok()) {
             Ok(cfg) => {
-                let gateway = Gateway::new(cfg, &mut WasmHost);
-                WasmHost.log(Level::Info, &gateway.summary());
+                let gateway = Gateway::new(cfg, &mut WasmHost { ctx: 0 });
+                WasmHost { ctx: 0 }.log(Level::Info, &gateway.summary());
                 self.gateway = Some(Arc::new(gateway));
                 true
             }
@@ -295,11 +334,26 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let exchange = self
+            .gateway
+            .clone()
+            .map(|gw| Rc::new(RefCell::new(Exchange::new(gw))));
+        if let Some(ex) = &exchange {
+            wakes::register(context_id, ex);
+        }
         Some(Box::new(Http {
-            exchange: self.gateway.clone().map(Exchange::new),
-            host: WasmHost,
+            exchange,
+            host: WasmHost { ctx: context_id },
         }))
+    }
+
+    fn on_tick(&mut self) {
+        let now = WasmHost { ctx: 0 }.now_ms();
+        for ctx in wakes::due(now) {
+            wakes::run_for(ctx, |ex| ex.woken(&mut WasmHost { ctx }));
+        }
+        wakes::settle();
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -307,10 +361,28 @@ impl RootContext for Root {
     }
 }
 
-/// One request: each callback goes to its hook.
+/// One request: each callback goes to its hook. The exchange is shared
+/// with `wakes`, which lets the root run a hook of it.
 struct Http {
-    exchange: Option<Exchange>,
+    exchange: Option<wakes::Shared>,
     host: WasmHost,
+}
+
+impl Http {
+    /// Run a hook; `otherwise` when there is no gateway (or, impossibly, the
+    /// exchange is busy).
+    fn hook<T>(&mut self, otherwise: T, f: impl FnOnce(&mut Exchange, &mut WasmHost) -> T) -> T {
+        match self.exchange.as_ref().map(|ex| ex.try_borrow_mut()) {
+            Some(Ok(mut ex)) => f(&mut ex, &mut self.host),
+            _ => otherwise,
+        }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        wakes::unregister(self.host.ctx);
+    }
 }
 
 impl Context for Http {
@@ -321,52 +393,47 @@ impl Context for Http {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Some(ex) = self.exchange.as_mut() {
-            let response = CallResponse::from_parts(
-                header_map(MapType::HttpCallResponseHeaders),
-                buffer(BufferType::HttpCallResponseBody, body_size),
-            );
-            ex.call_done(&mut self.host, CallId::from(token), response);
-        }
+        let response = CallResponse::from_parts(
+            header_map(MapType::HttpCallResponseHeaders),
+            buffer(BufferType::HttpCallResponseBody, body_size),
+        );
+        self.hook((), |ex, host| {
+            ex.call_done(host, CallId::from(token), response)
+        });
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        match self.exchange.as_mut() {
-            Some(ex) => action(ex.request_headers(&mut self.host, end_of_stream)),
-            None => {
-                self.host
-                    .send(&GatewayError::not_configured().response(None));
-                Action::Pause
-            }
+        if self.exchange.is_none() {
+            self.host
+                .send(&GatewayError::not_configured().response(None));
+            return Action::Pause;
         }
+        self.hook(Action::Continue, |ex, host| {
+            action(ex.request_headers(host, end_of_stream))
+        })
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match self.exchange.as_mut() {
-            Some(ex) => action(ex.request_body(&mut self.host, body_size, end_of_stream)),
-            None => Action::Continue,
-        }
+        self.hook(Action::Continue, |ex, host| {
+            action(ex.request_body(host, body_size, end_of_stream))
+        })
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        match self.exchange.as_mut() {
-            Some(ex) => action(ex.response_headers(&mut self.host, end_of_stream)),
-            None => Action::Continue,
-        }
+        self.hook(Action::Continue, |ex, host| {
+            action(ex.response_headers(host, end_of_stream))
+        })
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match self.exchange.as_mut() {
-            Some(ex) => action(ex.response_body(&mut self.host, body_size, end_of_stream)),
-            None => Action::Continue,
-        }
+        self.hook(Action::Continue, |ex, host| {
+            action(ex.response_body(host, body_size, end_of_stream))
+        })
     }
 
     fn on_log(&mut self) {
-        if let Some(ex) = self.exchange.as_mut() {
-            ex.stream_done(&mut self.host);
-        }
+        self.hook((), |ex, host| ex.stream_done(host));
     }
 }

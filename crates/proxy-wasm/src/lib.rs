@@ -1,7 +1,8 @@
 //! mcpgw as a proxy-wasm filter (`mcpgw.wasm`): the adapter between Envoy's
 //! proxy-wasm ABI and the host port of mcpgw-core. It only translates:
 //! proxy-wasm callbacks become the core's hooks, the core's requests become
-//! hostcalls (`filter.rs`, the only file that makes them).
+//! hostcalls (`filter.rs`, and `wakes.rs`, which lets the root context wake
+//! one request for another).
 //!
 //! `names` (the filter-state keys) and `pairs` (proxy-wasm's encoding of
 //! header maps and lists) are plain code, built and tested on every target;
@@ -14,3 +15,6 @@ mod pairs;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod filter;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod wakes;
