@@ -122,6 +122,16 @@ pub async fn spawn(kind: Kind) -> TestServer {
 
 /// Starts a backend on `127.0.0.1:port` (`0` picks an ephemeral port).
 pub async fn spawn_on(kind: Kind, port: u16) -> std::io::Result<TestServer> {
+    spawn_wrapped(kind, port, |r| r).await
+}
+
+/// Starts a backend whose router is wrapped by `wrap` first (a layer that
+/// checks credentials, say).
+pub async fn spawn_wrapped(
+    kind: Kind,
+    port: u16,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> std::io::Result<TestServer> {
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).await?;
     let addr = listener.local_addr()?;
     let ct = CancellationToken::new();
@@ -156,6 +166,7 @@ pub async fn spawn_on(kind: Kind, port: u16) -> std::io::Result<TestServer> {
         }
     };
 
+    let router = wrap(router);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
@@ -261,6 +272,10 @@ fn whoami_text(ctx: &RequestContext<RoleServer>) -> String {
             .map(|v| serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .unwrap_or(serde_json::Value::Null);
         out.insert(name.to_owned(), value);
+    }
+    // The claims of a token a verifying layer accepted (`sts::verifier`).
+    if let Some(c) = parts.and_then(|p| p.extensions.get::<crate::sts::VerifiedClaims>()) {
+        out.insert("token_claims".to_owned(), c.0.clone());
     }
     serde_json::Value::Object(out).to_string()
 }

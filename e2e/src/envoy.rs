@@ -215,6 +215,16 @@ impl Envoy {
     /// [`Envoy::start_with_env`], returning startup failures instead of
     /// panicking.
     pub fn try_start_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Envoy, String> {
+        Self::try_start_workers(yaml, env, 2)
+    }
+
+    /// [`Envoy::try_start_with_env`] with `workers` worker threads (one makes
+    /// per-worker state, such as mcpgw's token cache, deterministic).
+    pub fn try_start_workers(
+        yaml: &str,
+        env: &[(&str, &str)],
+        workers: u32,
+    ) -> Result<Envoy, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("envoy.yaml");
         let access_log = dir.path().join("access.log");
@@ -227,7 +237,8 @@ impl Envoy {
             .arg(&cfg)
             .arg("--admin-address-path")
             .arg(&admin_file)
-            .args(["--disable-hot-restart", "--concurrency", "2", "-l", "info"])
+            .args(["--disable-hot-restart", "-l", "info"])
+            .args(["--concurrency", &workers.to_string()])
             .args(["--component-log-level", "wasm:debug"])
             // Access-log lines reach the file quickly (tests read them).
             .args(["--file-flush-interval-msec", "100"])

@@ -13,3 +13,4 @@ pub mod fixture;
 pub mod mcpgw_run;
 pub mod peers;
 pub mod stack;
+pub mod sts;

@@ -202,6 +202,11 @@ pub fn response(r: &CallResponse, timeout_ms: u64) -> Result<Issued, Failure> {
                 lifetime_s,
             })
         }
+        // Envoy answers 504 itself when the call times out, 503 when the
+        // cluster has no healthy host.
+        504 => Err(Failure::Unavailable(format!(
+            "the token service did not answer within {timeout_ms} ms (HTTP 504)"
+        ))),
         429 | 500..=599 => Err(Failure::Unavailable(format!(
             "the token service answered HTTP {}",
             r.status
