@@ -10,6 +10,8 @@ pub mod client;
 pub mod envoy;
 pub mod faulty;
 pub mod fixture;
+pub mod mcpgw_run;
+pub mod peers;
 pub mod stack;
 
 /// Tests run once per build of mcpgw: for each `async fn name(engine: Engine)`

@@ -600,21 +600,34 @@ impl Exchange {
             .map(|(i, bs)| (i, bs.session_id.is_some()))
             .collect();
         let stateful: Vec<usize> = joined.iter().filter(|(_, s)| *s).map(|(i, _)| *i).collect();
+        let pushers: Vec<usize> = stateful
+            .iter()
+            .copied()
+            .filter(|i| {
+                self.gw
+                    .cfg
+                    .backends
+                    .get(*i)
+                    .is_some_and(|b| b.standalone_stream)
+            })
+            .collect();
         if resume.is_none() && host.can_stream() {
             // Resuming a merged stream: the cursor holds every backend's position.
             let cursor = last_event_id
                 .and_then(|id| StreamCursor::open(&self.gw.cfg.keys, id, &session.sid));
-            if stateful.len() > 1 || (cursor.is_some() && !stateful.is_empty()) {
+            if pushers.len() > 1 || (cursor.is_some() && !pushers.is_empty()) {
                 let positions = cursor.map(|c| c.positions).unwrap_or_default();
-                return self.open_merged(host, &session, &stateful, positions);
+                return self.open_merged(host, &session, &pushers, positions);
             }
         }
         let target = match resume {
             Some((i, original)) => Some((i, Some(original))),
             None => {
-                // If exactly one backend can push, its stream is the whole stream.
-                match (joined.as_slice(), stateful.as_slice()) {
-                    ([(only, _)], _) | (_, [only]) => Some((*only, None)),
+                // If exactly one backend can push, its stream is the whole
+                // stream. Backends that need no GET stream (`standalone_stream:
+                // false`, the stdio bridges) give way to the one that does.
+                match (joined.as_slice(), pushers.as_slice(), stateful.as_slice()) {
+                    ([(only, _)], _, _) | (_, [only], _) | (_, [], [only]) => Some((*only, None)),
                     _ => None,
                 }
             }
