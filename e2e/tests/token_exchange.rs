@@ -2,12 +2,13 @@
 //! token service (`mcpgw_e2e::sts`) and backends that accept only tokens it
 //! issued (verified against its JWKS) and report their claims. One Envoy for
 //! the whole journey: two users, reuse until expiry, single flight across
-//! concurrent misses, refusal, a slow token service, and no token in any log.
+//! concurrent misses, refusal, a slow token service, and no token in any log;
+//! with each build of mcpgw (proxy-wasm and the dynamic module).
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use mcpgw_e2e::backends::{self, Kind, TestServer};
 use mcpgw_e2e::client::{Answer, Raw, ACCEPT_BOTH};
-use mcpgw_e2e::envoy::{render_with, workspace_root, Cluster, Envoy};
+use mcpgw_e2e::envoy::{render_with, workspace_root, Cluster, Engine, Envoy};
 use mcpgw_e2e::stack::SESSION_KEY;
 use mcpgw_e2e::sts::{self, Mode, TokenService, CLIENT_ID, CLIENT_SECRET};
 use serde_json::{json, Value};
@@ -52,7 +53,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start() -> Stack {
+    async fn start(engine: Engine) -> Stack {
         let sts = TokenService::start(ISSUER, RESOURCE, LIFETIME_S).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let verifying = |kind| {
@@ -113,6 +114,7 @@ impl Stack {
             port,
         };
         let yaml = render_with(
+            engine,
             &plugin.to_string(),
             &[
                 cluster("alpha", alpha.port()),
@@ -193,7 +195,12 @@ impl Stack {
             .unwrap_or_default();
         stats
             .lines()
-            .filter_map(|l| l.strip_prefix(&format!("{series} ")))
+            // The dynamic module's stats carry Envoy's `envoy_` prefix.
+            .filter_map(|l| {
+                l.strip_prefix("envoy_")
+                    .unwrap_or(l)
+                    .strip_prefix(&format!("{series} "))
+            })
             .filter_map(|v| v.trim().parse::<f64>().ok())
             .map(|v| v as u64)
             .sum()
@@ -205,9 +212,10 @@ async fn expire() {
     tokio::time::sleep(Duration::from_millis(LIFETIME_S * 1000 + 100)).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn backends_see_the_user_never_the_users_token() {
-    let s = Stack::start().await;
+mcpgw_e2e::per_engine!(backends_see_the_user_never_the_users_token);
+
+async fn backends_see_the_user_never_the_users_token(engine: Engine) {
+    let s = Stack::start(engine).await;
     let alice = client_token("alice");
     let bob = client_token("bob");
 

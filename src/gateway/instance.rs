@@ -1,6 +1,7 @@
-//! One gateway per plugin configuration: the compiled configuration and what
-//! every request of it shares (revocations, the tool-label cap, the cache of
-//! opened sessions, the metric handles).
+//! One gateway per plugin configuration (and, in hosts that share one
+//! configuration between threads, per worker): the compiled configuration and
+//! what every request of it shares (revocations, the tool-label cap, the
+//! cache of opened sessions, the metric handles).
 
 use super::config::Config;
 use super::host::Configure;
@@ -8,17 +9,19 @@ use super::revocation::Revocations;
 use super::session::SessionCache;
 use super::stats::{Cardinality, Meters};
 use super::token_exchange::Tokens;
+use std::sync::Arc;
 
 /// The compiled configuration plus process-wide helpers; one per plugin config.
 pub struct Gateway {
-    pub cfg: Config,
+    pub cfg: Arc<Config>,
     pub revocations: Revocations,
     pub cardinality: Cardinality,
     /// Sessions opened on this worker (see `SessionCache`).
     pub sessions: SessionCache,
     /// The metric handles, declared with the host at configure time.
-    pub meters: Meters,
-    /// Exchanged upstream tokens and their metrics (`token_exchange`).
+    pub meters: Arc<Meters>,
+    /// Exchanged upstream tokens (this worker's) and their metrics
+    /// (`token_exchange`).
     pub tokens: Tokens,
 }
 
@@ -34,17 +37,39 @@ impl Gateway {
         let revocations = Revocations::new(cfg.session_ttl_ms);
         let meters = Meters::new(&cfg, host);
         let tokens = Tokens::new(&cfg, host);
+        Gateway::with_parts(Arc::new(cfg), revocations, Arc::new(meters), tokens)
+    }
+
+    fn with_parts(
+        cfg: Arc<Config>,
+        revocations: Revocations,
+        meters: Arc<Meters>,
+        tokens: Tokens,
+    ) -> Gateway {
         Gateway {
             cfg,
             revocations,
             cardinality: Cardinality::default(),
             // Per worker, two generations: at most 2,048 opened sessions
-            // (under 1 KB each) stay in the VM's memory; a miss only costs
-            // an AEAD open.
+            // (under 1 KB each) stay in the worker's memory; a miss only
+            // costs an AEAD open.
             sessions: SessionCache::new(1024),
             meters,
             tokens,
         }
+    }
+
+    /// Another gateway of the same configuration and metric handles, with
+    /// caches of its own: for hosts that share one configuration between
+    /// worker threads (an Envoy dynamic module), one per worker keeps the
+    /// short locks of the caches uncontended.
+    pub fn for_worker(&self) -> Gateway {
+        Gateway::with_parts(
+            Arc::clone(&self.cfg),
+            self.revocations,
+            Arc::clone(&self.meters),
+            self.tokens.for_worker(&self.cfg),
+        )
     }
 
     /// What an adapter logs once the gateway is configured.

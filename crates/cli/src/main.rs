@@ -16,6 +16,7 @@ mod relay;
 mod render_envoy;
 mod render_kube;
 mod run;
+mod token_exchange;
 mod yaml;
 
 use clap::{Args, Parser, Subcommand};

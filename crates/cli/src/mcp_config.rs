@@ -73,8 +73,12 @@ pub fn load(
             ))
         }
     };
+    let oauth = match root.get("mcpgw") {
+        None => None,
+        Some(m) => gateway_settings(&format!("{file}: mcpgw"), m)?,
+    };
     for k in root.keys() {
-        if k != key && k != "inputs" {
+        if k != key && k != "inputs" && k != "mcpgw" {
             diags.warn(format!(
                 "{file}: top-level \"{k}\" is not used by mcpgw (ignored)"
             ));
@@ -121,7 +125,7 @@ pub fn load(
             path: "/mcp".into(),
             hostnames: vec![],
             backends,
-            oauth: None,
+            oauth,
             kube: KubeMeta {
                 name: "mcpgw".into(),
                 namespace: "default".into(),
@@ -271,6 +275,37 @@ fn server(
         }
     }
     let tools = tool_filter(at, entry)?;
+    // mcpgw's own settings for this server.
+    let mut token_exchange = None;
+    if let Some(m) = entry.get("mcpgw") {
+        known.push("mcpgw");
+        let mat = format!("{at}.mcpgw");
+        let Value::Object(m) = m else {
+            return Err(format!(
+                "{mat}: must be an object, e.g. {{\"tokenExchange\": {{...}}}}"
+            ));
+        };
+        for (k, v) in m {
+            match k.as_str() {
+                "tokenExchange" => {
+                    let mut no_refs = |f: &str, _: &Value, key: &str| -> Result<String, String> {
+                        Err(format!("{f}: a servers file has no Secrets; write the {key} as \"${{VAR}}\" (from mcpgw's environment) instead"))
+                    };
+                    let te = crate::token_exchange::parse(
+                        &format!("{mat}.tokenExchange"),
+                        v,
+                        &mut no_refs,
+                    )?;
+                    token_exchange = Some(te);
+                }
+                other => {
+                    return Err(format!(
+                        "{mat}.{other}: unknown setting (known: tokenExchange)"
+                    ))
+                }
+            }
+        }
+    }
     if entry.contains_key("oauth") {
         diags.warn(format!(
             "{at}.oauth: ignored: the gateway authenticates to servers with \"headers\" (e.g. \"Authorization\": \"Bearer ${{TOKEN}}\"), not with an OAuth flow of its own"
@@ -288,7 +323,75 @@ fn server(
         headers,
         tools,
         forward_authorization: false,
+        token_exchange,
     }))
+}
+
+/// The file's top-level `mcpgw` block: `{"oauth": {"issuer", "audiences",
+/// "jwksUri", "resource", "scopes"}}` makes the gateway an OAuth protected
+/// resource (as MCPRoute's `securityPolicy.oauth` does), which token exchange
+/// needs.
+fn gateway_settings(at: &str, v: &Value) -> Result<Option<crate::model::OAuth>, String> {
+    let Value::Object(m) = v else {
+        return Err(format!(
+            "{at}: must be an object, e.g. {{\"oauth\": {{...}}}}"
+        ));
+    };
+    let mut oauth = None;
+    for (k, v) in m {
+        if k != "oauth" {
+            return Err(format!("{at}.{k}: unknown setting (known: oauth)"));
+        }
+        let oat = format!("{at}.oauth");
+        let o = v
+            .as_object()
+            .ok_or_else(|| format!("{oat}: must be an object"))?;
+        for k in o.keys() {
+            if !["issuer", "audiences", "jwksUri", "resource", "scopes"].contains(&k.as_str()) {
+                return Err(format!(
+                    "{oat}.{k}: unknown field (issuer, audiences, jwksUri, resource, scopes)"
+                ));
+            }
+        }
+        let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+        let list = |k: &str| -> Vec<String> {
+            o.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let issuer = text("issuer").ok_or_else(|| {
+            format!("{oat}.issuer: required: the issuer URL of your clients' tokens")
+        })?;
+        let resource = text("resource").ok_or_else(|| format!("{oat}.resource: required: this gateway's MCP URL as clients use it (https://.../mcp)"))?;
+        let jwks = text("jwksUri").ok_or_else(|| {
+            format!("{oat}.jwksUri: required: where jwt_authn gets the issuer's keys")
+        })?;
+        let mut audiences = list("audiences");
+        if audiences.is_empty() {
+            audiences.push(resource.clone());
+        }
+        oauth = Some(crate::model::OAuth {
+            issuer,
+            audiences,
+            jwks: Some(crate::model::Jwks::Remote {
+                uri: jwks,
+                cache_duration: None,
+            }),
+            protected_resource: crate::model::ProtectedResource {
+                resource,
+                scopes_supported: list("scopes"),
+                ..Default::default()
+            },
+            claim_to_headers: Vec::new(),
+        });
+    }
+    Ok(oauth)
 }
 
 fn stdio(

@@ -190,6 +190,9 @@ struct HeaderForward {
 struct BackendSecurityPolicy {
     #[serde(default)]
     api_key: Option<ApiKey>,
+    /// Checked field by field in `token_exchange::parse`.
+    #[serde(default)]
+    token_exchange: Option<Value>,
 }
 
 #[allow(dead_code)]
@@ -918,6 +921,61 @@ pub fn load(
             }
         }
 
+        let token_exchange = match r
+            .security_policy
+            .as_ref()
+            .and_then(|s| s.token_exchange.as_ref())
+        {
+            None => None,
+            Some(v) => {
+                let tat = format!("{bat}: securityPolicy.tokenExchange");
+                if r.security_policy
+                    .as_ref()
+                    .is_some_and(|s| s.api_key.is_some())
+                {
+                    return Err(format!(
+                        "{bat}: securityPolicy: set apiKey or tokenExchange, not both"
+                    ));
+                }
+                let mut resolve = |f: &str, sr: &Value, key: &str| -> Result<String, String> {
+                    let sr: SecretObjectReference =
+                        serde_json::from_value(sr.clone()).map_err(|e| format!("{f}: {e}"))?;
+                    if sr.namespace.as_deref().is_some_and(|n| n != ns) {
+                        return Err(format!(
+                            "{f}.namespace: the Secret must be in namespace {ns}"
+                        ));
+                    }
+                    let var = format!(
+                        "MCPGW_STS_{}_{}",
+                        r.name.to_ascii_uppercase().replace('-', "_"),
+                        key.to_ascii_uppercase()
+                    );
+                    let value = match secrets.get(&(ns.clone(), sr.name.clone())) {
+                        Some(obj) => match obj.values.get(key) {
+                            Some(v) => SecretValue::Literal(v.trim_end_matches('\n').to_string()),
+                            None => return Err(format!("{}: has no `{key}` key, which {f} needs", obj.at)),
+                        },
+                        None => match mode {
+                            Mode::Kubernetes => {
+                                diags.warn(format!("{f}: Secret \"{}\" is not in the input; it must exist in namespace {ns} of the cluster with key {key}", sr.name));
+                                SecretValue::NotInFile
+                            }
+                            Mode::Local => {
+                                return Err(format!("{f}: Secret \"{}\" is not in the input; add a Secret document (stringData: {{{key}: ...}})", sr.name))
+                            }
+                        },
+                    };
+                    secret_env.push(SecretEnv {
+                        var: var.clone(),
+                        secret: sr.name.clone(),
+                        key: key.to_string(),
+                        value,
+                    });
+                    Ok(format!("${{{var}}}"))
+                };
+                Some(crate::token_exchange::parse(&tat, v, &mut resolve)?)
+            }
+        };
         let found = backends
             .iter()
             .find(|b| b.name == r.name && b.namespace == ns);
@@ -970,6 +1028,7 @@ pub fn load(
             headers,
             tools,
             forward_authorization,
+            token_exchange,
         });
     }
 
@@ -1504,6 +1563,65 @@ mod tests {
 
     const ROUTE: &str = "apiVersion: aigateway.envoyproxy.io/v1beta1\nkind: MCPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: gw}]\n  backendRefs: [{name: a, kind: Backend, group: gateway.envoyproxy.io}]\n";
     const BACKEND: &str = "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata: {name: a}\nspec:\n  endpoints: [{fqdn: {hostname: a.example.com, port: 443}}]\n";
+
+    #[test]
+    fn token_exchange_takes_its_secrets_from_secrets() {
+        let te = "securityPolicy: {tokenExchange: {stsEndpoint: 'https://sts.example.com/token', audience: 'https://a.example.com', scopes: [tools], clientAuth: {clientID: mcpgw, clientSecretRef: {name: sts-client}}, actorToken: {secretRef: {name: actor}}}}}";
+        let text = ROUTE.replace("group: gateway.envoyproxy.io}", &format!("group: gateway.envoyproxy.io, {te}"))
+            + "  securityPolicy: {oauth: {issuer: 'https://auth.example.com', audiences: ['https://mcp.example.com/mcp'], jwks: {remoteJWKS: {uri: 'https://auth.example.com/jwks'}}, protectedResourceMetadata: {resource: 'https://mcp.example.com/mcp'}}}\n"
+            + BACKEND
+            + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: sts-client}\nstringData: {clientSecret: c1}\n";
+        let (l, _) = load_str(&text, Mode::Kubernetes).unwrap();
+        let b = &l.gateway.backends[0];
+        let block = &b.token_exchange.as_ref().unwrap().block;
+        assert_eq!(
+            block["client_auth"]["client_secret"],
+            "${MCPGW_STS_A_CLIENTSECRET}"
+        );
+        assert_eq!(block["actor_token"]["token"], "${MCPGW_STS_A_TOKEN}");
+        let envs: Vec<(&str, &str, &str)> = l
+            .gateway
+            .secret_env
+            .iter()
+            .map(|s| (s.var.as_str(), s.secret.as_str(), s.key.as_str()))
+            .collect();
+        assert_eq!(
+            envs,
+            [
+                ("MCPGW_STS_A_CLIENTSECRET", "sts-client", "clientSecret"),
+                ("MCPGW_STS_A_TOKEN", "actor", "token")
+            ]
+        );
+        assert_eq!(
+            l.gateway.secret_env[1].value,
+            SecretValue::NotInFile,
+            "only in the cluster"
+        );
+        // Kubernetes: the Secrets reach Envoy's environment, the token endpoint gets a rule (a cluster).
+        let opts = crate::render_kube::Options {
+            code: crate::render_kube::WasmCode::Http("https://x/mcpgw.wasm".into()),
+            sha256: "0".repeat(64),
+            session_key: crate::golden::KEY.into(),
+            previous_key: None,
+        };
+        let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts).unwrap();
+        assert!(
+            out.contains("name: sts-client") && out.contains("key: clientSecret"),
+            "{out}"
+        );
+        assert!(
+            out.contains("name: actor") && out.contains("key: token"),
+            "{out}"
+        );
+        assert!(out.contains("name: a-token-exchange"), "{out}");
+        assert!(out.contains("httproute/default/r/rule/1"), "{out}");
+        // Locally a missing Secret is an error naming it.
+        let e = load_str(&text, Mode::Local).unwrap_err();
+        assert!(
+            e.contains("tokenExchange.actorToken.secretRef: Secret \"actor\" is not in the input"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn errors_name_the_document_field_and_fix() {

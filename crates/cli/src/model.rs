@@ -74,18 +74,40 @@ pub struct Backend {
     pub tools: NameFilter,
     /// Pass the client's `Authorization` to this backend.
     pub forward_authorization: bool,
+    /// Exchange the client's token for one minted for this backend (RFC 8693).
+    pub token_exchange: Option<TokenExchange>,
+}
+
+/// A backend's token exchange: the filter's `token_exchange` block and the
+/// token endpoint the renderers make a cluster for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenExchange {
+    /// The filter's block without `cluster`; secrets are `${VAR}` references.
+    pub block: serde_json::Map<String, serde_json::Value>,
+    pub endpoint: ParsedUrl,
+    /// CA of an https endpoint.
+    pub ca: CaSource,
+}
+
+/// The Envoy cluster of backend `name`'s token endpoint.
+pub fn token_exchange_cluster(name: &str) -> String {
+    format!("{name}.token-exchange")
 }
 
 impl Backend {
     /// Variables named in `headers` (`${VAR}`), sorted, deduplicated.
     pub fn env_refs(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for v in self.headers.values() {
-            for name in env_refs(v) {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |text: &str| {
+            for name in env_refs(text) {
                 if !out.contains(&name) {
                     out.push(name);
                 }
             }
+        };
+        self.headers.values().for_each(|v| add(v));
+        if let Some(te) = &self.token_exchange {
+            te.block.values().for_each(|v| collect_strings(v, &mut add));
         }
         out.sort();
         out
@@ -232,6 +254,16 @@ pub struct ProtectedResource {
     pub signing_alg_values_supported: Vec<String>,
     pub documentation: Option<String>,
     pub policy_uri: Option<String>,
+}
+
+/// Every string in a JSON value.
+fn collect_strings(v: &serde_json::Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        serde_json::Value::String(s) => f(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, f)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, f)),
+        _ => {}
+    }
 }
 
 /// `${NAME}` references in a filter-syntax template (`$$` is a literal `$`).

@@ -52,6 +52,8 @@ struct PluginBackend<'a> {
     /// when they have no GET stream, so a GET can go to an HTTP server.
     #[serde(skip_serializing_if = "Option::is_none")]
     standalone_stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_exchange: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -161,6 +163,15 @@ pub fn plugin_json(
                 forward_authorization: b.forward_authorization,
                 standalone_stream: matches!(b.target, crate::model::Target::Stdio(_))
                     .then_some(false),
+                // The renderers' cluster for the token endpoint, unless the
+                // block names one (Kubernetes: Envoy Gateway's name).
+                token_exchange: b.token_exchange.as_ref().map(|te| {
+                    let mut block = te.block.clone();
+                    block.entry("cluster").or_insert_with(|| {
+                        Value::String(crate::model::token_exchange_cluster(&b.name))
+                    });
+                    Value::Object(block)
+                }),
             }
         })
         .collect();

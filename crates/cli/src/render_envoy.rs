@@ -63,7 +63,12 @@ pub fn needs_ca(gateway: &Gateway) -> bool {
     let jwks_tls = gateway.oauth.as_ref().is_some_and(
         |o| matches!(&o.jwks, Some(Jwks::Remote { uri, .. }) if uri.starts_with("https://")),
     );
-    backend_tls || jwks_tls
+    let sts_tls = gateway.backends.iter().any(|b| {
+        b.token_exchange
+            .as_ref()
+            .is_some_and(|te| te.endpoint.https && te.ca == CaSource::System)
+    });
+    backend_tls || jwks_tls || sts_tls
 }
 
 /// The upstream of backend `b` in the standalone config.
@@ -216,6 +221,29 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         }
     }
 
+    // Token endpoints: one cluster per exchanging backend (TLS with the
+    // system CAs or --ca-file for https).
+    for b in &gateway.backends {
+        if let Some(te) = &b.token_exchange {
+            let u = &te.endpoint;
+            let tls = u.https.then(|| Tls {
+                sni: match &u.host {
+                    Host::Name(n) => n.clone(),
+                    Host::Ip(ip) => ip.to_string(),
+                },
+                ca: te.ca.clone(),
+                subject_alt_names: vec![],
+            });
+            clusters.push(cluster(
+                &crate::model::token_exchange_cluster(&b.name),
+                &u.host,
+                u.port,
+                tls.as_ref(),
+                &opts.ca_file,
+            ));
+        }
+    }
+
     let mut http_filters = Vec::new();
     if let Some(oauth) = &gateway.oauth {
         let mut provider = vec![("issuer", s(&oauth.issuer))];
@@ -262,8 +290,10 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         }
         provider.push(("payload_in_metadata", s(JWT_PAYLOAD_METADATA)));
         provider.push(("forward_payload_header", s(JWT_PAYLOAD_HEADER)));
-        // The client's token stays at the gateway.
-        provider.push(("forward", Y::Bool(false)));
+        // The client's token stays at the gateway: jwt_authn removes it, or,
+        // when mcpgw must exchange it, mcpgw does (from every upstream request).
+        let exchanges = gateway.backends.iter().any(|b| b.token_exchange.is_some());
+        provider.push(("forward", Y::Bool(exchanges)));
         if !oauth.claim_to_headers.is_empty() {
             provider.push((
                 "claim_to_headers",
@@ -628,6 +658,74 @@ mod tests {
         };
         plugin::validate(&served, &json, &env).unwrap();
         yaml
+    }
+
+    #[test]
+    fn token_exchange_gets_its_cluster_and_the_clients_token() {
+        let text = r#"{
+          "mcpgw": {"oauth": {"issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/jwks", "resource": "https://mcp.example.com/mcp", "scopes": ["mcp"]}},
+          "mcpServers": {"gh": {"url": "https://gh.example.com/mcp", "mcpgw": {"tokenExchange": {
+            "stsEndpoint": "https://sts.example.com/oauth2/token", "audience": "https://gh.example.com",
+            "scopes": ["repo"], "clientAuth": {"clientID": "mcpgw", "clientSecret": "${STS_SECRET}"},
+            "actorToken": {"clientAssertionJWT": {"issuer": "mcpgw", "subject": "gw", "privateKey": "${ACTOR_KEY}", "signingAlgorithm": "HS256", "lifetime": 120}},
+            "cache": {"ttl": "10m"}}}}}
+        }"#;
+        let env = |n: &str| match n {
+            "STS_SECRET" => Some("s".to_string()),
+            "ACTOR_KEY" => Some("a shared secret of at least 32 bytes!".to_string()),
+            _ => None,
+        };
+        let (g, _) = crate::mcp_config::load(
+            std::path::Path::new("s.json"),
+            text,
+            &env,
+            EnvCheck::Require,
+        )
+        .unwrap();
+        let o = opts();
+        let yaml = render(&g, &o);
+        assert!(yaml.contains("name: gh.token-exchange"), "{yaml}");
+        assert!(yaml.contains("sni: sts.example.com"), "{yaml}");
+        assert!(
+            yaml.contains("forward: true"),
+            "mcpgw needs the token to exchange it"
+        );
+        let keys = env_keys(&g, false);
+        assert!(
+            keys.contains(&"STS_SECRET".to_string()) && keys.contains(&"ACTOR_KEY".to_string()),
+            "{keys:?}"
+        );
+        let json = plugin::plugin_json(&g, false, &|_, b| upstream(b, &o).unwrap());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let te = &v["backends"][0]["token_exchange"];
+        assert_eq!(te["cluster"], "gh.token-exchange");
+        assert_eq!(te["client_auth"]["client_secret"], "${STS_SECRET}");
+        assert_eq!(
+            te["actor_token"]["client_assertion_jwt"]["lifetime"],
+            "120s"
+        );
+        assert_eq!(te["cache"]["max_ttl"], "10m");
+        let env = |n: &str| {
+            if n == SESSION_KEY_VAR {
+                Some(golden::KEY.to_string())
+            } else {
+                env(n)
+            }
+        };
+        plugin::validate(&g, &json, &env).unwrap();
+        // A servers file has no Secrets.
+        let bad = text.replace(
+            r#""clientSecret": "${STS_SECRET}""#,
+            r#""clientSecretRef": {"name": "x"}"#,
+        );
+        let e = crate::mcp_config::load(
+            std::path::Path::new("s.json"),
+            &bad,
+            &env,
+            EnvCheck::Require,
+        )
+        .unwrap_err();
+        assert!(e.contains("mcpServers.gh.mcpgw.tokenExchange.clientAuth.clientSecretRef: a servers file has no Secrets"), "{e}");
     }
 
     #[test]

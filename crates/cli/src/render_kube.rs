@@ -108,6 +108,18 @@ pub fn render(
     }
     let mut served = g.clone();
     served.backends = backends;
+    // Token endpoints get rules after the backends' (Envoy Gateway then has
+    // a cluster for each); the filter calls them by that cluster's name.
+    let mut sts_rules: Vec<(String, crate::model::ParsedUrl)> = Vec::new();
+    let n_backends = served.backends.len();
+    for b in served.backends.iter_mut() {
+        if let Some(te) = b.token_exchange.as_mut() {
+            let cluster = eg_cluster(ns, name, n_backends + sts_rules.len());
+            te.block
+                .insert("cluster".into(), serde_json::Value::String(cluster));
+            sts_rules.push((format!("{}-token-exchange", b.name), te.endpoint.clone()));
+        }
+    }
     let json = plugin::plugin_json(&served, o.previous_key.is_some(), &|i, b| {
         let (authority, path) = match &b.target {
             Target::Http(t) => (Some(t.authority()), t.path.clone()),
@@ -270,6 +282,59 @@ pub fn render(
                         ("type", s("Exact")),
                         ("name", s(ROUTE_HEADER)),
                         ("value", s(eg_cluster(ns, name, i))),
+                    ])]),
+                )])]),
+            ),
+            ("backendRefs", seq([backend_ref(bname)])),
+            ("timeouts", no_timeout()),
+        ]));
+    }
+    for (k, (bname, u)) in sts_rules.iter().enumerate() {
+        let endpoint = match &u.host {
+            crate::model::Host::Name(h) => m(vec![(
+                "fqdn",
+                m(vec![
+                    ("hostname", s(h)),
+                    ("port", Y::Int(i64::from(u.port))),
+                ]),
+            )]),
+            crate::model::Host::Ip(ip) => m(vec![(
+                "ip",
+                m(vec![
+                    ("address", s(ip.to_string())),
+                    ("port", Y::Int(i64::from(u.port))),
+                ]),
+            )]),
+        };
+        let mut spec = vec![("endpoints", seq([endpoint]))];
+        if u.https {
+            let sni = match &u.host {
+                crate::model::Host::Name(h) => h.clone(),
+                crate::model::Host::Ip(ip) => ip.to_string(),
+            };
+            spec.push((
+                "tls",
+                m(vec![
+                    ("wellKnownCACertificates", s("System")),
+                    ("sni", s(sni)),
+                ]),
+            ));
+        }
+        docs.push(m(vec![
+            ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
+            ("kind", s("Backend")),
+            ("metadata", meta(bname, ns)),
+            ("spec", m(spec)),
+        ]));
+        rules.push(m(vec![
+            (
+                "matches",
+                seq([m(vec![(
+                    "headers",
+                    seq([m(vec![
+                        ("type", s("Exact")),
+                        ("name", s(ROUTE_HEADER)),
+                        ("value", s(eg_cluster(ns, name, backend_names.len() + k))),
                     ])]),
                 )])]),
             ),

@@ -40,7 +40,7 @@ use super::host::Configure;
 /// and the metric handles.
 pub struct Tokens {
     caches: Vec<Option<TokenCache>>,
-    pub meters: TokenMeters,
+    pub meters: std::sync::Arc<TokenMeters>,
 }
 
 impl Tokens {
@@ -64,7 +64,29 @@ impl Tokens {
         } else {
             TokenMeters::default()
         };
-        Tokens { caches, meters }
+        Tokens {
+            caches,
+            meters: std::sync::Arc::new(meters),
+        }
+    }
+
+    /// Empty caches for another worker, the same metric handles.
+    pub fn for_worker(&self, cfg: &Config) -> Tokens {
+        Tokens {
+            caches: Self::caches(cfg),
+            meters: std::sync::Arc::clone(&self.meters),
+        }
+    }
+
+    fn caches(cfg: &Config) -> Vec<Option<TokenCache>> {
+        cfg.backends
+            .iter()
+            .map(|b| {
+                b.token_exchange
+                    .as_ref()
+                    .map(|te| TokenCache::new(te.max_entries))
+            })
+            .collect()
     }
 
     /// Backend `i`'s cache.
