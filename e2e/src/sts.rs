@@ -137,6 +137,11 @@ impl TokenService {
             .unwrap_or_default()
     }
 
+    /// Stops listening: from now on connections are refused (the service is down).
+    pub fn stop(&self) {
+        self.ct.cancel();
+    }
+
     /// Its JWKS (what backends verify issued tokens with).
     pub fn jwks(&self) -> Value {
         self.inner.jwks.clone()

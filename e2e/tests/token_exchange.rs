@@ -2,8 +2,8 @@
 //! token service (`mcpgw_e2e::sts`) and backends that accept only tokens it
 //! issued (verified against its JWKS) and report their claims. One Envoy for
 //! the whole journey: two users, reuse until expiry, single flight across
-//! concurrent misses, refusal, a slow token service, and no token in any log;
-//! with each build of mcpgw (proxy-wasm and the dynamic module).
+//! concurrent misses, refusal, a slow then a down token service, and no token
+//! in any log; with each build of mcpgw (proxy-wasm and the dynamic module).
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use mcpgw_e2e::backends::{self, Kind, TestServer};
@@ -363,6 +363,27 @@ async fn backends_see_the_user_never_the_users_token(engine: Engine) {
         "a session with the plain backend: {init}"
     );
     s.sts.set_mode(Mode::Issue);
+
+    // Down (connections refused): a prompt error naming the backend; a new
+    // session still gets the backends that need no exchange.
+    s.sts.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the failure is remembered for 1 s
+    let started = Instant::now();
+    let r = s.call(&alice, &sid, "beta__whoami").await;
+    let took = started.elapsed();
+    let m = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        m.contains("backend beta") && m.contains("token service"),
+        "{r}"
+    );
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    let (dsid, init) = s.session(&client_token("dave")).await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "mcpgw", "{init}");
+    assert_eq!(
+        s.whoami(&client_token("dave"), &dsid, "plain__whoami")
+            .await["authorization"],
+        Value::Null
+    );
 
     // Metrics.
     assert!(s.stat(r#"mcpgw_token_exchanges_total{outcome="ok",backend="alpha"}"#) >= 4);
