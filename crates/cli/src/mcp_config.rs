@@ -291,11 +291,32 @@ fn server(
                     let mut no_refs = |f: &str, _: &Value, key: &str| -> Result<String, String> {
                         Err(format!("{f}: a servers file has no Secrets; write the {key} as \"${{VAR}}\" (from mcpgw's environment) instead"))
                     };
-                    let te = crate::token_exchange::parse(
-                        &format!("{mat}.tokenExchange"),
-                        v,
-                        &mut no_refs,
-                    )?;
+                    let tat = format!("{mat}.tokenExchange");
+                    let mut te = crate::token_exchange::parse(&tat, v, &mut no_refs)?;
+                    // Its secrets are `${VAR}`s, checked like header values.
+                    for (path, field) in [
+                        (
+                            &["client_auth", "client_secret"][..],
+                            "clientAuth.clientSecret",
+                        ),
+                        (&["actor_token", "token"][..], "actorToken.token"),
+                        (
+                            &["actor_token", "client_assertion_jwt", "private_key"][..],
+                            "actorToken.clientAssertionJWT.privateKey",
+                        ),
+                    ] {
+                        let Some((first, rest)) = path.split_first() else {
+                            continue;
+                        };
+                        let mut node = te.block.get_mut(*first);
+                        for k in rest {
+                            node = node.and_then(|n| n.get_mut(*k));
+                        }
+                        if let Some(Value::String(secret)) = node {
+                            let at = format!("{tat}.{field}");
+                            *secret = header_template(secret, env, check, &at, diags)?;
+                        }
+                    }
                     token_exchange = Some(te);
                 }
                 other => {

@@ -192,7 +192,7 @@ struct BackendSecurityPolicy {
     api_key: Option<ApiKey>,
     /// Checked field by field in `token_exchange::parse`.
     #[serde(default)]
-    token_exchange: Option<Value>,
+    token_exchange: Option<serde_json::Value>,
 }
 
 #[allow(dead_code)]
@@ -937,7 +937,10 @@ pub fn load(
                         "{bat}: securityPolicy: set apiKey or tokenExchange, not both"
                     ));
                 }
-                let mut resolve = |f: &str, sr: &Value, key: &str| -> Result<String, String> {
+                let mut resolve = |f: &str,
+                                   sr: &serde_json::Value,
+                                   key: &str|
+                 -> Result<String, String> {
                     let sr: SecretObjectReference =
                         serde_json::from_value(sr.clone()).map_err(|e| format!("{f}: {e}"))?;
                     if sr.namespace.as_deref().is_some_and(|n| n != ns) {
@@ -1563,6 +1566,37 @@ mod tests {
 
     const ROUTE: &str = "apiVersion: aigateway.envoyproxy.io/v1beta1\nkind: MCPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: gw}]\n  backendRefs: [{name: a, kind: Backend, group: gateway.envoyproxy.io}]\n";
     const BACKEND: &str = "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata: {name: a}\nspec:\n  endpoints: [{fqdn: {hostname: a.example.com, port: 443}}]\n";
+
+    #[test]
+    fn a_signing_key_only_in_the_cluster_still_renders() {
+        let te = |alg: &str| {
+            format!("securityPolicy: {{tokenExchange: {{stsEndpoint: 'https://sts.example.com/token', audience: 'https://a.example.com', actorToken: {{clientAssertionJWT: {{issuer: gw, subject: gw, privateKeyRef: {{name: actor-key}}, signingAlgorithm: {alg}}}}}}}}}")
+        };
+        let route = |alg: &str| {
+            ROUTE.replace("group: gateway.envoyproxy.io}", &format!("group: gateway.envoyproxy.io, {}}}", te(alg)))
+                + "  securityPolicy: {oauth: {issuer: 'https://auth.example.com', audiences: ['https://mcp.example.com/mcp'], jwks: {remoteJWKS: {uri: 'https://auth.example.com/jwks'}}, protectedResourceMetadata: {resource: 'https://mcp.example.com/mcp'}}}\n"
+                + BACKEND
+        };
+        let opts = crate::render_kube::Options {
+            code: crate::render_kube::WasmCode::Http("https://x/mcpgw.wasm".into()),
+            sha256: "0".repeat(64),
+            session_key: crate::golden::KEY.into(),
+            previous_key: None,
+        };
+        let (l, _) = load_str(&route("ES256"), Mode::Kubernetes).unwrap();
+        let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts).unwrap();
+        assert!(
+            out.contains("name: actor-key") && out.contains("key: privateKey"),
+            "{out}"
+        );
+        assert!(out.contains("algorithm: ES256"), "{out}");
+        let (l, _) = load_str(&route("ES257"), Mode::Kubernetes).unwrap();
+        let e = crate::render_kube::render(&l.gateway, &l.passthrough, &opts).unwrap_err();
+        assert!(
+            e.contains("signingAlgorithm: \"ES257\" is not supported"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn token_exchange_takes_its_secrets_from_secrets() {

@@ -7,7 +7,7 @@
 //! `deny_unknown_fields`) raw config types read it back in `compile`, so a
 //! field this file got wrong is an error in every test, not at deploy time.
 
-use crate::model::{Backend, Gateway, NameFilter};
+use crate::model::{Backend, Gateway, NameFilter, SecretValue};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -193,11 +193,62 @@ pub fn plugin_json(
 
 /// Validate with the filter's own `compile`. `env` resolves `${VAR}` the way
 /// Envoy's VM environment will. Errors name the server, not just `backends[i]`.
+/// A signing key from a Secret that only the cluster holds cannot be checked
+/// here: for validation, its assertion becomes an HS256 one with a
+/// placeholder secret (the algorithm's name is still checked). `json` is
+/// returned unchanged when there is none.
+fn keys_only_in_the_cluster(gateway: &Gateway, json: &str) -> Result<String, String> {
+    use mcpgw_core::gateway::token_exchange::assertion::Algorithm;
+    let in_cluster: Vec<String> = gateway
+        .secret_env
+        .iter()
+        .filter(|s| s.value == SecretValue::NotInFile)
+        .map(|s| format!("${{{}}}", s.var))
+        .collect();
+    if in_cluster.is_empty() {
+        return Ok(json.to_string());
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(json) else {
+        return Ok(json.to_string());
+    };
+    let backends = v
+        .get_mut("backends")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    for (b, model) in backends.zip(&gateway.backends) {
+        let Some(jwt) = b
+            .pointer_mut("/token_exchange/actor_token/client_assertion_jwt")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let key = jwt.get("private_key").and_then(Value::as_str).unwrap_or("");
+        if !in_cluster.iter().any(|r| r == key) {
+            continue;
+        }
+        let alg = jwt
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .unwrap_or("RS256");
+        if Algorithm::parse(alg).is_none() {
+            return Err(format!(
+                "{}: server \"{}\": tokenExchange.actorToken.clientAssertionJWT.signingAlgorithm: \"{alg}\" is not supported (RS256/384/512, PS256/384/512, ES256, ES384, HS256/384/512)",
+                gateway.source, model.name
+            ));
+        }
+        jwt.insert("algorithm".into(), Value::from("HS256"));
+        jwt.insert("private_key".into(), Value::from("x".repeat(32)));
+    }
+    Ok(v.to_string())
+}
+
 pub fn validate(
     gateway: &Gateway,
     json: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
+    let json = keys_only_in_the_cluster(gateway, json)?;
     match mcpgw_core::gateway::config::compile(json.as_bytes(), env) {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -255,6 +306,7 @@ mod tests {
                     ..Default::default()
                 },
                 forward_authorization: true,
+                token_exchange: None,
             }],
             oauth: None,
             kube: KubeMeta {

@@ -1,7 +1,7 @@
 //! [`Gateway`] -> a complete Envoy bootstrap (envoy.yaml) running the
 //! filter: what `mcpgw run` starts Envoy with and `mcpgw render` prints.
 
-use crate::model::{env_refs, Backend, CaSource, Gateway, Host, HttpTarget, Jwks, Target, Tls};
+use crate::model::{Backend, CaSource, Gateway, Host, HttpTarget, Jwks, Target, Tls};
 use crate::plugin::{self, Upstream, PREVIOUS_SESSION_KEY_VAR, SESSION_KEY_VAR};
 use crate::yaml::{m, s, seq, Y};
 use std::collections::BTreeMap;
@@ -121,11 +121,9 @@ pub fn env_keys(gateway: &Gateway, previous_key: bool) -> Vec<String> {
         keys.push(PREVIOUS_SESSION_KEY_VAR.to_string());
     }
     for b in &gateway.backends {
-        for v in b.headers.values() {
-            for r in env_refs(v) {
-                if !keys.contains(&r) {
-                    keys.push(r);
-                }
+        for r in b.env_refs() {
+            if !keys.contains(&r) {
+                keys.push(r);
             }
         }
     }
@@ -726,6 +724,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("mcpServers.gh.mcpgw.tokenExchange.clientAuth.clientSecretRef: a servers file has no Secrets"), "{e}");
+        // Its `${VAR}`s are checked like header values.
+        let e = crate::mcp_config::load(
+            std::path::Path::new("s.json"),
+            text,
+            &|n: &str| (n == "ACTOR_KEY").then(|| "k".repeat(32)),
+            EnvCheck::Require,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("mcpServers.gh.mcpgw.tokenExchange.clientAuth.clientSecret: environment variable STS_SECRET is not set"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -90,11 +90,13 @@ pub fn parse(at: &str, v: &Value, secret_ref: &mut SecretRef<'_>) -> Result<Toke
             (None, Some(Value::String(s))) => s.clone(),
             _ => return Err(format!("{cat}: set clientSecretRef (a Secret with key clientSecret), or in a servers file clientSecret: \"${{VAR}}\"")),
         };
-        let mut ca = json!({"client_id": id, "client_secret": secret});
+        let mut ca = Map::new();
+        ca.insert("client_id".into(), json!(id));
+        ca.insert("client_secret".into(), json!(secret));
         if let Some(m) = c.get("method") {
-            ca["method"] = m.clone();
+            ca.insert("method".into(), m.clone());
         }
-        b.insert("client_auth".into(), ca);
+        b.insert("client_auth".into(), Value::Object(ca));
     }
     if let Some(a) = o.get("actorToken") {
         let aat = format!("{at}.actorToken");
@@ -115,25 +117,26 @@ pub fn parse(at: &str, v: &Value, secret_ref: &mut SecretRef<'_>) -> Result<Toke
                     (None, Some(Value::String(k))) => k.clone(),
                     _ => return Err(format!("{jat}: set privateKeyRef (a Secret with key privateKey), or in a servers file privateKey: \"${{VAR}}\"")),
                 };
-                let mut c = json!({
-                    "issuer": field("issuer").ok_or_else(|| format!("{jat}.issuer: required"))?,
-                    "subject": field("subject").ok_or_else(|| format!("{jat}.subject: required"))?,
-                    "private_key": key,
-                });
+                let mut c = Map::new();
+                for k in ["issuer", "subject"] {
+                    let v = field(k).ok_or_else(|| format!("{jat}.{k}: required"))?;
+                    c.insert(k.into(), json!(v));
+                }
+                c.insert("private_key".into(), json!(key));
                 if let Some(alg) = field("signingAlgorithm") {
-                    c["algorithm"] = json!(alg);
+                    c.insert("algorithm".into(), json!(alg));
                 }
                 if let Some(aud) = field("audience") {
-                    c["audience"] = json!(aud);
+                    c.insert("audience".into(), json!(aud));
                 }
                 if let Some(kid) = field("keyID") {
-                    c["key_id"] = json!(kid);
+                    c.insert("key_id".into(), json!(kid));
                 }
                 if let Some(l) = j.get("lifetime") {
                     let secs = l
                         .as_u64()
                         .ok_or_else(|| format!("{jat}.lifetime: seconds, a whole number"))?;
-                    c["lifetime"] = json!(format!("{secs}s"));
+                    c.insert("lifetime".into(), json!(format!("{secs}s")));
                 }
                 json!({"client_assertion_jwt": c})
             }
