@@ -133,7 +133,7 @@ fn bench_merge(c: &mut Criterion) {
     let list = tools_list_result(2000, 1000);
     let opts = ListOptions {
         seal_task: &|_, t| t.to_string(),
-        allowed: &|_, _| true,
+        allowed: &|_| true,
     };
     g.throughput(Throughput::Bytes(list.len() as u64));
     g.bench_function("tools/list 2000 tools ~2 MB, filtered + prefixed", |b| {

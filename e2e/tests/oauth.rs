@@ -85,13 +85,13 @@ impl OAuthStack {
                 "scopes": ["mcp"],
                 "scopes_supported": ["mcp", "beta:all"],
                 "resource_name": "mcpgw test",
-                "authorization_server_metadata": {"issuer": ISSUER, "authorization_endpoint": format!("{ISSUER}/authorize"), "token_endpoint": format!("{ISSUER}/token")},
-                "rules": [
-                    {"name": "mcp users", "when": {"scopes": ["mcp"]}, "allow": {"tools_regex": ["^alpha__(echo|count|whoami)$"]}},
-                    {"name": "beta", "when": {"scopes": ["beta:all"]}, "allow": {"backends": ["beta"]}},
-                    {"name": "admins", "when": {"claims": {"groups": "admins"}}, "allow": {"backends": ["*"]}}
-                ]
+                "authorization_server_metadata": {"issuer": ISSUER, "authorization_endpoint": format!("{ISSUER}/authorize"), "token_endpoint": format!("{ISSUER}/token")}
             },
+            "authorization": {"rules": [
+                {"name": "mcp users", "when": {"scopes": ["mcp"]}, "target": {"tools": [{"backend": "alpha", "regex": "echo|count|whoami"}]}},
+                {"name": "beta", "when": {"scopes": ["beta:all"]}, "target": {"backends": ["beta"]}},
+                {"name": "admins", "when": {"claims": {"groups": "admins"}}}
+            ]},
             "backends": [
                 {"name": "alpha", "cluster": "alpha", "authority": format!("127.0.0.1:{}", alpha.port())},
                 {"name": "beta", "cluster": "beta"}

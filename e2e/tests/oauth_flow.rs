@@ -153,11 +153,11 @@ impl FlowStack {
                     "resource": resource,
                     "authorization_servers": [issuer],
                     "scopes": ["mcp"],
-                    "resource_name": "mcpgw OAuth flow test",
-                    "rules": [
-                        {"name": "mcp users", "when": {"scopes": ["mcp"]}, "allow": {"backends": ["alpha"]}}
-                    ]
+                    "resource_name": "mcpgw OAuth flow test"
                 },
+                "authorization": {"rules": [
+                    {"name": "mcp users", "when": {"scopes": ["mcp"]}, "target": {"backends": ["alpha"]}}
+                ]},
                 "backends": [
                     {"name": "alpha", "cluster": "alpha", "authority": format!("127.0.0.1:{}", alpha.port())}
                 ]

@@ -5,7 +5,9 @@
 //! ids (`session`, `tokens`, built on `crypto`).
 
 mod access;
+pub mod audit;
 pub mod auth;
+pub mod cel;
 pub mod config;
 pub mod crypto;
 pub mod exchange;
@@ -14,6 +16,7 @@ pub mod filter;
 pub mod host;
 pub mod merge;
 pub mod naming;
+pub mod policy;
 pub mod revocation;
 mod route;
 pub mod session;

@@ -24,6 +24,7 @@ pub mod names {
     pub const BACKEND_FAILURES: &str = "mcpgw.backend_failures_total";
     pub const SESSIONS_CREATED: &str = "mcpgw.sessions_created_total";
     pub const SESSIONS_DELETED: &str = "mcpgw.sessions_deleted_total";
+    pub const RATE_LIMITED: &str = "mcpgw.rate_limited_total";
 }
 
 /// Every label mcpgw puts in metric names.
@@ -57,6 +58,49 @@ pub const ACCESS_LOG_FIELDS: [(&str, &str); 6] = [
     ("mcp_error", "%FILTER_STATE(wasm.mcpgw.error:PLAIN)%"),
 ];
 
+/// The audit record (see `audit`): one JSON line per `tools/call`,
+/// `prompts/get`, `resources/read` and denial, as (JSON key, Envoy format).
+pub const AUDIT_LOG_FIELDS: [(&str, &str); 17] = [
+    ("time", "%START_TIME%"),
+    (
+        "caller_issuer",
+        "%FILTER_STATE(wasm.mcpgw.caller_issuer:PLAIN)%",
+    ),
+    (
+        "caller_subject",
+        "%FILTER_STATE(wasm.mcpgw.caller_subject:PLAIN)%",
+    ),
+    (
+        "caller_client_id",
+        "%FILTER_STATE(wasm.mcpgw.caller_client_id:PLAIN)%",
+    ),
+    ("session", "%FILTER_STATE(wasm.mcpgw.session:PLAIN)%"),
+    ("jsonrpc_id", "%FILTER_STATE(wasm.mcpgw.jsonrpc_id:PLAIN)%"),
+    ("method", "%FILTER_STATE(wasm.mcpgw.method:PLAIN)%"),
+    ("backend", "%FILTER_STATE(wasm.mcpgw.audit_backend:PLAIN)%"),
+    ("kind", "%FILTER_STATE(wasm.mcpgw.audit_kind:PLAIN)%"),
+    (
+        "resource",
+        "%FILTER_STATE(wasm.mcpgw.audit_resource:PLAIN)%",
+    ),
+    (
+        "decision",
+        "%FILTER_STATE(wasm.mcpgw.audit_decision:PLAIN)%",
+    ),
+    ("rule", "%FILTER_STATE(wasm.mcpgw.audit_rule:PLAIN)%"),
+    ("outcome", "%FILTER_STATE(wasm.mcpgw.audit_outcome:PLAIN)%"),
+    ("status", "%RESPONSE_CODE%"),
+    ("duration_ms", "%DURATION%"),
+    (
+        "arguments",
+        "%FILTER_STATE(wasm.mcpgw.audit_arguments:PLAIN)%",
+    ),
+    ("request_id", "%REQ(X-REQUEST-ID)%"),
+];
+
+/// Envoy's CEL access-log filter that keeps only requests with an audit record.
+pub const AUDIT_LOG_FILTER: &str = "'wasm.mcpgw.audit' in filter_state";
+
 /// Kinds of errors, the `kind` label of `mcpgw_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -75,6 +119,7 @@ pub enum ErrorKind {
     Forbidden,
     BackendFailure,
     Collision,
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -95,6 +140,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::BackendFailure => "backend_failure",
             ErrorKind::Collision => "name_collision",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 }

@@ -118,6 +118,12 @@ pub struct Listen {
     /// none for `run`, `-` for `render`].
     #[arg(long, value_name = "PATH|-")]
     pub access_log: Option<String>,
+    /// JSON audit log: one record per tools/call, prompts/get, resources/read
+    /// and per denial (time, caller, session, backend, resource, decision and
+    /// rule, outcome, latency; tool arguments redacted): a file path, or `-`
+    /// for standard output [default: none].
+    #[arg(long, value_name = "PATH|-")]
+    pub audit_log: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -427,6 +433,7 @@ impl Listen {
             address: std::net::Ipv4Addr::LOCALHOST.into(),
             ca_file: None,
             access_log: None,
+            audit_log: None,
         }
     }
 }
@@ -446,6 +453,7 @@ pub fn render_options(
         bridge_ports: Default::default(),
         previous_key,
         access_log: l.access_log.clone(),
+        audit_log: l.audit_log.clone(),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Options {
     pub previous_key: bool,
     /// JSON access log: a path, `-` for stdout, or none.
     pub access_log: Option<String>,
+    /// JSON audit log: a path, `-` for stdout, or none.
+    pub audit_log: Option<String>,
 }
 
 /// Timeout of fan-out calls to a bridged stdio server: its child process
@@ -154,36 +156,59 @@ fn access_log(dest: &str) -> Y {
             .map(|(k, v)| (*k, s(v))),
     );
     fields.push(("traceparent", s("%REQ(TRACEPARENT)%")));
+    json_logger(dest, fields, None)
+}
+
+/// The audit log: one JSON record per `tools/call`, `prompts/get`,
+/// `resources/read` and denial (see the filter's `audit`), to `dest`.
+pub fn audit_log(dest: &str) -> Y {
+    let fields = mcpgw::gateway::stats::AUDIT_LOG_FIELDS
+        .iter()
+        .map(|(k, v)| (*k, s(v)))
+        .collect();
+    json_logger(dest, fields, Some(mcpgw::gateway::stats::AUDIT_LOG_FILTER))
+}
+
+fn json_logger(dest: &str, fields: Vec<(&str, Y)>, cel_filter: Option<&str>) -> Y {
     let format = ("log_format", m(vec![("json_format", m(fields))]));
-    if dest == "-" {
-        return m(vec![
-            ("name", s("envoy.access_loggers.stdout")),
-            (
-                "typed_config",
-                m(vec![
-                    (
-                        "@type",
-                        s("type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
-                    ),
-                    format,
-                ]),
-            ),
-        ]);
-    }
-    m(vec![
-        ("name", s("envoy.access_loggers.file")),
+    let (name, ty, mut cfg) = if dest == "-" {
         (
-            "typed_config",
-            m(vec![
-                (
-                    "@type",
-                    s("type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"),
-                ),
-                ("path", s(dest)),
-                format,
-            ]),
-        ),
-    ])
+            "envoy.access_loggers.stdout",
+            "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            vec![],
+        )
+    } else {
+        (
+            "envoy.access_loggers.file",
+            "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            vec![("path", s(dest))],
+        )
+    };
+    cfg.insert(0, ("@type", s(ty)));
+    cfg.push(format);
+    let mut logger = vec![("name", s(name)), ("typed_config", m(cfg))];
+    if let Some(expr) = cel_filter {
+        logger.push((
+            "filter",
+            m(vec![(
+                "extension_filter",
+                m(vec![
+                    ("name", s("envoy.access_loggers.extension_filters.cel")),
+                    (
+                        "typed_config",
+                        m(vec![
+                            (
+                                "@type",
+                                s("type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"),
+                            ),
+                            ("expression", s(expr)),
+                        ]),
+                    ),
+                ]),
+            )]),
+        ));
+    }
+    m(logger)
 }
 
 pub fn render(gateway: &Gateway, opts: &Options) -> String {
@@ -434,11 +459,14 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         ),
         ("http_filters", seq(http_filters)),
     ]);
-    if let (Some(dest), Y::Map(pairs)) = (&opts.access_log, &mut hcm) {
-        pairs.insert(
-            4.min(pairs.len()),
-            ("access_log".into(), seq([access_log(dest)])),
-        );
+    let loggers: Vec<Y> = opts
+        .access_log
+        .iter()
+        .map(|d| access_log(d))
+        .chain(opts.audit_log.iter().map(|d| audit_log(d)))
+        .collect();
+    if let (false, Y::Map(pairs)) = (loggers.is_empty(), &mut hcm) {
+        pairs.insert(4.min(pairs.len()), ("access_log".into(), seq(loggers)));
     }
     let root = m(vec![
         (
@@ -607,6 +635,7 @@ mod tests {
             bridge_ports,
             previous_key: false,
             access_log: Some("-".into()),
+            audit_log: None,
         }
     }
 
