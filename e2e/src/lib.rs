@@ -10,4 +10,6 @@ pub mod client;
 pub mod envoy;
 pub mod faulty;
 pub mod fixture;
+pub mod jwt;
 pub mod stack;
+pub mod tls;

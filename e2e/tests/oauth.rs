@@ -1,13 +1,13 @@
 //! OAuth at the gateway with Envoy's real `jwt_authn` in front of mcpgw:
 //! tokens signed here (RS256 and ES256) against a local JWKS.
 
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use mcpgw_e2e::backends::{self, Kind, TestServer};
 use mcpgw_e2e::client::{Answer, Raw, ACCEPT_BOTH};
-use mcpgw_e2e::envoy::{render_with, workspace_root, Cluster, Envoy};
+use mcpgw_e2e::envoy::{render_with, Cluster, Envoy};
+use mcpgw_e2e::jwt::{self, now};
 use mcpgw_e2e::stack::SESSION_KEY;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const ISSUER: &str = "https://auth.test";
 const RESOURCE: &str = "https://mcp.test/mcp";
@@ -19,51 +19,15 @@ struct OAuthStack {
     envoy: Envoy,
 }
 
-fn key(name: &str) -> Vec<u8> {
-    std::fs::read(workspace_root().join("testdata/oauth").join(name)).expect("test key")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 /// A token with standard claims, `extra` merged over them.
 fn token(alg: Algorithm, extra: Value) -> String {
-    let mut claims = json!({
-        "iss": ISSUER, "sub": "alice", "aud": RESOURCE,
-        "iat": now(), "exp": now() + 600, "scope": "mcp",
-    });
-    if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
-        c.extend(e);
-    }
-    let (kid, key) = match alg {
-        Algorithm::ES256 => (
-            "test-ec",
-            EncodingKey::from_ec_pem(&key("ec.pem")).expect("ec key"),
-        ),
-        _ => (
-            "test-rsa",
-            EncodingKey::from_rsa_pem(&key("rsa.pem")).expect("rsa key"),
-        ),
-    };
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.into());
-    encode(&header, &claims, &key).expect("sign")
+    jwt::token(alg, ISSUER, RESOURCE, extra)
 }
 
 fn forged() -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("test-rsa".into());
-    let claims = json!({"iss": ISSUER, "sub": "mallory", "aud": RESOURCE, "exp": now() + 600, "scope": "mcp beta:all"});
-    encode(
-        &header,
-        &claims,
-        &EncodingKey::from_rsa_pem(&key("other-rsa.pem")).expect("key"),
+    jwt::forged(
+        &json!({"iss": ISSUER, "sub": "mallory", "aud": RESOURCE, "exp": now() + 600, "scope": "mcp beta:all"}),
     )
-    .expect("sign")
 }
 
 impl OAuthStack {
@@ -97,8 +61,7 @@ impl OAuthStack {
                 {"name": "beta", "cluster": "beta"}
             ]
         });
-        let jwks = std::fs::read_to_string(workspace_root().join("testdata/oauth/jwks.json"))
-            .expect("jwks");
+        let jwks = jwt::jwks();
         let jwks_inline = serde_json::to_string(
             &serde_json::from_str::<Value>(&jwks)
                 .expect("json")

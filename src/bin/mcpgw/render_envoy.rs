@@ -1,7 +1,9 @@
 //! [`Gateway`] -> a complete Envoy bootstrap (envoy.yaml) running the
 //! filter: what `mcpgw run` starts Envoy with and `mcpgw render` prints.
 
-use crate::model::{env_refs, Backend, CaSource, Gateway, Host, HttpTarget, Jwks, Target, Tls};
+use crate::model::{
+    env_refs, Backend, CaSource, Gateway, Host, HttpTarget, Jwks, LimitKey, RateLimit, Target, Tls,
+};
 use crate::plugin::{self, Upstream, PREVIOUS_SESSION_KEY_VAR, SESSION_KEY_VAR};
 use crate::yaml::{m, s, seq, Y};
 use std::collections::BTreeMap;
@@ -385,6 +387,9 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
             ]),
         ),
     ]));
+    if !gateway.limits.is_empty() {
+        http_filters.push(local_rate_limit(&gateway.limits));
+    }
     http_filters.push(m(vec![
         ("name", s("envoy.filters.http.router")),
         (
@@ -524,6 +529,91 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
     }
     out.push_str(&crate::yaml::to_string(&root));
     out
+}
+
+/// Envoy's local rate limit after mcpgw, keyed by the attributes mcpgw names
+/// in request headers before routing (`rate_limit_headers`): the tool's
+/// client-visible name, and the caller (one bucket each, created on demand).
+fn local_rate_limit(limits: &[RateLimit]) -> Y {
+    let bucket = |n: u32, ms: u64| {
+        m(vec![
+            ("max_tokens", Y::Int(i64::from(n))),
+            ("tokens_per_fill", Y::Int(i64::from(n))),
+            ("fill_interval", s(format!("{}s", ms as f64 / 1000.0))),
+        ])
+    };
+    let always = || {
+        m(vec![(
+            "default_value",
+            m(vec![
+                ("numerator", Y::Int(100)),
+                ("denominator", s("HUNDRED")),
+            ]),
+        )])
+    };
+    let mut descriptors = Vec::new();
+    let mut actions = Vec::new();
+    let mut per_caller = false;
+    for l in limits {
+        let entry = match &l.key {
+            LimitKey::Tool(t) => m(vec![("key", s("mcp_tool")), ("value", s(t))]),
+            LimitKey::PerCaller => {
+                per_caller = true;
+                // No value: every caller gets a bucket of its own.
+                m(vec![("key", s("mcp_caller"))])
+            }
+        };
+        descriptors.push(m(vec![
+            ("entries", seq([entry])),
+            ("token_bucket", bucket(l.requests, l.per_ms)),
+        ]));
+    }
+    if limits.iter().any(|l| matches!(l.key, LimitKey::Tool(_))) {
+        actions.push(m(vec![(
+            "actions",
+            seq([m(vec![(
+                "request_headers",
+                m(vec![
+                    ("header_name", s("x-mcpgw-tool")),
+                    ("descriptor_key", s("mcp_tool")),
+                ]),
+            )])]),
+        )]));
+    }
+    if per_caller {
+        actions.push(m(vec![(
+            "actions",
+            seq([m(vec![(
+                "request_headers",
+                m(vec![
+                    ("header_name", s("x-mcpgw-caller")),
+                    ("descriptor_key", s("mcp_caller")),
+                ]),
+            )])]),
+        )]));
+    }
+    let mut cfg = vec![
+        (
+            "@type",
+            s("type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
+        ),
+        ("stat_prefix", s("mcpgw_rate_limit")),
+        // Requests matching no limit are not limited.
+        ("token_bucket", bucket(u32::MAX, 1000)),
+        ("filter_enabled", always()),
+        ("filter_enforced", always()),
+        // x-ratelimit-reset: mcpgw turns it into the JSON-RPC retry hint.
+        ("enable_x_ratelimit_headers", s("DRAFT_VERSION_03")),
+        ("descriptors", seq(descriptors)),
+        ("rate_limits", seq(actions)),
+    ];
+    if per_caller {
+        cfg.push(("max_dynamic_descriptors", Y::Int(10_000)));
+    }
+    m(vec![
+        ("name", s("envoy.filters.http.local_ratelimit")),
+        ("typed_config", m(cfg)),
+    ])
 }
 
 fn socket(address: &str, port: u16) -> Y {
