@@ -7,16 +7,16 @@
 //! or a name filter such as `-- exchange`).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mcpgw::gateway::config::{self, Config};
-use mcpgw::gateway::exchange::{Exchange, Gateway};
-use mcpgw::gateway::host::{
+use mcpgw_core::gateway::config::{self, Config};
+use mcpgw_core::gateway::exchange::{Exchange, Gateway};
+use mcpgw_core::gateway::host::{
     BodyAction, CallResponse, HeadersAction, Host, HostError, Level, MetricKind, Outbound,
     ResponseBodyAction,
 };
-use mcpgw::gateway::merge::{merge_list, ListOptions, ListPage};
-use mcpgw::gateway::session::{caps, BackendSession, Session};
-use mcpgw::gateway::stream::{self, SseRewrite, StreamCtx};
-use mcpgw::protocol::mcp::{ListKind, Version};
+use mcpgw_core::gateway::merge::{merge_list, ListOptions, ListPage};
+use mcpgw_core::gateway::session::{caps, BackendSession, Session};
+use mcpgw_core::gateway::stream::{self, SseRewrite, StreamCtx};
+use mcpgw_core::protocol::mcp::{ListKind, Version};
 use mcpgw_e2e::bench::backend::tools_list_result;
 use std::cell::Cell;
 use std::hint::black_box;
@@ -404,8 +404,8 @@ fn bench_exchange(c: &mut Criterion) {
 /// alone, and with CEL conditions (on headers and claims, and on the call's
 /// arguments, which are parsed from `params` first).
 fn bench_policy(c: &mut Criterion) {
-    use mcpgw::gateway::auth::Principal;
-    use mcpgw::gateway::policy::{self, Access, Caller, RawPolicy, Resource};
+    use mcpgw_core::gateway::auth::Principal;
+    use mcpgw_core::gateway::policy::{self, Access, Caller, RawPolicy, Resource};
     let compile = |v: serde_json::Value| {
         let raw: RawPolicy = serde_json::from_value(v).expect("policy");
         policy::compile(&raw, &["github", "docs"]).expect("compile")
@@ -433,7 +433,10 @@ fn bench_policy(c: &mut Criterion) {
     let headers = vec![
         ("x-tenant-id".to_string(), "t-123".to_string()),
         ("content-type".to_string(), "application/json".to_string()),
-        ("accept".to_string(), "application/json, text/event-stream".to_string()),
+        (
+            "accept".to_string(),
+            "application/json, text/event-stream".to_string(),
+        ),
     ];
     let caller = Caller {
         principal: Some(&p),

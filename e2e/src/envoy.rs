@@ -97,7 +97,7 @@ pub const AUDIT_LOG_PLACEHOLDER: &str = "__MCPGW_AUDIT_LOG__";
 
 /// The audit access log at the `access_log` list's indentation.
 fn audit_log_yaml() -> String {
-    let fields: Vec<String> = mcpgw::gateway::stats::AUDIT_LOG_FIELDS
+    let fields: Vec<String> = mcpgw_core::gateway::stats::AUDIT_LOG_FIELDS
         .iter()
         .map(|(k, v)| format!("{k}: \"{v}\""))
         .collect();
@@ -115,7 +115,7 @@ fn audit_log_yaml() -> String {
               log_format:
                 json_format: {{{fields}}}
 "#,
-        filter = mcpgw::gateway::stats::AUDIT_LOG_FILTER,
+        filter = mcpgw_core::gateway::stats::AUDIT_LOG_FILTER,
         fields = fields.join(", ")
     )
 }
@@ -162,7 +162,7 @@ pub fn render_opts(
         )
     };
     let plugin_json_yaml = serde_json::to_string(plugin_json).unwrap_or_default();
-    let stats_config = mcpgw::gateway::stats::envoy_stats_config_yaml();
+    let stats_config = mcpgw_core::gateway::stats::envoy_stats_config_yaml();
     format!(
         r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 const ISSUER: &str = "https://auth.test";
 const RESOURCE: &str = "https://mcp.test/mcp";
+const LIMITED: &str = "mcpgw_rate_limited_total{backend=\"alpha\",tool=\"alpha__whoami\"}";
 
 fn token(extra: Value) -> String {
     jwt::token(Algorithm::RS256, ISSUER, RESOURCE, extra)
@@ -53,7 +54,11 @@ impl Stack {
     /// The names (or URIs) a list shows this caller.
     async fn list(&self, token: &str, sid: &str, method: &str, key: &str) -> Vec<String> {
         let a = self
-            .post(token, Some(sid), json!({"jsonrpc":"2.0","id":2,"method":method}))
+            .post(
+                token,
+                Some(sid),
+                json!({"jsonrpc":"2.0","id":2,"method":method}),
+            )
             .await;
         assert_eq!(a.status, 200, "{method}: {}", a.body);
         let mut names: Vec<String> = a.json()["result"][key]
@@ -74,7 +79,10 @@ impl Stack {
 
     /// Requests Envoy sent to `cluster` so far.
     fn upstream_requests(&self, cluster: &str) -> u64 {
-        let stats = self.envoy.admin_get("/stats?filter=upstream_rq_total").unwrap_or_default();
+        let stats = self
+            .envoy
+            .admin_get("/stats?filter=upstream_rq_total")
+            .unwrap_or_default();
         let key = format!("cluster.{cluster}.upstream_rq_total: ");
         stats
             .lines()
@@ -83,14 +91,16 @@ impl Stack {
             .unwrap_or(0)
     }
 
-    /// Counter value from the admin stats.
-    fn counter(&self, name: &str) -> u64 {
-        let stats = self.envoy.admin_get("/stats").unwrap_or_default();
-        stats
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .filter(|(k, _)| k == &name)
-            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+    /// A counter, by its Prometheus name and labels as shown by Envoy.
+    fn counter(&self, series: &str) -> u64 {
+        let text = self
+            .envoy
+            .admin_get("/stats/prometheus")
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix(series))
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
             .sum()
     }
 }
@@ -131,9 +141,12 @@ async fn callers_see_and_use_exactly_their_grant() {
             {"name": "fx", "cluster": "fx", "authority": format!("127.0.0.1:{}", fx.port())}
         ]
     });
-    let jwks_inline =
-        serde_json::to_string(&serde_json::from_str::<Value>(&jwt::jwks()).expect("json").to_string())
-            .expect("yaml string");
+    let jwks_inline = serde_json::to_string(
+        &serde_json::from_str::<Value>(&jwt::jwks())
+            .expect("json")
+            .to_string(),
+    )
+    .expect("yaml string");
     let jwt_authn = format!(
         r#"          - name: envoy.filters.http.jwt_authn
             typed_config:
@@ -203,19 +216,52 @@ async fn callers_see_and_use_exactly_their_grant() {
         ("resources/list", "resources"),
         ("resources/templates/list", "resourceTemplates"),
     ] {
-        assert!(s.list(&user, &usid, method, key).await.is_empty(), "{method}");
+        assert!(
+            s.list(&user, &usid, method, key).await.is_empty(),
+            "{method}"
+        );
     }
-    let ok = s.post(&user, Some(&usid), call(3, "alpha__echo", json!({"text": "x"}))).await;
-    assert_eq!(ok.json()["result"]["content"][0]["text"], "alpha: x", "{}", ok.body);
+    let ok = s
+        .post(
+            &user,
+            Some(&usid),
+            call(3, "alpha__echo", json!({"text": "x"})),
+        )
+        .await;
+    assert_eq!(
+        ok.json()["result"]["content"][0]["text"],
+        "alpha: x",
+        "{}",
+        ok.body
+    );
     // The argument condition allows and refuses by value.
-    let small = s.post(&user, Some(&usid), call(4, "alpha__add", json!({"a": 1, "b": 2}))).await;
-    assert_eq!(small.json()["result"]["structuredContent"]["sum"], 3, "{}", small.body);
+    let small = s
+        .post(
+            &user,
+            Some(&usid),
+            call(4, "alpha__add", json!({"a": 1, "b": 2})),
+        )
+        .await;
+    assert_eq!(
+        small.json()["result"]["structuredContent"]["sum"],
+        3,
+        "{}",
+        small.body
+    );
     let before = s.upstream_requests("alpha");
-    let big = s.post(&user, Some(&usid), call(5, "alpha__add", json!({"a": 500, "b": 2}))).await;
+    let big = s
+        .post(
+            &user,
+            Some(&usid),
+            call(5, "alpha__add", json!({"a": 500, "b": 2})),
+        )
+        .await;
     assert_eq!(big.status, 403, "{}", big.body);
     // The smallest set of scopes that would allow it, added to the token's.
     assert!(
-        big.header("www-authenticate").unwrap_or_default().contains("scope=\"mcp math\""),
+        big.header("www-authenticate")
+            .unwrap_or_default()
+            .contains("scope=\"mcp math\""),
         "{:?}",
         big.header("www-authenticate")
     );
@@ -240,13 +286,22 @@ async fn callers_see_and_use_exactly_their_grant() {
     let blue = token(json!({"sub": "bob", "scope": "", "team": "blue"}));
     let bsid = s.session(&blue).await;
     assert!(s.list(&blue, &bsid, "tools/list", "tools").await.is_empty());
-    assert_eq!(s.list(&blue, &bsid, "prompts/list", "prompts").await, ["fx__test_simple_prompt"]);
+    assert_eq!(
+        s.list(&blue, &bsid, "prompts/list", "prompts").await,
+        ["fx__test_simple_prompt"]
+    );
     assert_eq!(
         s.list(&blue, &bsid, "resources/list", "resources").await,
         ["fx+test://static-binary", "fx+test://static-text"]
     );
     assert_eq!(
-        s.list(&blue, &bsid, "resources/templates/list", "resourceTemplates").await,
+        s.list(
+            &blue,
+            &bsid,
+            "resources/templates/list",
+            "resourceTemplates"
+        )
+        .await,
         ["fx+test://template/{id}/data"]
     );
     let a = s.post(&blue, Some(&bsid), json!({"jsonrpc":"2.0","id":10,"method":"resources/read","params":{"uri":"fx+test://template/7/data"}})).await;
@@ -259,7 +314,11 @@ async fn callers_see_and_use_exactly_their_grant() {
         json!({"jsonrpc":"2.0","id":13,"method":"prompts/get","params":{"name":"fx__test_prompt_with_arguments","arguments":{"arg1":"a","arg2":"b"}}}),
         call(14, "alpha__echo", json!({"text": "x"})),
     ] {
-        assert_eq!(s.post(&blue, Some(&bsid), r.clone()).await.status, 403, "{r}");
+        assert_eq!(
+            s.post(&blue, Some(&bsid), r.clone()).await.status,
+            403,
+            "{r}"
+        );
     }
 
     // Admins: everything, every kind.
@@ -267,14 +326,21 @@ async fn callers_see_and_use_exactly_their_grant() {
     let asid = s.session(&admin).await;
     assert!(s.list(&admin, &asid, "tools/list", "tools").await.len() > 6);
     assert!(s.list(&admin, &asid, "prompts/list", "prompts").await.len() >= 4);
-    assert_eq!(s.list(&admin, &asid, "resources/list", "resources").await.len(), 3);
+    assert_eq!(
+        s.list(&admin, &asid, "resources/list", "resources")
+            .await
+            .len(),
+        3
+    );
 
     // The rate limit trips on the third whoami in a second, with a JSON-RPC
     // error and a retry hint, and recovers.
-    let limited_before = s.counter("mcpgw.rate_limited_total;.;backend=.=alpha;.;tool=.=alpha__whoami");
+    let limited_before = s.counter(LIMITED);
     let mut limited = None;
     for i in 0..4 {
-        let a = s.post(&user, Some(&usid), call(20 + i, "alpha__whoami", json!({}))).await;
+        let a = s
+            .post(&user, Some(&usid), call(20 + i, "alpha__whoami", json!({})))
+            .await;
         if a.json()["error"]["code"] == -32029 {
             limited = Some(a);
             break;
@@ -283,16 +349,21 @@ async fn callers_see_and_use_exactly_their_grant() {
     }
     let limited = limited.expect("the third call within a second is limited");
     assert_eq!(limited.status, 200);
-    let retry = limited.json()["error"]["data"]["retryAfter"].as_u64().expect("retry hint");
+    let retry = limited.json()["error"]["data"]["retryAfter"]
+        .as_u64()
+        .expect("retry hint");
     assert!((1..=2).contains(&retry), "{}", limited.body);
-    assert_eq!(limited.header("retry-after"), Some(retry.to_string().as_str()));
-    assert!(
-        s.counter("mcpgw.rate_limited_total;.;backend=.=alpha;.;tool=.=alpha__whoami") > limited_before
+    assert_eq!(
+        limited.header("retry-after"),
+        Some(retry.to_string().as_str())
     );
+    assert!(s.counter(LIMITED) > limited_before);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let a = s.post(&user, Some(&usid), call(30, "alpha__whoami", json!({}))).await;
+        let a = s
+            .post(&user, Some(&usid), call(30, "alpha__whoami", json!({})))
+            .await;
         if a.json()["result"].is_object() {
             break;
         }
@@ -314,22 +385,50 @@ async fn callers_see_and_use_exactly_their_grant() {
     assert_eq!(small_add["outcome"], "ok");
     assert_eq!(small_add["status"], 200);
     assert!(small_add["session"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(small_add["time"].as_str().is_some_and(|t| t.starts_with("20")));
+    assert!(small_add["time"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("20")));
     assert!(small_add["duration_ms"].as_u64().is_some());
-    let args: Value = serde_json::from_str(small_add["arguments"].as_str().expect("arguments")).expect("json");
-    assert_eq!(args, json!({"a": 1, "b": "[redacted]"}), "only listed argument values are kept");
+    let args: Value =
+        serde_json::from_str(small_add["arguments"].as_str().expect("arguments")).expect("json");
+    assert_eq!(
+        args,
+        json!({"a": 1, "b": "[redacted]"}),
+        "only listed argument values are kept"
+    );
     let big_add = find(&records, |r| r["jsonrpc_id"] == "5");
     assert_eq!(
-        (&big_add["decision"], &big_add["rule"], &big_add["outcome"], &big_add["status"]),
-        (&json!("deny"), &json!("default"), &json!("denied"), &json!(403))
+        (
+            &big_add["decision"],
+            &big_add["rule"],
+            &big_add["outcome"],
+            &big_add["status"]
+        ),
+        (
+            &json!("deny"),
+            &json!("default"),
+            &json!("denied"),
+            &json!(403)
+        )
     );
     let echo = find(&records, |r| r["jsonrpc_id"] == "3");
-    let echo_args: Value = serde_json::from_str(echo["arguments"].as_str().expect("arguments")).expect("json");
+    let echo_args: Value =
+        serde_json::from_str(echo["arguments"].as_str().expect("arguments")).expect("json");
     assert_eq!(echo_args, json!({"text": "[redacted]"}));
     let read = find(&records, |r| r["jsonrpc_id"] == "10");
     assert_eq!(
-        (&read["kind"], &read["resource"], &read["caller_subject"], &read["rule"]),
-        (&json!("resource"), &json!("test://template/7/data"), &json!("bob"), &json!("blue team"))
+        (
+            &read["kind"],
+            &read["resource"],
+            &read["caller_subject"],
+            &read["rule"]
+        ),
+        (
+            &json!("resource"),
+            &json!("test://template/7/data"),
+            &json!("bob"),
+            &json!("blue team")
+        )
     );
     let denied_template = find(&records, |r| r["jsonrpc_id"] == "8");
     assert_eq!(
@@ -339,13 +438,15 @@ async fn callers_see_and_use_exactly_their_grant() {
     let limited_record = find(&records, |r| r["outcome"] == "rate_limited");
     assert_eq!(limited_record["resource"], "whoami");
     // Lists and initialize have no audit record.
-    assert!(records.iter().all(|r| r["method"] != "tools/list" && r["method"] != "initialize"));
+    assert!(records
+        .iter()
+        .all(|r| r["method"] != "tools/list" && r["method"] != "initialize"));
     s.envoy.assert_log_clean();
     drop(alpha);
     drop(fx);
 }
 
-fn find<'a>(records: &'a [Value], f: impl Fn(&Value) -> bool) -> &'a Value {
+fn find(records: &[Value], f: impl Fn(&Value) -> bool) -> &Value {
     records
         .iter()
         .find(|r| f(r))
@@ -360,7 +461,10 @@ async fn wait_for_audit(envoy: &Envoy, done: impl Fn(&[Value]) -> bool) -> Vec<V
         if done(&records) {
             return records;
         }
-        assert!(Instant::now() < deadline, "audit log incomplete: {records:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "audit log incomplete: {records:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -5,7 +5,7 @@
 //! with `envoy --mode validate`.
 //!
 //! The binary is `<workspace>/target/debug/mcpgw`; `./build.sh test` builds it
-//! (`cargo build -p mcpgw --features cli --bin mcpgw`) before these tests.
+//! (`cargo build -p mcpgw`) before these tests.
 
 use mcpgw_e2e::backends::{self, Beta, Kind};
 use mcpgw_e2e::client::{self, Raw};
@@ -25,7 +25,7 @@ fn mcpgw_bin() -> PathBuf {
     let p = workspace_root().join("target/debug/mcpgw");
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build -p mcpgw --features cli --bin mcpgw` (./build.sh test does)",
+        "{} is missing: run `cargo build -p mcpgw` (./build.sh test does)",
         p.display()
     );
     p
@@ -520,6 +520,12 @@ fn rendered_envoy_yaml_passes_envoy_validate() {
             "0",
             "--admin-port",
             "0",
+            "--audit-log",
+            "-",
+            "--limit-per-caller",
+            "60/m",
+            "--limit-tool",
+            "github__create_issue=10/30s",
         ],
         &[("GITHUB_TOKEN", "x"), ("XDG_CACHE_HOME", &cache_s)],
     );
@@ -530,6 +536,15 @@ fn rendered_envoy_yaml_passes_envoy_validate() {
     );
     assert!(err.contains("\"filesystem\" is a stdio server"), "{err}");
     assert!(yaml.contains("host_env_keys"));
+    assert!(
+        yaml.contains("envoy.filters.http.local_ratelimit")
+            && yaml.contains("value: github__create_issue")
+    );
+    assert!(yaml.contains("\"rate_limit_headers\": true"), "{yaml}");
+    assert!(
+        yaml.contains("envoy.access_loggers.extension_filters.cel")
+            && yaml.contains("wasm.mcpgw.audit_decision")
+    );
     assert!(!yaml.contains("ghp_"), "no secret in the file");
     validate_with_envoy(&yaml, &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")]);
 
@@ -669,10 +684,11 @@ async fn mcproute_authorization_runs_as_written() {
     .await;
     let dir = tempfile::tempdir().expect("dir");
     let ca = write(dir.path(), "ca.pem", &issuer.ca_pem);
-    let route = std::fs::read_to_string(workspace_root().join("testdata/cli/mcproute-authorization.yaml"))
-        .expect("testdata")
-        .replace("https://auth.example.com", &issuer.origin())
-        .replace("port: 9001", &format!("port: {}", tools.port()));
+    let route =
+        std::fs::read_to_string(workspace_root().join("testdata/cli/mcproute-authorization.yaml"))
+            .expect("testdata")
+            .replace("https://auth.example.com", &issuer.origin())
+            .replace("port: 9001", &format!("port: {}", tools.port()));
     let file = write(dir.path(), "route.yaml", &route);
     let file_s = file.display().to_string();
     let ca_s = ca.display().to_string();
@@ -681,28 +697,65 @@ async fn mcproute_authorization_runs_as_written() {
     let (ok, out, err) = mcpgw(&["check", "testdata/cli/mcproute-authorization.yaml"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("OAuth: the JWKS of https://auth.example.com is discovered when the gateway is run or rendered, from https://auth.example.com/.well-known/oauth-authorization-server"), "{out}");
-    assert!(out.contains("authorization: 4 rule(s), default deny"), "{out}");
+    assert!(
+        out.contains("authorization: 4 rule(s), default deny"),
+        "{out}"
+    );
     // The announcement's MCPRoute (issuer only) is fine for a cluster too.
-    let (ok, out, err) = mcpgw(&["check", "--kubernetes", "testdata/cli/mcp-announcement.yaml"], &[]);
+    let (ok, out, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "testdata/cli/mcp-announcement.yaml",
+        ],
+        &[],
+    );
     assert!(ok, "{err}");
-    assert!(out.contains("JWKS of https://auth-server.example.com is discovered"), "{out}");
+    assert!(
+        out.contains("JWKS of https://auth-server.example.com is discovered"),
+        "{out}"
+    );
 
     // render --kubernetes discovers the JWKS and carries the policy.
     let (ok, out, err) = mcpgw(
-        &["render", "--kubernetes", &file_s, "--wasm-url", "https://example.com/mcpgw.wasm", "--ca-file", &ca_s],
+        &[
+            "render",
+            "--kubernetes",
+            &file_s,
+            "--wasm-url",
+            "https://example.com/mcpgw.wasm",
+            "--ca-file",
+            &ca_s,
+        ],
         &[("MCPGW_SESSION_KEY", KEY)],
     );
     assert!(ok, "{err}");
-    assert!(err.contains(&format!("JWKS of {}: {}/jwks.json", issuer.origin(), issuer.origin())), "{err}");
-    assert!(out.contains(&format!("uri: {}/jwks.json", issuer.origin())), "{out}");
-    assert!(out.contains("authorization:") && out.contains("request.headers[\"x-tenant-id\"]"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "JWKS of {}: {}/jwks.json",
+            issuer.origin(),
+            issuer.origin()
+        )),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("uri: {}/jwks.json", issuer.origin())),
+        "{out}"
+    );
+    assert!(
+        out.contains("authorization:") && out.contains("request.headers[\"x-tenant-id\"]"),
+        "{out}"
+    );
     // Without the issuer's CA the discovery fails, saying how to fix it.
     let (ok, _, err) = mcpgw(
         &["render", &file_s, "--wasm", "/nonexistent/mcpgw.wasm"],
         &[],
     );
     assert!(!ok);
-    assert!(err.contains("cannot discover the JWKS of issuer") && err.contains("--ca-file"), "{err}");
+    assert!(
+        err.contains("cannot discover the JWKS of issuer") && err.contains("--ca-file"),
+        "{err}"
+    );
 
     let audit = dir.path().join("audit.log");
     let audit_s = audit.display().to_string();
@@ -710,7 +763,16 @@ async fn mcproute_authorization_runs_as_written() {
         let (file_s, ca_s, audit_s) = (file_s.clone(), ca_s.clone(), audit_s.clone());
         move || {
             Gateway::start(
-                &[&file_s, "--ca-file", &ca_s, "--audit-log", &audit_s, "--limit-per-caller", "4/10s", "--no-probe"],
+                &[
+                    &file_s,
+                    "--ca-file",
+                    &ca_s,
+                    "--audit-log",
+                    &audit_s,
+                    "--limit-per-caller",
+                    "4/10s",
+                    "--no-probe",
+                ],
                 &[],
             )
         }
@@ -726,7 +788,10 @@ async fn mcproute_authorization_runs_as_written() {
         jwt::token(Algorithm::RS256, &iss, "http://localhost:1975/mcp", claims)
     };
     let url = gw.url();
-    let post = |t: String, sid: Option<String>, more: Vec<(&'static str, &'static str)>, body: serde_json::Value| {
+    let post = |t: String,
+                sid: Option<String>,
+                more: Vec<(&'static str, &'static str)>,
+                body: serde_json::Value| {
         let raw = Raw::new(&url);
         async move {
             let auth = format!("Bearer {t}");
@@ -740,7 +805,8 @@ async fn mcproute_authorization_runs_as_written() {
                 h.push(("mcp-protocol-version", "2025-11-25"));
             }
             h.extend(more);
-            raw.send(reqwest::Method::POST, &h, Some(body.to_string())).await
+            raw.send(reqwest::Method::POST, &h, Some(body.to_string()))
+                .await
         }
     };
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
@@ -762,17 +828,48 @@ async fn mcproute_authorization_runs_as_written() {
     let call = |id: u64, name: &str, args: serde_json::Value| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}});
 
     // Scopes and claims: sum with the right tenant and department.
-    let t = token("s1", "sum", json!({"tenant": "acme", "org": {"departments": ["engineering", "operations"]}}));
+    let t = token(
+        "s1",
+        "sum",
+        json!({"tenant": "acme", "org": {"departments": ["engineering", "operations"]}}),
+    );
     let sid = session(t.clone()).await;
-    let a = post(t.clone(), Some(sid.clone()), vec![], call(2, "add", json!({"a": 41, "b": 1}))).await;
-    assert_eq!(a.json()["result"]["structuredContent"]["sum"], 42, "{}", a.body);
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(2, "add", json!({"a": 41, "b": 1})),
+    )
+    .await;
+    assert_eq!(
+        a.json()["result"]["structuredContent"]["sum"],
+        42,
+        "{}",
+        a.body
+    );
     // Matching scopes, another department: refused.
-    let t = token("s2", "sum", json!({"tenant": "acme", "org": {"departments": ["hr"]}}));
+    let t = token(
+        "s2",
+        "sum",
+        json!({"tenant": "acme", "org": {"departments": ["hr"]}}),
+    );
     let sid = session(t.clone()).await;
-    let a = post(t.clone(), Some(sid.clone()), vec![], call(3, "add", json!({"a": 1, "b": 1}))).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(3, "add", json!({"a": 1, "b": 1})),
+    )
+    .await;
     assert_eq!(a.status, 403, "{}", a.body);
     // Only `sum`: echo is refused with a challenge naming the missing scope.
-    let a = post(t.clone(), Some(sid.clone()), vec![("x-tenant-id", "t-123")], call(4, "echo", json!({"text": "Hello, world!"}))).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![("x-tenant-id", "t-123")],
+        call(4, "echo", json!({"text": "Hello, world!"})),
+    )
+    .await;
     assert_eq!(a.status, 403, "{}", a.body);
     let www = a.header("www-authenticate").unwrap_or_default().to_string();
     assert!(www.contains("error=\"insufficient_scope\"") && www.contains("scope=\"sum echo\"") && www.contains("resource_metadata=\"http://localhost:1975/.well-known/oauth-protected-resource/mcp\""), "{www}");
@@ -780,16 +877,44 @@ async fn mcproute_authorization_runs_as_written() {
     let t = token("e1", "echo", json!({}));
     let sid = session(t.clone()).await;
     let tenant = vec![("x-tenant-id", "t-123")];
-    let a = post(t.clone(), Some(sid.clone()), tenant.clone(), call(5, "echo", json!({"text": "Hello, world!"}))).await;
-    assert_eq!(a.json()["result"]["content"][0]["text"], "alpha: Hello, world!", "{}", a.body);
-    let a = post(t.clone(), Some(sid.clone()), tenant.clone(), call(6, "echo", json!({"text": "hello, world!"}))).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        tenant.clone(),
+        call(5, "echo", json!({"text": "Hello, world!"})),
+    )
+    .await;
+    assert_eq!(
+        a.json()["result"]["content"][0]["text"],
+        "alpha: Hello, world!",
+        "{}",
+        a.body
+    );
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        tenant.clone(),
+        call(6, "echo", json!({"text": "hello, world!"})),
+    )
+    .await;
     assert_eq!(a.status, 403, "{}", a.body);
-    let a = post(t.clone(), Some(sid.clone()), vec![], call(7, "echo", json!({"text": "Hello, world!"}))).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(7, "echo", json!({"text": "Hello, world!"})),
+    )
+    .await;
     assert_eq!(a.status, 403, "{}", a.body);
     // The list shows echo when some call could pass (the header matches).
     let list = json!({"jsonrpc":"2.0","id":8,"method":"tools/list"});
     let names = |a: &client::Answer| {
-        let mut v: Vec<String> = a.json()["result"]["tools"].as_array().expect("tools").iter().map(|t| t["name"].as_str().unwrap_or_default().to_string()).collect();
+        let mut v: Vec<String> = a.json()["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+            .collect();
         v.sort();
         v
     };
@@ -800,17 +925,40 @@ async fn mcproute_authorization_runs_as_written() {
     // No source: anyone may count; all-access reaches everything.
     let t = token("n1", "not-a-real-scope", json!({}));
     let sid = session(t.clone()).await;
-    let a = post(t.clone(), Some(sid.clone()), vec![], call(9, "count", json!({"n": 2, "delay_ms": 1}))).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(9, "count", json!({"n": 2, "delay_ms": 1})),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body.contains("counted to 2"), "{}", a.body);
     let t = token("a1", "all-access", json!({}));
     let sid = session(t.clone()).await;
-    let a = post(t.clone(), Some(sid.clone()), vec![], call(10, "add", json!({"a": 2, "b": 3}))).await;
-    assert_eq!(a.json()["result"]["structuredContent"]["sum"], 5, "{}", a.body);
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(10, "add", json!({"a": 2, "b": 3})),
+    )
+    .await;
+    assert_eq!(
+        a.json()["result"]["structuredContent"]["sum"],
+        5,
+        "{}",
+        a.body
+    );
     // --limit-per-caller 4/10s: this caller's fifth call is limited.
     let mut limited = None;
     for i in 0..5 {
-        let a = post(t.clone(), Some(sid.clone()), vec![], call(20 + i, "echo", json!({"text": "x"}))).await;
+        let a = post(
+            t.clone(),
+            Some(sid.clone()),
+            vec![],
+            call(20 + i, "echo", json!({"text": "x"})),
+        )
+        .await;
         if a.json()["error"]["code"] == -32029 {
             limited = Some(a);
             break;
@@ -818,11 +966,23 @@ async fn mcproute_authorization_runs_as_written() {
         assert_eq!(a.status, 200, "{}", a.body);
     }
     let limited = limited.expect("the per-caller limit trips");
-    assert!(limited.json()["error"]["data"]["retryAfter"].as_u64().is_some_and(|r| r >= 1), "{}", limited.body);
+    assert!(
+        limited.json()["error"]["data"]["retryAfter"]
+            .as_u64()
+            .is_some_and(|r| r >= 1),
+        "{}",
+        limited.body
+    );
     // Another caller is not limited.
     let other = token("a2", "all-access", json!({}));
     let osid = session(other.clone()).await;
-    let a = post(other, Some(osid), vec![], call(30, "echo", json!({"text": "y"}))).await;
+    let a = post(
+        other,
+        Some(osid),
+        vec![],
+        call(30, "echo", json!({"text": "y"})),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.json()["result"].is_object(), "{}", a.body);
 
@@ -830,21 +990,48 @@ async fn mcproute_authorization_runs_as_written() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let records: Vec<serde_json::Value> = loop {
         let text = std::fs::read_to_string(&audit).unwrap_or_default();
-        let r: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let r: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         if r.iter().any(|x| x["jsonrpc_id"] == "30") {
             break r;
         }
         assert!(Instant::now() < deadline, "audit log: {text}\n{}", gw.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let add = records.iter().find(|r| r["jsonrpc_id"] == "2" && r["caller_subject"] == "s1").expect("add record");
+    let add = records
+        .iter()
+        .find(|r| r["jsonrpc_id"] == "2" && r["caller_subject"] == "s1")
+        .expect("add record");
     assert_eq!(
-        (&add["decision"], &add["rule"], &add["resource"], &add["backend"], &add["outcome"]),
-        (&json!("allow"), &json!("rules[1]"), &json!("add"), &json!("tools"), &json!("ok"))
+        (
+            &add["decision"],
+            &add["rule"],
+            &add["resource"],
+            &add["backend"],
+            &add["outcome"]
+        ),
+        (
+            &json!("allow"),
+            &json!("rules[1]"),
+            &json!("add"),
+            &json!("tools"),
+            &json!("ok")
+        )
     );
     assert_eq!(add["caller_issuer"], iss);
-    let refused = records.iter().find(|r| r["jsonrpc_id"] == "6").expect("refused echo");
-    assert_eq!((&refused["decision"], &refused["rule"], &refused["status"]), (&json!("deny"), &json!("default"), &json!(403)));
-    assert!(records.iter().any(|r| r["outcome"] == "rate_limited"), "{records:#?}");
+    let refused = records
+        .iter()
+        .find(|r| r["jsonrpc_id"] == "6")
+        .expect("refused echo");
+    assert_eq!(
+        (&refused["decision"], &refused["rule"], &refused["status"]),
+        (&json!("deny"), &json!("default"), &json!(403))
+    );
+    assert!(
+        records.iter().any(|r| r["outcome"] == "rate_limited"),
+        "{records:#?}"
+    );
     drop(gw);
 }

@@ -197,6 +197,7 @@ impl FlowStack {
                 &jwt_authn,
                 &RenderOpts {
                     listener_port: port,
+                    ..Default::default()
                 },
             );
             match tokio::task::spawn_blocking(move || Envoy::try_start(&yaml))

@@ -38,7 +38,7 @@ fn shipped_configs_validate() {
         assert!(ok, "{} does not validate:\n{log}", path.display());
         // Prometheus labels and the JSON access log are part of every shipped config.
         let text = std::fs::read_to_string(&path).expect("read");
-        let tags: String = mcpgw::gateway::stats::envoy_stats_config_yaml()
+        let tags: String = mcpgw_core::gateway::stats::envoy_stats_config_yaml()
             .lines()
             .filter(|l| l.contains("regex:"))
             .map(|l| format!("{}\n", l.trim()))
@@ -61,11 +61,11 @@ fn shipped_configs_validate() {
         );
         // And the audit log, with every field of the record.
         assert!(
-            text.contains(mcpgw::gateway::stats::AUDIT_LOG_FILTER),
+            text.contains(mcpgw_core::gateway::stats::AUDIT_LOG_FILTER),
             "{}: audit log filter",
             path.display()
         );
-        for (k, v) in mcpgw::gateway::stats::AUDIT_LOG_FIELDS {
+        for (k, v) in mcpgw_core::gateway::stats::AUDIT_LOG_FIELDS {
             assert!(
                 text.contains(&format!("{k}: \"{v}\"")),
                 "{}: audit field {k}",

@@ -1032,7 +1032,11 @@ pub fn load(
         });
     }
 
-    let authorization = match spec.security_policy.as_ref().and_then(|s| s.authorization.as_ref()) {
+    let authorization = match spec
+        .security_policy
+        .as_ref()
+        .and_then(|s| s.authorization.as_ref())
+    {
         None => None,
         Some(a) => {
             let names: Vec<&str> = out_backends.iter().map(|b| b.name.as_str()).collect();
@@ -1347,7 +1351,10 @@ fn authorization(
     for (i, r) in a.rules.iter().enumerate() {
         let rat = format!("rules[{i}]");
         let mut rule = serde_json::Map::new();
-        rule.insert("action".into(), json!(action(&format!("{rat}.action"), &r.action, "allow")?));
+        rule.insert(
+            "action".into(),
+            json!(action(&format!("{rat}.action"), &r.action, "allow")?),
+        );
         if let Some(src) = &r.source {
             if !has_oauth {
                 return Err(format!(
@@ -1372,7 +1379,10 @@ fn authorization(
                 };
                 claims.push(json!({"name": c.name, "value_type": ty, "values": c.values}));
             }
-            rule.insert("when".into(), json!({"scopes": src.jwt.scopes, "claims": claims}));
+            rule.insert(
+                "when".into(),
+                json!({"scopes": src.jwt.scopes, "claims": claims}),
+            );
         }
         if let Some(t) = &r.target {
             if t.tools.is_empty() {
@@ -1394,14 +1404,13 @@ fn authorization(
         "default": action("defaultAction", &a.default_action, "deny")?,
         "rules": rules,
     });
-    let raw: mcpgw::gateway::policy::RawPolicy = serde_json::from_value(value.clone())
-        .map_err(|e| format!("{aat}: {e}"))?;
-    if let Err((field, problem)) = mcpgw::gateway::policy::compile(&raw, backends) {
+    let raw: mcpgw_core::gateway::policy::RawPolicy =
+        serde_json::from_value(value.clone()).map_err(|e| format!("{aat}: {e}"))?;
+    if let Err((field, problem)) = mcpgw_core::gateway::policy::compile(&raw, backends) {
         let field = field
             .replace("authorization.", "")
             .replace("when.claims", "source.jwt.claims")
             .replace("when.scopes", "source.jwt.scopes")
-            .replace("].target.tools[", "].target.tools[")
             .replace(".name", ".tool");
         return Err(format!("{aat}.{field}: {problem}"));
     }
@@ -1446,7 +1455,7 @@ fn oauth(
                     None => None,
                     Some(d) => Some(format!(
                         "{}s",
-                        mcpgw::gateway::config::parse_duration(d)
+                        mcpgw_core::gateway::config::parse_duration(d)
                             .map_err(|e| format!("{oat}.jwks.remoteJWKS.cacheDuration: {e}"))?
                             / 1000
                     )),
@@ -1521,7 +1530,7 @@ mod tests {
 
     pub fn testdata(name: &str) -> (PathBuf, String) {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/cli")
+            .join("../../testdata/cli")
             .join(name);
         let text = std::fs::read_to_string(&p).unwrap();
         (PathBuf::from(format!("testdata/cli/{name}")), text)
@@ -1671,9 +1680,15 @@ mod tests {
         assert_eq!(a["default"], "deny");
         let rules = a["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 4);
-        assert_eq!(rules[0]["target"]["tools"][0], serde_json::json!({"backend": "tools", "name": "echo"}));
+        assert_eq!(
+            rules[0]["target"]["tools"][0],
+            serde_json::json!({"backend": "tools", "name": "echo"})
+        );
         assert!(rules[0]["cel"].as_str().unwrap().contains("x-tenant-id"));
-        assert_eq!(rules[1]["when"]["claims"][1], serde_json::json!({"name": "org.departments", "value_type": "StringArray", "values": ["engineering", "development"]}));
+        assert_eq!(
+            rules[1]["when"]["claims"][1],
+            serde_json::json!({"name": "org.departments", "value_type": "StringArray", "values": ["engineering", "development"]})
+        );
         assert_eq!(rules[1]["when"]["scopes"], serde_json::json!(["sum"]));
         assert!(rules[2].get("when").is_none(), "no source: every caller");
         assert!(rules[3].get("target").is_none(), "no target: everything");

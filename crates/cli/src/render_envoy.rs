@@ -135,7 +135,7 @@ pub fn env_keys(gateway: &Gateway, previous_key: bool) -> Vec<String> {
 /// Render. `gateway` must already be [`served`] (every backend has an upstream).
 /// Prometheus labels for mcpgw's metrics (the filter embeds them in the names).
 fn stats_config() -> Y {
-    let tags = mcpgw::gateway::stats::envoy_stats_tags()
+    let tags = mcpgw_core::gateway::stats::envoy_stats_tags()
         .into_iter()
         .map(|(tag, regex)| m(vec![("tag_name", s(tag)), ("regex", s(regex))]));
     m(vec![("stats_tags", seq(tags))])
@@ -153,7 +153,7 @@ fn access_log(dest: &str) -> Y {
         ("upstream_cluster", s("%UPSTREAM_CLUSTER%")),
     ];
     fields.extend(
-        mcpgw::gateway::stats::ACCESS_LOG_FIELDS
+        mcpgw_core::gateway::stats::ACCESS_LOG_FIELDS
             .iter()
             .map(|(k, v)| (*k, s(v))),
     );
@@ -164,11 +164,15 @@ fn access_log(dest: &str) -> Y {
 /// The audit log: one JSON record per `tools/call`, `prompts/get`,
 /// `resources/read` and denial (see the filter's `audit`), to `dest`.
 pub fn audit_log(dest: &str) -> Y {
-    let fields = mcpgw::gateway::stats::AUDIT_LOG_FIELDS
+    let fields = mcpgw_core::gateway::stats::AUDIT_LOG_FIELDS
         .iter()
         .map(|(k, v)| (*k, s(v)))
         .collect();
-    json_logger(dest, fields, Some(mcpgw::gateway::stats::AUDIT_LOG_FILTER))
+    json_logger(
+        dest,
+        fields,
+        Some(mcpgw_core::gateway::stats::AUDIT_LOG_FILTER),
+    )
 }
 
 fn json_logger(dest: &str, fields: Vec<(&str, Y)>, cel_filter: Option<&str>) -> Y {

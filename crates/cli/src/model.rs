@@ -253,9 +253,8 @@ pub enum LimitKey {
 
 /// `N/PERIOD`: `60/m`, `5/s`, `100/h`, or a duration such as `10/30s`.
 pub fn parse_rate(spec: &str) -> Result<(u32, u64), String> {
-    let bad = || {
-        format!("\"{spec}\" is not a rate like \"60/m\", \"5/s\", \"100/h\" or \"10/30s\"")
-    };
+    let bad =
+        || format!("\"{spec}\" is not a rate like \"60/m\", \"5/s\", \"100/h\" or \"10/30s\"");
     let (n, per) = spec.split_once('/').ok_or_else(bad)?;
     let n: u32 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
     let per = per.trim();
@@ -263,7 +262,7 @@ pub fn parse_rate(spec: &str) -> Result<(u32, u64), String> {
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => mcpgw::gateway::config::parse_duration(per).map_err(|_| bad())?,
+        _ => mcpgw_core::gateway::config::parse_duration(per).map_err(|_| bad())?,
     };
     if ms < 50 {
         return Err(format!("\"{spec}\": the period must be at least 50ms"));

@@ -155,8 +155,10 @@ impl Listen {
             })?;
             let (requests, per_ms) =
                 model::parse_rate(rate).map_err(|e| format!("--limit-tool {spec}: {e}"))?;
-            if tool.is_empty() || !mcpgw::protocol::http::is_safe_header_value(tool) {
-                return Err(format!("--limit-tool {spec}: \"{tool}\" is not a tool name"));
+            if tool.is_empty() || !mcpgw_core::protocol::http::is_safe_header_value(tool) {
+                return Err(format!(
+                    "--limit-tool {spec}: \"{tool}\" is not a tool name"
+                ));
             }
             out.push(model::RateLimit {
                 key: model::LimitKey::Tool(tool.to_string()),
@@ -373,6 +375,9 @@ pub fn warn_all(diags: &Diagnostics) {
 }
 
 fn main() -> ExitCode {
+    // Every HTTP client of the command (JWKS discovery, the startup probe)
+    // uses rustls with ring; reqwest is built without a provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -418,13 +423,17 @@ fn cmd_check(a: &CheckArgs) -> Result<(), String> {
     let g = &loaded.gateway;
     // A JWKS to discover is found at run/render time: check with a stand-in.
     let mut checked = g.clone();
-    let discover = checked.oauth.as_mut().filter(|o| o.jwks.is_none()).map(|o| {
-        o.jwks = Some(model::Jwks::Remote {
-            uri: format!("{}/jwks.json", o.issuer.trim_end_matches('/')),
-            cache_duration: None,
+    let discover = checked
+        .oauth
+        .as_mut()
+        .filter(|o| o.jwks.is_none())
+        .map(|o| {
+            o.jwks = Some(model::Jwks::Remote {
+                uri: format!("{}/jwks.json", o.issuer.trim_end_matches('/')),
+                cache_duration: None,
+            });
+            discovery::metadata_urls(&o.issuer)
         });
-        discovery::metadata_urls(&o.issuer)
-    });
     if a.kubernetes {
         let opts = render_kube::Options::for_check(&checked);
         render_kube::render(&checked, &loaded.passthrough, &opts)?;
