@@ -63,3 +63,37 @@ pub fn forged(claims: &Value) -> String {
     )
     .expect("sign")
 }
+
+/// Envoy's `jwt_authn` for `issuer` with the test JWKS inline, as an
+/// `http_filters` list item (10 spaces): verified payloads go to the
+/// `jwt_payload` metadata (and, with `payload_header`, the header mcpgw
+/// reads), failures pass on to mcpgw, which answers the MCP 401.
+pub fn jwt_authn_filter(issuer: &str, audience: &str, payload_header: bool) -> String {
+    let jwks_inline = serde_json::to_string(
+        &serde_json::from_str::<Value>(&jwks())
+            .expect("json")
+            .to_string(),
+    )
+    .expect("yaml string");
+    let forward_payload = if payload_header {
+        "                  forward_payload_header: x-mcpgw-jwt-payload\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                test:
+                  issuer: {issuer}
+                  audiences: [{audience}]
+                  local_jwks: {{inline_string: {jwks_inline}}}
+                  payload_in_metadata: jwt_payload
+{forward_payload}                  forward: false
+              rules:
+              - match: {{prefix: /}}
+                requires: {{requires_any: {{requirements: [{{provider_name: test}}, {{allow_missing_or_failed: {{}}}}]}}}}
+"#
+    )
+}

@@ -141,29 +141,7 @@ async fn callers_see_and_use_exactly_their_grant() {
             {"name": "fx", "cluster": "fx", "authority": format!("127.0.0.1:{}", fx.port())}
         ]
     });
-    let jwks_inline = serde_json::to_string(
-        &serde_json::from_str::<Value>(&jwt::jwks())
-            .expect("json")
-            .to_string(),
-    )
-    .expect("yaml string");
-    let jwt_authn = format!(
-        r#"          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                test:
-                  issuer: {ISSUER}
-                  audiences: [{RESOURCE}]
-                  local_jwks: {{inline_string: {jwks_inline}}}
-                  payload_in_metadata: jwt_payload
-                  forward_payload_header: x-mcpgw-jwt-payload
-                  forward: false
-              rules:
-              - match: {{prefix: /}}
-                requires: {{requires_any: {{requirements: [{{provider_name: test}}, {{allow_missing_or_failed: {{}}}}]}}}}
-"#
-    );
+    let jwt_authn = jwt::jwt_authn_filter(ISSUER, RESOURCE, true);
     // Two calls of alpha__whoami per second, for everyone.
     let rate_limit = r#"          - name: envoy.filters.http.local_ratelimit
             typed_config:

@@ -61,34 +61,7 @@ impl OAuthStack {
                 {"name": "beta", "cluster": "beta"}
             ]
         });
-        let jwks = jwt::jwks();
-        let jwks_inline = serde_json::to_string(
-            &serde_json::from_str::<Value>(&jwks)
-                .expect("json")
-                .to_string(),
-        )
-        .expect("yaml string");
-        let forward_payload = if payload_header {
-            "                  forward_payload_header: x-mcpgw-jwt-payload\n"
-        } else {
-            ""
-        };
-        let jwt_authn = format!(
-            r#"          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                test:
-                  issuer: {ISSUER}
-                  audiences: [{RESOURCE}]
-                  local_jwks: {{inline_string: {jwks_inline}}}
-                  payload_in_metadata: jwt_payload
-{forward_payload}                  forward: false
-              rules:
-              - match: {{prefix: /}}
-                requires: {{requires_any: {{requirements: [{{provider_name: test}}, {{allow_missing_or_failed: {{}}}}]}}}}
-"#
-        );
+        let jwt_authn = jwt::jwt_authn_filter(ISSUER, RESOURCE, payload_header);
         let yaml = render_with(
             &plugin.to_string(),
             &[
