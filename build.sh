@@ -108,7 +108,7 @@ cmd_test() {
     export MCPGW_PYTHON="$VENV/bin/python"
     ensure_node_peers
     log "unit tests"
-    cargo test -p mcpgw-core -p mcpgw
+    cargo test -p mcpgw-core -p mcpgw-proxy-wasm -p mcpgw
     ensure_wasm_test_runner
     log "unit tests compiled to wasm32, run under Node"
     cargo test -p mcpgw-core --lib --target wasm32-unknown-unknown

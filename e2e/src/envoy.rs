@@ -97,7 +97,7 @@ pub const AUDIT_LOG_PLACEHOLDER: &str = "__MCPGW_AUDIT_LOG__";
 
 /// The audit access log at the `access_log` list's indentation.
 fn audit_log_yaml() -> String {
-    let fields: Vec<String> = mcpgw_core::gateway::stats::AUDIT_LOG_FIELDS
+    let fields: Vec<String> = mcpgw_proxy_wasm::names::AUDIT_LOG_FIELDS
         .iter()
         .map(|(k, v)| format!("{k}: \"{v}\""))
         .collect();
@@ -115,7 +115,7 @@ fn audit_log_yaml() -> String {
               log_format:
                 json_format: {{{fields}}}
 "#,
-        filter = mcpgw_core::gateway::stats::AUDIT_LOG_FILTER,
+        filter = mcpgw_proxy_wasm::names::AUDIT_LOG_FILTER,
         fields = fields.join(", ")
     )
 }

@@ -2,7 +2,9 @@
 //! each kind of request, and what it sends where.
 
 use super::*;
-use crate::gateway::host::{BodyAction as B, HeadersAction as H, Outbound, ResponseHeadersAction};
+use crate::gateway::host::{
+    Attribute, BodyAction as B, CallId, HeadersAction as H, Outbound, ResponseHeadersAction,
+};
 use crate::gateway::session::caps;
 use crate::gateway::stats::{metric_name, names};
 use crate::gateway::testing::{gateway, gateway_with, json_response, sse_response, FakeHost};
@@ -76,7 +78,7 @@ impl Harness {
 
     /// Answer every pending call with `answer(cluster, body)`.
     fn answer(&mut self, ex: &mut Exchange, answer: impl Fn(&str, &Value) -> CallResponse) -> B {
-        let calls: Vec<(u32, Outbound)> = std::mem::take(&mut self.host.calls);
+        let calls: Vec<(CallId, Outbound)> = std::mem::take(&mut self.host.calls);
         let mut last = B::Wait;
         for (token, call) in calls {
             let body: Value = serde_json::from_slice(&call.body).unwrap_or(Value::Null);
@@ -776,10 +778,11 @@ fn event_stream_reset_by_the_backend_is_counted() {
         );
         let progress = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
         let _ = ex.on_response_body(&mut h.host, progress, false);
-        h.host.set_property(&["response", "code_details"], details);
+        h.host
+            .set_attribute(Attribute::ResponseCodeDetails, details);
         h.host.logs.borrow_mut().clear();
         ex.on_done(&mut h.host);
-        h.host.clear_properties();
+        h.host.clear_stream_info();
         assert_eq!(
             h.host.counter(&failures()),
             before + u64::from(counted),
@@ -1274,19 +1277,11 @@ mod oauth {
 
     /// What jwt_authn leaves behind for a verified token.
     fn login(h: &Harness, sub: &str, scope: &str) -> String {
-        h.host.clear_properties();
-        let md = [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "jwt_payload",
-        ];
-        h.host.set_property(
-            &[md[0], md[1], md[2], md[3], "iss"],
-            "https://auth.example.com",
-        );
+        h.host.clear_stream_info();
+        let jwt = "envoy.filters.http.jwt_authn";
         h.host
-            .set_property(&[md[0], md[1], md[2], md[3], "sub"], sub);
+            .set_metadata(jwt, &["jwt_payload", "iss"], "https://auth.example.com");
+        h.host.set_metadata(jwt, &["jwt_payload", "sub"], sub);
         URL_SAFE_NO_PAD.encode(
             json!({"iss":"https://auth.example.com","sub":sub,"aud":"https://mcp.example.com/mcp","scope":scope}).to_string(),
         )
@@ -2001,8 +1996,10 @@ fn rate_limits_see_mcp_attributes_and_answer_in_json_rpc() {
     assert_eq!(op_set(&headers, "x-mcpgw-backend"), Some("alpha"));
     assert_eq!(op_set(&headers, "x-mcpgw-tool"), Some("alpha__echo"));
     assert_eq!(op_set(&headers, "x-mcpgw-caller"), Some("anonymous"));
-    h.host
-        .set_property(&["response", "code_details"], "local_rate_limited");
+    h.host.set_attribute(
+        crate::gateway::host::Attribute::ResponseCodeDetails,
+        "local_rate_limited",
+    );
     let ResponseHeadersAction::Replace(r) = ex.on_response_headers(
         &mut h.host,
         &[
@@ -2031,8 +2028,10 @@ fn rate_limits_see_mcp_attributes_and_answer_in_json_rpc() {
         1
     );
     // A backend's own 429 stays the backend's failure.
-    h.host
-        .set_property(&["response", "code_details"], "via_upstream");
+    h.host.set_attribute(
+        crate::gateway::host::Attribute::ResponseCodeDetails,
+        "via_upstream",
+    );
     let (mut ex, _) = h.post(
         Some(&sid),
         json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"alpha__echo","arguments":{}}}),

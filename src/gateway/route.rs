@@ -3,24 +3,21 @@
 //! backend sent. Envoy carries them; the answer is rewritten as it streams back.
 
 use super::config::RATE_LIMIT_HEADERS;
-use super::exchange::{
-    append_error_event, json_error, replace_member, Exchange, FanOp, Mode, NameKind, Routed, State,
-};
+use super::error::GatewayError;
+use super::exchange::{replace_member, Exchange, FanOp, Mode, NameKind, Routed, State};
 use super::host::LocalResponse;
 use super::host::{
-    header, BodyAction, HeaderOp, Host, Level, ResponseBodyAction, ResponseHeadersAction,
+    header, Attribute, BodyAction, HeaderOp, Host, Level, LogField, ResponseBodyAction,
+    ResponseHeadersAction,
 };
 use super::naming::{Naming, Resolved};
 use super::policy::{Access, Resource};
 use super::session::Session;
-use super::stats::{self, names, ErrorKind};
+use super::stats::ErrorKind;
 use super::stream::{self, SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, media_type};
-use crate::protocol::jsonrpc::{
-    error_json, json_string, raw_str, Message, RawObject, BACKEND_ERROR, INVALID_PARAMS,
-    INVALID_REQUEST, RATE_LIMITED, RESOURCE_NOT_FOUND,
-};
+use crate::protocol::jsonrpc::{json_string, raw_str, Message, RawObject};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -128,7 +125,7 @@ impl Exchange {
     ) -> BodyAction {
         match replace_member(body, member, value) {
             Some(b) => self.forward(session, backend, Some(b), expects_response),
-            None => BodyAction::Respond(self.error(400, INVALID_REQUEST, "Invalid Request")),
+            None => BodyAction::Respond(self.fail(GatewayError::invalid_request())),
         }
     }
 
@@ -147,7 +144,7 @@ impl Exchange {
                 "Invalid params: {} needs params.name",
                 self.req.method.as_deref().unwrap_or("")
             );
-            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &m));
+            return BodyAction::Respond(self.fail(GatewayError::invalid_params(m)));
         };
         let unknown = what.unknown(&name);
         let naming = Naming::new(&self.gw.cfg);
@@ -161,12 +158,11 @@ impl Exchange {
                 return self.lookup(host, session, what, &name, params, &candidates);
             }
             Resolved::Unknown => {
-                self.note(ErrorKind::UnknownTool);
-                return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+                return BodyAction::Respond(self.fail(GatewayError::unknown_name(unknown)));
             }
         };
         let Some(b) = self.gw.cfg.backends.get(i) else {
-            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+            return BodyAction::Respond(self.fail(GatewayError::invalid_params(unknown)));
         };
         if matches!(what, NameKind::Tool) {
             self.req.tool = Some(name.to_string());
@@ -176,8 +172,7 @@ impl Exchange {
                 Level::Info,
                 &format!("refused hidden {} {name}", what.label()),
             );
-            self.note(ErrorKind::UnknownTool);
-            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+            return BodyAction::Respond(self.fail(GatewayError::unknown_name(unknown)));
         }
         if let Err(r) = self.check_name(host, i, what, &original, msg.params) {
             return BodyAction::Respond(r);
@@ -199,11 +194,8 @@ impl Exchange {
         let params = msg.params.and_then(|p| RawObject::parse(p).ok());
         let uri = params.as_ref().and_then(|p| p.get_str("uri"));
         let (Some(params), Some(uri)) = (params, uri) else {
-            return BodyAction::Respond(self.error(
-                200,
-                INVALID_PARAMS,
-                "Invalid params: params.uri is required",
-            ));
+            let e = GatewayError::invalid_params("Invalid params: params.uri is required");
+            return BodyAction::Respond(self.fail(e));
         };
         let (i, original) = match Naming::new(&self.gw.cfg).resolve_uri(session, &uri) {
             Resolved::Backend(i, o) => (i, o.into_owned()),
@@ -219,8 +211,7 @@ impl Exchange {
                 });
             }
             Resolved::Unknown => {
-                let m = format!("Resource not found: {uri}");
-                return BodyAction::Respond(self.error(200, RESOURCE_NOT_FOUND, &m));
+                return BodyAction::Respond(self.fail(GatewayError::resource_not_found(&uri)));
             }
         };
         if let Err(r) = self.check_uri(host, i, &original, false, msg.params) {
@@ -248,11 +239,8 @@ impl Exchange {
             .and_then(|p| p.get("ref"))
             .and_then(|r| RawObject::parse(r).ok());
         let (Some(params), Some(reference)) = (params, reference) else {
-            return BodyAction::Respond(self.error(
-                200,
-                INVALID_PARAMS,
-                "Invalid params: params.ref is required",
-            ));
+            let e = GatewayError::invalid_params("Invalid params: params.ref is required");
+            return BodyAction::Respond(self.fail(e));
         };
         let naming = Naming::new(&self.gw.cfg);
         let kind = reference.get_str("type");
@@ -286,7 +274,7 @@ impl Exchange {
                         .get(i)
                         .is_some_and(|b| !b.prompts.allows(&original));
                 if hidden {
-                    return BodyAction::Respond(self.error(200, INVALID_PARAMS, unknown));
+                    return BodyAction::Respond(self.fail(GatewayError::invalid_params(unknown)));
                 }
                 let checked = if field == "name" {
                     self.check_name(host, i, NameKind::Prompt, &original, msg.params)
@@ -313,7 +301,7 @@ impl Exchange {
                     Some(body.to_vec())
                 })
             }
-            None => BodyAction::Respond(self.error(200, INVALID_PARAMS, unknown)),
+            None => BodyAction::Respond(self.fail(GatewayError::invalid_params(unknown))),
         }
     }
 
@@ -335,11 +323,8 @@ impl Exchange {
             Some((i, w.original))
         });
         let (Some(params), Some((i, original))) = (params, target) else {
-            return BodyAction::Respond(self.error(
-                200,
-                INVALID_PARAMS,
-                "Invalid params: unknown taskId",
-            ));
+            let e = GatewayError::invalid_params("Invalid params: unknown taskId");
+            return BodyAction::Respond(self.fail(e));
         };
         let gw = Arc::clone(&self.gw);
         let method = self.req.method.clone().unwrap_or_default();
@@ -378,12 +363,7 @@ impl Exchange {
                 Level::Info,
                 "dropped a response whose id this session did not issue",
             );
-            let r = json_error(
-                400,
-                None,
-                INVALID_REQUEST,
-                "Bad Request: response to an unknown request id",
-            );
+            let r = GatewayError::unknown_reply_id().response(None);
             return BodyAction::Respond(self.respond(r));
         };
         self.forward_with(session, i, body, "id", &original, false)
@@ -451,30 +431,17 @@ impl Exchange {
         // backend's HTTP (its 401 must not start the client's OAuth flow).
         r.mode = Mode::Drop;
         let expects = r.expects_response;
+        let routed_to = r.ctx.backend;
         let is_get = r.ctx.method.is_none() && r.ctx.request_id.is_none();
         let reply = if status == 404 {
             host.log(
                 Level::Info,
                 &format!("backend {name} answered 404: its session ended"),
             );
-            self.req
-                .stats
-                .error
-                .get_or_insert(ErrorKind::ExpiredSession);
-            json_error(
-                404,
-                None,
-                INVALID_REQUEST,
-                &format!("Not Found: backend {name} ended its session; initialize a new one"),
-            )
+            self.note(ErrorKind::ExpiredSession);
+            GatewayError::backend_session_ended(&name).response(None)
         } else if status == 405 && is_get {
-            json_error(
-                405,
-                None,
-                INVALID_REQUEST,
-                &format!("Method Not Allowed: backend {name} offers no GET stream"),
-            )
-            .with_header("allow", "POST, DELETE")
+            GatewayError::no_get_stream(&name).response(None)
         } else {
             let what = if status == 0 {
                 "no answer".to_string()
@@ -485,22 +452,14 @@ impl Exchange {
                 Level::Warn,
                 &format!("backend {name} failed: {what} ({ct})"),
             );
-            self.req
-                .stats
-                .error
-                .get_or_insert(ErrorKind::BackendFailure);
-            stats::count(
-                self.gw.cfg.metrics,
-                host,
-                names::BACKEND_FAILURES,
-                &[("backend", &name)],
-            );
-            let m = format!("backend {name} failed: {what}");
-            if expects {
-                json_error(200, self.req.request_id.as_deref(), BACKEND_ERROR, &m)
+            let e = GatewayError::backend_failed(format!("backend {name} failed: {what}"), expects);
+            self.note(ErrorKind::BackendFailure);
+            self.count_backend_failure(host, routed_to);
+            e.response(if expects {
+                self.req.request_id.as_deref()
             } else {
-                json_error(502, None, BACKEND_ERROR, &m)
-            }
+                None
+            })
         };
         let mut reply = reply;
         reply.headers.extend(self.req.cors.iter().cloned());
@@ -513,7 +472,7 @@ impl Exchange {
         body: &[u8],
         end_of_stream: bool,
     ) -> ResponseBodyAction {
-        let action = self.response_body(host, body, end_of_stream);
+        let action = self.rewrite_response_body(host, body, end_of_stream);
         if end_of_stream {
             // The audit record's outcome, now that the answer has been read.
             self.publish_outcome(host);
@@ -521,7 +480,7 @@ impl Exchange {
         action
     }
 
-    fn response_body(
+    fn rewrite_response_body(
         &mut self,
         host: &mut dyn Host,
         body: &[u8],
@@ -564,15 +523,10 @@ impl Exchange {
                 let backend = r.ctx.backend;
                 let m = format!("backend {} answered with {what}", gw.backend_name(backend));
                 host.log(Level::Warn, &m);
-                self.req
-                    .stats
-                    .error
-                    .get_or_insert(ErrorKind::BackendFailure);
+                self.note(ErrorKind::BackendFailure);
                 self.count_backend_failure(host, backend);
-                let raw = want.and_then(|i| RawValue::from_string(i).ok());
-                ResponseBodyAction::Replace(
-                    error_json(raw.as_deref(), BACKEND_ERROR, &m, None).into_bytes(),
-                )
+                let e = GatewayError::backend(m);
+                ResponseBodyAction::Replace(e.body(want.as_deref()).into_bytes())
             }
             Mode::Sse(rw) => {
                 let mut out = Vec::with_capacity(body.len() + 128);
@@ -583,11 +537,8 @@ impl Exchange {
                         &format!("backend {name}: broken event stream ({e}); closing it"),
                     );
                     if r.expects_response {
-                        append_error_event(
-                            &mut out,
-                            r.ctx.request_id.as_deref(),
-                            &format!("backend {name} sent a broken event stream: {e}"),
-                        );
+                        let m = format!("backend {name} sent a broken event stream: {e}");
+                        GatewayError::backend(m).write_event(&mut out, r.ctx.request_id.as_deref());
                     }
                     r.mode = Mode::Drop;
                     return ResponseBodyAction::Replace(out);
@@ -608,17 +559,9 @@ impl Exchange {
                             .stats
                             .error
                             .get_or_insert(ErrorKind::BackendFailure);
-                        stats::count(
-                            self.gw.cfg.metrics,
-                            host,
-                            names::BACKEND_FAILURES,
-                            &[("backend", name)],
-                        );
-                        append_error_event(
-                            &mut out,
-                            r.ctx.request_id.as_deref(),
-                            &format!("backend {name} {why}"),
-                        );
+                        gw.meters.backend_failure(host, r.ctx.backend);
+                        GatewayError::backend(format!("backend {name} {why}"))
+                            .write_event(&mut out, r.ctx.request_id.as_deref());
                     }
                 }
                 ResponseBodyAction::Replace(out)
@@ -635,8 +578,7 @@ impl Exchange {
         backend: &str,
     ) -> Option<LocalResponse> {
         let details = host
-            .property(&["response", "code_details"])
-            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .attribute(Attribute::ResponseCodeDetails)
             .unwrap_or_default();
         if details != "local_rate_limited" && details != "request_rate_limited" {
             return None;
@@ -653,13 +595,8 @@ impl Exchange {
         self.note(ErrorKind::RateLimited);
         let tool = self.req.tool.clone().unwrap_or_default();
         let label = self.gw.cardinality.tool_label(&tool);
-        stats::count(
-            self.gw.cfg.metrics,
-            host,
-            names::RATE_LIMITED,
-            &[("backend", backend), ("tool", &label)],
-        );
-        self.publish(host, "error", ErrorKind::RateLimited.label());
+        self.gw.meters.rate_limited(host, backend, &label);
+        self.publish(host, LogField::Error, ErrorKind::RateLimited.label());
         self.publish_outcome(host);
         let what = match &self.req.tool {
             Some(t) => format!("tool {t}"),
@@ -671,9 +608,9 @@ impl Exchange {
             .request_id
             .as_deref()
             .and_then(|i| RawValue::from_string(i.to_string()).ok());
-        let body = error_json(
+        let body = crate::protocol::jsonrpc::error_json(
             raw_id.as_deref(),
-            RATE_LIMITED,
+            crate::protocol::jsonrpc::RATE_LIMITED,
             &format!("Rate limit exceeded for {what}: retry in {retry} s"),
             Some(&data),
         );

@@ -153,7 +153,7 @@ fn access_log(dest: &str) -> Y {
         ("upstream_cluster", s("%UPSTREAM_CLUSTER%")),
     ];
     fields.extend(
-        mcpgw_core::gateway::stats::ACCESS_LOG_FIELDS
+        mcpgw_proxy_wasm::names::ACCESS_LOG_FIELDS
             .iter()
             .map(|(k, v)| (*k, s(v))),
     );
@@ -164,14 +164,14 @@ fn access_log(dest: &str) -> Y {
 /// The audit log: one JSON record per `tools/call`, `prompts/get`,
 /// `resources/read` and denial (see the filter's `audit`), to `dest`.
 pub fn audit_log(dest: &str) -> Y {
-    let fields = mcpgw_core::gateway::stats::AUDIT_LOG_FIELDS
+    let fields = mcpgw_proxy_wasm::names::AUDIT_LOG_FIELDS
         .iter()
         .map(|(k, v)| (*k, s(v)))
         .collect();
     json_logger(
         dest,
         fields,
-        Some(mcpgw_core::gateway::stats::AUDIT_LOG_FILTER),
+        Some(mcpgw_proxy_wasm::names::AUDIT_LOG_FILTER),
     )
 }
 
