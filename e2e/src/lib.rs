@@ -11,5 +11,7 @@ pub mod envoy;
 pub mod faulty;
 pub mod fixture;
 pub mod jwt;
+pub mod mcpgw_run;
+pub mod peers;
 pub mod stack;
 pub mod tls;

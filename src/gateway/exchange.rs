@@ -670,14 +670,27 @@ impl Exchange {
             None => {
                 // Only backends holding a session can push messages outside a
                 // POST; if exactly one does, its stream is the whole stream.
+                // Backends that need no GET stream (`standalone_stream:
+                // false`, the stdio bridges) give way to the one that does.
                 let joined: Vec<(usize, bool)> = self
                     .joined(&session)
                     .map(|(i, bs)| (i, bs.session_id.is_some()))
                     .collect();
                 let stateful: Vec<usize> =
                     joined.iter().filter(|(_, s)| *s).map(|(i, _)| *i).collect();
-                match (joined.as_slice(), stateful.as_slice()) {
-                    ([(only, _)], _) | (_, [only]) => Some((*only, None)),
+                let pushers: Vec<usize> = stateful
+                    .iter()
+                    .copied()
+                    .filter(|i| {
+                        self.gw
+                            .cfg
+                            .backends
+                            .get(*i)
+                            .is_some_and(|b| b.standalone_stream)
+                    })
+                    .collect();
+                match (joined.as_slice(), pushers.as_slice(), stateful.as_slice()) {
+                    ([(only, _)], _, _) | (_, [only], _) | (_, [], [only]) => Some((*only, None)),
                     _ => None,
                 }
             }

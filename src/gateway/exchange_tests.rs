@@ -902,6 +902,41 @@ fn get_streams() {
     assert!(op_removes(&ops, "last-event-id"));
 }
 
+/// Two stateful backends, one of which needs no GET stream (a stdio
+/// bridge, `standalone_stream: false`): the other one's stream passes
+/// through; with both needing none, the GET is refused as before.
+#[test]
+fn get_stream_goes_to_the_one_backend_that_pushes() {
+    let stateful_session = |backends: &str| {
+        let mut h = Harness::new(backends);
+        let (mut ex, _) = h.post(
+            None,
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}),
+        );
+        let B::Respond(r) = h.answer(&mut ex, |cluster, req| {
+            let mut r = json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"protocolVersion":"2025-11-25","capabilities":{}}}).to_string());
+            r.headers.push(("mcp-session-id".into(), format!("{cluster}-s")));
+            r
+        }) else {
+            panic!()
+        };
+        let sid = header(&r.headers, "mcp-session-id").unwrap().to_string();
+        let mut ex = Exchange::new(h.gw.clone());
+        ex.on_request_headers(&mut h.host, &hdrs("GET", &[("mcp-session-id", &sid)]), true)
+    };
+    let a = stateful_session(
+        r#"[{"name":"bridge","cluster":"c_bridge","standalone_stream":false},{"name":"http","cluster":"c_http"}]"#,
+    );
+    assert!(
+        matches!(a, H::Continue(ref ops) if op_set(ops, "x-mcpgw-cluster") == Some("c_http")),
+        "{a:?}"
+    );
+    let a = stateful_session(
+        r#"[{"name":"b1","cluster":"c_b1","standalone_stream":false},{"name":"b2","cluster":"c_b2","standalone_stream":false}]"#,
+    );
+    assert!(matches!(a, H::Respond(r) if r.status == 405));
+}
+
 #[test]
 fn allowed_origins_list() {
     let gw = Arc::new(gateway_with(
