@@ -7,7 +7,7 @@
 use jsonwebtoken::Algorithm;
 use mcpgw_e2e::backends::{self, Kind};
 use mcpgw_e2e::client::{Answer, Raw, ACCEPT_BOTH};
-use mcpgw_e2e::envoy::{render_opts, Cluster, Envoy, RenderOpts};
+use mcpgw_e2e::envoy::{render_opts, Cluster, Engine, Envoy, RenderOpts};
 use mcpgw_e2e::fixture;
 use mcpgw_e2e::jwt;
 use mcpgw_e2e::stack::SESSION_KEY;
@@ -96,7 +96,9 @@ impl Stack {
         let text = self
             .envoy
             .admin_get("/stats/prometheus")
-            .unwrap_or_default();
+            .unwrap_or_default()
+            // The module's stats carry Envoy's own prefix.
+            .replace("envoy_mcpgw_", "mcpgw_");
         text.lines()
             .filter_map(|l| l.strip_prefix(series))
             .filter_map(|v| v.trim().parse::<f64>().ok())
@@ -109,8 +111,9 @@ fn call(id: u64, name: &str, args: Value) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}})
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn callers_see_and_use_exactly_their_grant() {
+mcpgw_e2e::per_engine!(callers_see_and_use_exactly_their_grant);
+
+async fn callers_see_and_use_exactly_their_grant(engine: Engine) {
     let alpha = backends::spawn(Kind::Alpha).await;
     let fx = fixture::spawn().await;
     let plugin = json!({
@@ -172,6 +175,7 @@ async fn callers_see_and_use_exactly_their_grant() {
         &[],
         &jwt_authn,
         &RenderOpts {
+            engine: Some(engine),
             filters_after: rate_limit.into(),
             audit_log: true,
             ..Default::default()

@@ -61,11 +61,11 @@ fn shipped_configs_validate() {
         );
         // And the audit log, with every field of the record.
         assert!(
-            text.contains(mcpgw_proxy_wasm::names::AUDIT_LOG_FILTER),
+            text.contains(&mcpgw_proxy_wasm::names::audit_log_filter()),
             "{}: audit log filter",
             path.display()
         );
-        for (k, v) in mcpgw_proxy_wasm::names::AUDIT_LOG_FIELDS {
+        for (k, v) in mcpgw_proxy_wasm::names::audit_log_fields() {
             assert!(
                 text.contains(&format!("{k}: \"{v}\"")),
                 "{}: audit field {k}",

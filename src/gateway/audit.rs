@@ -9,10 +9,69 @@
 //! `audit.arguments` entry lists are recorded, with their values; the others
 //! appear with the value `"[redacted]"`.
 
+use super::host::LogField;
 use super::policy::{Kind, Resource};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// Where a member of the audit record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordValue {
+    /// A field the filter publishes (each adapter knows its filter-state key).
+    Field(LogField),
+    /// An Envoy access-log command.
+    Envoy(&'static str),
+}
+
+/// The audit record as Envoy's JSON access log writes it: (JSON key, value),
+/// in order. Each adapter turns it into format strings for its filter-state keys.
+pub const RECORD: [(&str, RecordValue); 17] = [
+    ("time", RecordValue::Envoy("%START_TIME%")),
+    ("caller_issuer", RecordValue::Field(LogField::CallerIssuer)),
+    (
+        "caller_subject",
+        RecordValue::Field(LogField::CallerSubject),
+    ),
+    (
+        "caller_client_id",
+        RecordValue::Field(LogField::CallerClientId),
+    ),
+    ("session", RecordValue::Field(LogField::Session)),
+    ("jsonrpc_id", RecordValue::Field(LogField::JsonRpcId)),
+    ("method", RecordValue::Field(LogField::Method)),
+    ("backend", RecordValue::Field(LogField::AuditBackend)),
+    ("kind", RecordValue::Field(LogField::AuditKind)),
+    ("resource", RecordValue::Field(LogField::AuditResource)),
+    ("decision", RecordValue::Field(LogField::AuditDecision)),
+    ("rule", RecordValue::Field(LogField::AuditRule)),
+    ("outcome", RecordValue::Field(LogField::AuditOutcome)),
+    ("status", RecordValue::Envoy("%RESPONSE_CODE%")),
+    ("duration_ms", RecordValue::Envoy("%DURATION%")),
+    ("arguments", RecordValue::Field(LogField::AuditArguments)),
+    ("request_id", RecordValue::Envoy("%REQ(X-REQUEST-ID)%")),
+];
+
+/// The record's members as Envoy format strings, given how an adapter names
+/// a field's filter state (`%FILTER_STATE(<key>:PLAIN)%`).
+pub fn record_formats(key: impl Fn(LogField) -> String) -> Vec<(&'static str, String)> {
+    RECORD
+        .iter()
+        .map(|(k, v)| {
+            let format = match v {
+                RecordValue::Field(f) => format!("%FILTER_STATE({}:PLAIN)%", key(*f)),
+                RecordValue::Envoy(e) => (*e).to_string(),
+            };
+            (*k, format)
+        })
+        .collect()
+}
+
+/// Envoy's CEL access-log filter keeping only requests with a record, given
+/// the filter-state key of [`LogField::Audit`].
+pub fn record_filter(audit_key: &str) -> String {
+    format!("'{audit_key}' in filter_state")
+}
 
 /// `audit` in the plugin config.
 #[derive(Debug, Default, Deserialize)]

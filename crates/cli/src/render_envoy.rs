@@ -164,14 +164,14 @@ fn access_log(dest: &str) -> Y {
 /// The audit log: one JSON record per `tools/call`, `prompts/get`,
 /// `resources/read` and denial (see the filter's `audit`), to `dest`.
 pub fn audit_log(dest: &str) -> Y {
-    let fields = mcpgw_proxy_wasm::names::AUDIT_LOG_FIELDS
-        .iter()
-        .map(|(k, v)| (*k, s(v)))
+    let fields = mcpgw_proxy_wasm::names::audit_log_fields()
+        .into_iter()
+        .map(|(k, v)| (k, s(&v)))
         .collect();
     json_logger(
         dest,
         fields,
-        Some(mcpgw_proxy_wasm::names::AUDIT_LOG_FILTER),
+        Some(&mcpgw_proxy_wasm::names::audit_log_filter()),
     )
 }
 

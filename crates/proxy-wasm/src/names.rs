@@ -38,48 +38,17 @@ pub const ACCESS_LOG_FIELDS: [(&str, &str); 6] = [
     ("mcp_error", "%FILTER_STATE(wasm.mcpgw.error:PLAIN)%"),
 ];
 
-/// The audit record (the core's `audit`): one JSON line per `tools/call`,
-/// `prompts/get`, `resources/read` and denial, as (JSON key, Envoy format).
-pub const AUDIT_LOG_FIELDS: [(&str, &str); 17] = [
-    ("time", "%START_TIME%"),
-    (
-        "caller_issuer",
-        "%FILTER_STATE(wasm.mcpgw.caller_issuer:PLAIN)%",
-    ),
-    (
-        "caller_subject",
-        "%FILTER_STATE(wasm.mcpgw.caller_subject:PLAIN)%",
-    ),
-    (
-        "caller_client_id",
-        "%FILTER_STATE(wasm.mcpgw.caller_client_id:PLAIN)%",
-    ),
-    ("session", "%FILTER_STATE(wasm.mcpgw.session:PLAIN)%"),
-    ("jsonrpc_id", "%FILTER_STATE(wasm.mcpgw.jsonrpc_id:PLAIN)%"),
-    ("method", "%FILTER_STATE(wasm.mcpgw.method:PLAIN)%"),
-    ("backend", "%FILTER_STATE(wasm.mcpgw.audit_backend:PLAIN)%"),
-    ("kind", "%FILTER_STATE(wasm.mcpgw.audit_kind:PLAIN)%"),
-    (
-        "resource",
-        "%FILTER_STATE(wasm.mcpgw.audit_resource:PLAIN)%",
-    ),
-    (
-        "decision",
-        "%FILTER_STATE(wasm.mcpgw.audit_decision:PLAIN)%",
-    ),
-    ("rule", "%FILTER_STATE(wasm.mcpgw.audit_rule:PLAIN)%"),
-    ("outcome", "%FILTER_STATE(wasm.mcpgw.audit_outcome:PLAIN)%"),
-    ("status", "%RESPONSE_CODE%"),
-    ("duration_ms", "%DURATION%"),
-    (
-        "arguments",
-        "%FILTER_STATE(wasm.mcpgw.audit_arguments:PLAIN)%",
-    ),
-    ("request_id", "%REQ(X-REQUEST-ID)%"),
-];
+/// The audit record (the core's `audit::RECORD`): one JSON line per
+/// `tools/call`, `prompts/get`, `resources/read` and denial, as (JSON key,
+/// Envoy format).
+pub fn audit_log_fields() -> Vec<(&'static str, String)> {
+    mcpgw_core::gateway::audit::record_formats(|f| format!("wasm.{}", property(f)))
+}
 
 /// Envoy's CEL access-log filter that keeps only requests with an audit record.
-pub const AUDIT_LOG_FILTER: &str = "'wasm.mcpgw.audit' in filter_state";
+pub fn audit_log_filter() -> String {
+    mcpgw_core::gateway::audit::record_filter(&format!("wasm.{}", property(LogField::Audit)))
+}
 
 #[cfg(test)]
 mod tests {
@@ -91,7 +60,7 @@ mod tests {
             assert_eq!(property(field), format!("mcpgw.{}", field.name()));
         }
         // The audit record prints what the filter publishes.
-        for (_, format) in AUDIT_LOG_FIELDS {
+        for (_, format) in audit_log_fields() {
             if let Some(key) = format
                 .strip_prefix("%FILTER_STATE(wasm.")
                 .and_then(|f| f.strip_suffix(":PLAIN)%"))
@@ -99,7 +68,7 @@ mod tests {
                 assert!(LogField::ALL.iter().any(|f| property(*f) == key), "{key}");
             }
         }
-        assert!(AUDIT_LOG_FILTER.contains(&format!("'wasm.{}'", property(LogField::Audit))));
+        assert!(audit_log_filter().contains(&format!("'wasm.{}'", property(LogField::Audit))));
         for (field, (_, format)) in LogField::ALL.iter().zip(ACCESS_LOG_FIELDS) {
             assert_eq!(property(*field), format!("mcpgw.{}", field.name()));
             assert_eq!(
