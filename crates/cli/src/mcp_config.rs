@@ -126,6 +126,8 @@ pub fn load(
             hostnames: vec![],
             backends,
             oauth,
+            authorization: None,
+            limits: Vec::new(),
             kube: KubeMeta {
                 name: "mcpgw".into(),
                 namespace: "default".into(),

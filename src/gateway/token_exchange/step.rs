@@ -553,7 +553,8 @@ impl Exchange {
         let what = format!("the token service refused a token for backend {name} ({error}); more scopes are needed");
         host.log(Level::Info, &format!("403 for {}: {what}", p.subject));
         self.req.stats.error.get_or_insert(ErrorKind::Forbidden);
-        Some(auth.forbidden(
+        Some(crate::gateway::access::forbidden(
+            Some(auth.metadata_url.as_str()),
             self.req.request_id.as_deref(),
             Some(&scopes.join(" ")),
             &what,
