@@ -264,11 +264,11 @@ fn the_form_sent_to_the_token_service() {
 
 #[test]
 fn client_secret_post_and_a_signed_actor_assertion() {
-    let key = std::fs::read_to_string(concat!(
+    let key = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/testdata/oauth/ec.pem"
     ))
-    .unwrap();
+    .to_string();
     let key_json = serde_json::to_string(&key).unwrap();
     let backends = format!(
         r#"[{{"name":"alpha","cluster":"c_alpha","token_exchange":{{"cluster":"sts","token_endpoint":"https://sts.example.com/token","audience":"a","client_auth":{{"client_id":"gw id","client_secret":"p&ss","method":"post"}},"actor_token":{{"client_assertion_jwt":{{"issuer":"mcpgw","subject":"gateway","private_key":{key_json},"algorithm":"ES256","key_id":"k1","lifetime":"2m"}}}}}}}}]"#
@@ -319,11 +319,11 @@ fn client_secret_post_and_a_signed_actor_assertion() {
 fn rsa_and_hmac_assertions_verify() {
     use super::assertion::{sign, Algorithm, Claims, SigningKey};
     use rsa::signature::Verifier;
-    let pem = std::fs::read_to_string(concat!(
+    let pem = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/testdata/oauth/rsa.pem"
     ))
-    .unwrap();
+    .to_string();
     let host = FakeHost::default();
     let c = Claims {
         issuer: "i",
