@@ -59,6 +59,8 @@ pub(super) const CALL_ACCEPT: &str = "application/json, text/event-stream";
 #[derive(Default)]
 pub(super) struct RequestCtx {
     pub authority: String,
+    /// The client's `:path` has a query string (or fragment).
+    pub query: bool,
     pub authorization: Option<String>,
     pub propagate: Vec<(String, String)>,
     /// Trace context found only in `params._meta`: added as headers upstream.
@@ -411,6 +413,7 @@ impl Exchange {
             return HeadersAction::Continue(vec![strip_route]);
         }
         self.req.authority = header(headers, ":authority").unwrap_or("").to_string();
+        self.req.query = path.len() != path_only(path).len();
         let payload_header = self.gw.cfg.auth.as_ref().map(|a| a.payload_header.as_str());
         for (k, _) in headers {
             let known = [
