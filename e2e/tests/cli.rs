@@ -418,6 +418,86 @@ async fn run_mcp_config_with_http_stdio_and_https_backends() {
     );
 }
 
+/// An MCPRoute with `hostnames` run locally: the filter names the backend and
+/// the route rewrites path and host (`rewrite: route`), so the route is
+/// re-resolved on the client's own host and every call reaches its backend at
+/// the backend's path (with the API key query the MCPRoute adds), never with
+/// the client's query string. A host the route does not list gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_mcproute_with_hostnames_routes_every_call() {
+    let alpha = backends::spawn(Kind::Alpha).await;
+    let beta = backends::spawn(Kind::Beta).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let route = write(
+        dir.path(),
+        "route.yaml",
+        &format!(
+            r#"apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: MCPRoute
+metadata: {{name: hosts, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [localhost]
+  backendRefs:
+    - {{name: alpha, kind: Backend, group: gateway.envoyproxy.io}}
+    - name: beta
+      kind: Backend
+      group: gateway.envoyproxy.io
+      securityPolicy: {{apiKey: {{inline: k-1, queryParam: key}}}}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: alpha, namespace: default}}
+spec: {{endpoints: [{{ip: {{address: 127.0.0.1, port: {}}}}}]}}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: beta, namespace: default}}
+spec: {{endpoints: [{{ip: {{address: 127.0.0.1, port: {}}}}}]}}
+"#,
+            alpha.port(),
+            beta.port()
+        ),
+    );
+    let gw = tokio::task::spawn_blocking({
+        let route = route.display().to_string();
+        move || Gateway::start(&[&route, "--no-probe"], &[])
+    })
+    .await
+    .expect("start");
+
+    let other = Raw::new(&gw.url());
+    let a = other
+        .post(None, &json!({"jsonrpc":"2.0","id":0,"method":"ping"}))
+        .await;
+    assert_eq!(a.status, 404, "a host the route does not list: {}", a.body);
+
+    let raw = Raw::new(&format!("http://localhost:{}/mcp?client=q", gw.port));
+    let sid = raw.session().await;
+    for (i, (tool, port, path)) in [
+        ("alpha__whoami", alpha.port(), "/mcp"),
+        ("beta__whoami", beta.port(), "/mcp?key=k-1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = raw
+            .post(
+                Some(&sid),
+                &json!({"jsonrpc":"2.0","id":i + 1,"method":"tools/call","params":{"name":tool,"arguments":{}}}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{tool}: {}", a.body);
+        let text = a.json()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let who: serde_json::Value = serde_json::from_str(&text).expect("whoami JSON");
+        assert_eq!(who["host"], format!("127.0.0.1:{port}"), "{tool}: {who}");
+        assert_eq!(who["path"], path, "{tool}: {who}");
+    }
+}
+
 /// Two `mcpgw run` (two Envoys, as behind a load balancer) with the same key
 /// serve each other's sessions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,6 +20,9 @@ pub const PREVIOUS_SESSION_KEY_VAR: &str = "MCPGW_PREVIOUS_SESSION_KEY";
 #[derive(Serialize)]
 struct PluginConfig<'a> {
     path: &'a str,
+    /// Always "route": every renderer rewrites path and host in the route a
+    /// backend's `route_header` value selects (see `route_matches`).
+    rewrite: &'static str,
     session: Session,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<Value>,
@@ -160,6 +163,7 @@ pub fn plugin_json(
         .collect();
     let cfg = PluginConfig {
         path: &gateway.path,
+        rewrite: "route",
         session: Session {
             key: format!("${{{SESSION_KEY_VAR}}}"),
             previous_keys: if with_previous_key {
