@@ -1438,6 +1438,16 @@ mod oauth {
     #[test]
     fn metadata_endpoints_and_preflight() {
         let mut h = harness();
+        // What a route must send to the filter: exactly the paths answered below.
+        assert_eq!(
+            h.gw.cfg.auth.as_ref().unwrap().well_known_paths(),
+            [
+                "/.well-known/oauth-protected-resource/mcp",
+                "/.well-known/oauth-protected-resource",
+                "/.well-known/oauth-authorization-server",
+                "/.well-known/openid-configuration",
+            ]
+        );
         for path in [
             "/.well-known/oauth-protected-resource/mcp",
             "/.well-known/oauth-protected-resource",

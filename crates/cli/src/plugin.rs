@@ -185,8 +185,17 @@ pub fn validate(
     json: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
+    compile(gateway, json, env).map(|_| ())
+}
+
+/// [`validate`], keeping the compiled form (what the filter will run on).
+pub fn compile(
+    gateway: &Gateway,
+    json: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<mcpgw_core::gateway::config::Config, String> {
     match mcpgw_core::gateway::config::compile(json.as_bytes(), env) {
-        Ok(_) => Ok(()),
+        Ok(c) => Ok(c),
         Err(e) => {
             let mut field = e.field.clone();
             if let Some(rest) = field.strip_prefix("backends[") {
