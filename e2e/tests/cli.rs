@@ -791,6 +791,78 @@ fn check_version_and_kubernetes() {
     assert!(!ok);
     assert!(err.contains("--wasm-url URL or --wasm-image REF"), "{err}");
 
+    // What Envoy Gateway would refuse or change, said by `check --kubernetes`
+    // exactly as `render --kubernetes` says it.
+    let (ok, out, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "--gateway",
+            "infra/eg",
+            "--listener",
+            "http",
+            "testdata/cli/mcp-servers.json",
+        ],
+        &[("GITHUB_TOKEN", "x")],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("OK: "), "{out}");
+    for w in [
+        "server \"filesystem\" is a stdio server",
+        "server \"local-api\": 127.0.0.1 is a loopback address, which Envoy Gateway refuses",
+        "routed calls reach it with Host: docs.internal (Gateway API's URLRewrite cannot carry the port 8080)",
+        "Gateway infra/eg is in another namespace",
+    ] {
+        assert!(err.contains(w), "{w}:\n{err}");
+        assert!(err.lines().any(|l| l.starts_with("mcpgw: warning: ") && l.contains(w)));
+    }
+    let (ok, _, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "--deploy-type",
+            "GatewayNamespace",
+            "testdata/cli/mcproute-full.yaml",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("BackendTLSPolicy \"github-tls\": written as gateway.networking.k8s.io/v1"),
+        "{err}"
+    );
+    let (ok, _, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "--gateway",
+            "eg",
+            "testdata/cli/mcproute-full.yaml",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("--gateway, --listener and --namespace are for an MCP servers file"),
+        "{err}"
+    );
+    let (ok, out, err) = mcpgw(
+        &[
+            "render",
+            "--kubernetes",
+            "testdata/cli/mcproute-full.yaml",
+            "--wasm-image",
+            "ghcr.io/example/mcpgw:0.1.0",
+        ],
+        &[("MCPGW_SESSION_KEY", KEY)],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("--wasm-image ghcr.io/example/mcpgw:0.1.0: not pinned"),
+        "{err}"
+    );
+    assert!(out.contains("(tag, not pinned)"), "{out}");
+
     for sub in ["run", "render", "check"] {
         let (ok, out, _) = mcpgw(&[sub, "--help"], &[]);
         assert!(ok && out.contains("Usage: mcpgw"), "{sub} --help:\n{out}");

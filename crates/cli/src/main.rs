@@ -187,8 +187,9 @@ struct RenderArgs {
         conflicts_with = "wasm_image"
     )]
     wasm_url: Option<String>,
-    /// With --kubernetes: OCI image holding mcpgw.wasm (the embedded build;
-    /// its sha256 is pinned).
+    /// With --kubernetes: OCI image holding the embedded build's mcpgw.wasm
+    /// as plugin.wasm: REPO@sha256:<manifest digest> (pinned; Envoy Gateway
+    /// checks the image's manifest digest) or REPO:TAG (not pinned).
     #[arg(long, value_name = "REF", requires = "kubernetes")]
     wasm_image: Option<String>,
     #[command(flatten)]
