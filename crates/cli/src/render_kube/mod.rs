@@ -427,7 +427,8 @@ pub fn render(
             well_known_ca_certificates: "System",
             sni: Some(tls.sni.clone()),
         });
-        docs.push(yaml(&objects::backend(
+        docs.push(yaml(&objects::eg(
+            "Backend",
             &p.backend,
             ns,
             objects::BackendSpec {
@@ -522,7 +523,8 @@ pub fn render(
 
     // The filter.
     let (code, code_note) = wasm_code(&o.code, &o.sha256, &mut w)?;
-    docs.push(yaml(&objects::extension_policy(
+    docs.push(yaml(&objects::eg(
+        "EnvoyExtensionPolicy",
         &route,
         ns,
         objects::ExtensionPolicySpec {
@@ -568,7 +570,8 @@ pub fn render(
             Some(l) => format!("{}-{l}", p.r.name),
             None => p.r.name.clone(),
         };
-        docs.push(yaml(&objects::patch_policy(
+        docs.push(yaml(&objects::eg(
+            "EnvoyPatchPolicy",
             &names::owned(ns, &g.kube.name, &p.ns, &format!("wasm-{suffix}")),
             &p.ns,
             objects::PatchPolicySpec {
@@ -583,7 +586,8 @@ pub fn render(
                 ],
             },
         ))?);
-        docs.push(yaml(&objects::traffic_policy(
+        docs.push(yaml(&objects::eg(
+            "ClientTrafficPolicy",
             &names::owned(ns, &g.kube.name, &p.ns, &suffix),
             &p.ns,
             objects::TrafficPolicySpec {
@@ -629,7 +633,8 @@ pub fn render(
                 ))
             }
         };
-        docs.push(yaml(&objects::security_policy(
+        docs.push(yaml(&objects::eg(
+            "SecurityPolicy",
             &route,
             ns,
             objects::SecurityPolicySpec {

@@ -33,6 +33,16 @@ pub struct Spec<S: Serialize> {
     pub spec: S,
 }
 
+/// An Envoy Gateway object (`gateway.envoyproxy.io/v1alpha1`) of `kind`.
+pub fn eg<S: Serialize>(
+    kind: &'static str,
+    name: &str,
+    namespace: &str,
+    spec: S,
+) -> Object<Spec<S>> {
+    object(EG_V1ALPHA1, kind, name, namespace, Spec { spec })
+}
+
 fn object<B: Serialize>(
     api_version: &'static str,
     kind: &'static str,
@@ -128,23 +138,20 @@ pub struct SecretKeyRef {
 }
 
 pub fn envoy_proxy(name: &str, ns: &str, env: Vec<EnvVar>) -> Object<Spec<EnvoyProxySpec>> {
-    object(
-        EG_V1ALPHA1,
+    eg(
         "EnvoyProxy",
         name,
         ns,
-        Spec {
-            spec: EnvoyProxySpec {
-                provider: Provider {
-                    ty: "Kubernetes",
-                    kubernetes: KubernetesProvider {
-                        envoy_deployment: EnvoyDeployment {
-                            container: Container { env },
-                        },
+        EnvoyProxySpec {
+            provider: Provider {
+                ty: "Kubernetes",
+                kubernetes: KubernetesProvider {
+                    envoy_deployment: EnvoyDeployment {
+                        container: Container { env },
                     },
                 },
-                merge_type: "StrategicMerge",
             },
+            merge_type: "StrategicMerge",
         },
     )
 }
@@ -185,10 +192,6 @@ pub struct BackendTls {
     pub well_known_ca_certificates: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
-}
-
-pub fn backend(name: &str, ns: &str, spec: BackendSpec) -> Object<Spec<BackendSpec>> {
-    object(EG_V1ALPHA1, "Backend", name, ns, Spec { spec })
 }
 
 // ----- HTTPRoute ----------------------------------------------------------------
@@ -355,14 +358,6 @@ pub struct WasmEnv {
     pub host_keys: Vec<String>,
 }
 
-pub fn extension_policy(
-    name: &str,
-    ns: &str,
-    spec: ExtensionPolicySpec,
-) -> Object<Spec<ExtensionPolicySpec>> {
-    object(EG_V1ALPHA1, "EnvoyExtensionPolicy", name, ns, Spec { spec })
-}
-
 // ----- EnvoyPatchPolicy -------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -391,10 +386,6 @@ pub struct PatchOperation {
     pub value: serde_json::Value,
 }
 
-pub fn patch_policy(name: &str, ns: &str, spec: PatchPolicySpec) -> Object<Spec<PatchPolicySpec>> {
-    object(EG_V1ALPHA1, "EnvoyPatchPolicy", name, ns, Spec { spec })
-}
-
 // ----- ClientTrafficPolicy -------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -420,14 +411,6 @@ pub struct HttpClientTimeout {
 #[serde(rename_all = "camelCase")]
 pub struct ClientConnection {
     pub buffer_limit: &'static str,
-}
-
-pub fn traffic_policy(
-    name: &str,
-    ns: &str,
-    spec: TrafficPolicySpec,
-) -> Object<Spec<TrafficPolicySpec>> {
-    object(EG_V1ALPHA1, "ClientTrafficPolicy", name, ns, Spec { spec })
 }
 
 // ----- SecurityPolicy ---------------------------------------------------------------------
@@ -481,12 +464,4 @@ pub struct LocalJwks {
 pub struct ClaimToHeader {
     pub header: String,
     pub claim: String,
-}
-
-pub fn security_policy(
-    name: &str,
-    ns: &str,
-    spec: SecurityPolicySpec,
-) -> Object<Spec<SecurityPolicySpec>> {
-    object(EG_V1ALPHA1, "SecurityPolicy", name, ns, Spec { spec })
 }
