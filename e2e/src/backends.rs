@@ -5,7 +5,9 @@
 //!
 //! * [`Kind::Alpha`]: stateful (legacy `Mcp-Session-Id` sessions), answers POSTs
 //!   with `text/event-stream`. Tools: `echo`, `add`, `count`, `admin_reset`,
-//!   `whoami`, `sleep`.
+//!   `whoami`, `sleep`, and `announce` / `roots`, which exercise the
+//!   session's standalone (GET) stream: a log notification and a
+//!   `roots/list` request sent there, and what the client answered.
 //! * [`Kind::Beta`]: stateless, answers POSTs with `application/json` (falls back
 //!   to SSE when a tool emits notifications before its result). Tools: `echo`,
 //!   `multiply`, `count`, `whoami`.
@@ -318,10 +320,19 @@ async fn sleep_body(ms: u64, ct: &CancellationToken) -> String {
 // Alpha
 // ---------------------------------------------------------------------------
 
-/// The stateful `alpha` backend.
+/// The stateful `alpha` backend (one per session).
 #[derive(Debug, Clone)]
 pub struct Alpha {
     tool_router: ToolRouter<Self>,
+    /// What the client answered to the `roots/list` sent by `announce`.
+    roots: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// `announce` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct AnnounceArgs {
+    /// The text of the log message.
+    pub text: String,
 }
 
 impl Default for Alpha {
@@ -335,7 +346,54 @@ impl Alpha {
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
+            roots: Arc::new(std::sync::Mutex::new(None)),
         }
+    }
+
+    #[tool(
+        description = "Right after answering, send a log message with the text and a roots/list request on the session's standalone stream (not this call's); `roots` tells what the client answered"
+    )]
+    async fn announce(
+        &self,
+        Parameters(args): Parameters<AnnounceArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
+        let peer = ctx.peer.clone();
+        let slot = Arc::clone(&self.roots);
+        tokio::spawn(async move {
+            // After this call's answer: the messages belong to no request.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            #[allow(deprecated)]
+            let note = rmcp::model::LoggingMessageNotificationParam::new(
+                rmcp::model::LoggingLevel::Info,
+                serde_json::Value::String(args.text),
+            )
+            .with_logger("alpha");
+            #[allow(deprecated)]
+            let _ = peer.notify_logging_message(note).await;
+            // Deprecated by SEP-2577 (2026-07-28), still part of 2025-11-25.
+            #[allow(deprecated)]
+            let roots = peer.list_roots().await;
+            let answer = match roots {
+                Ok(r) => serde_json::to_string(&r).unwrap_or_default(),
+                Err(e) => format!("error: {e}"),
+            };
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(answer);
+            }
+        });
+        "announcing".to_owned()
+    }
+
+    #[tool(
+        description = "What the client answered to the roots/list request `announce` sent (`none` while there is no answer)"
+    )]
+    async fn roots(&self) -> String {
+        self.roots
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| "none".to_owned())
     }
 
     #[tool(
