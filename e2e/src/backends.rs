@@ -255,7 +255,7 @@ fn json_number(value: f64) -> serde_json::Value {
 }
 
 /// The JSON text `whoami` returns: selected headers of the HTTP request that
-/// carried the tool call.
+/// carried the tool call, and its path (with the query).
 fn whoami_text(ctx: &RequestContext<RoleServer>) -> String {
     const HEADERS: [&str; 7] = [
         "authorization",
@@ -279,6 +279,11 @@ fn whoami_text(ctx: &RequestContext<RoleServer>) -> String {
     if let Some(c) = parts.and_then(|p| p.extensions.get::<crate::sts::VerifiedClaims>()) {
         out.insert("token_claims".to_owned(), c.0.clone());
     }
+    let path = parts
+        .and_then(|p| p.uri.path_and_query())
+        .map(|p| serde_json::Value::String(p.as_str().to_owned()))
+        .unwrap_or(serde_json::Value::Null);
+    out.insert("path".to_owned(), path);
     serde_json::Value::Object(out).to_string()
 }
 

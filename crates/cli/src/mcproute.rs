@@ -1803,14 +1803,12 @@ mod tests {
                 + "  securityPolicy: {oauth: {issuer: 'https://auth.example.com', audiences: ['https://mcp.example.com/mcp'], jwks: {remoteJWKS: {uri: 'https://auth.example.com/jwks'}}, protectedResourceMetadata: {resource: 'https://mcp.example.com/mcp'}}}\n"
                 + BACKEND
         };
-        let opts = crate::render_kube::Options {
-            code: crate::render_kube::WasmCode::Http("https://x/mcpgw.wasm".into()),
-            sha256: "0".repeat(64),
-            session_key: crate::golden::KEY.into(),
-            previous_key: None,
-        };
+        let opts =
+            crate::render_kube::Options::for_check(crate::render_kube::Deploy::GatewayNamespace);
         let (l, _) = load_str(&route("ES256"), Mode::Kubernetes).unwrap();
-        let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts).unwrap();
+        let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts)
+            .unwrap()
+            .text;
         assert!(
             out.contains("name: actor-key") && out.contains("key: privateKey"),
             "{out}"
@@ -1858,13 +1856,11 @@ mod tests {
             "only in the cluster"
         );
         // Kubernetes: the Secrets reach Envoy's environment, the token endpoint gets a rule (a cluster).
-        let opts = crate::render_kube::Options {
-            code: crate::render_kube::WasmCode::Http("https://x/mcpgw.wasm".into()),
-            sha256: "0".repeat(64),
-            session_key: crate::golden::KEY.into(),
-            previous_key: None,
-        };
-        let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts).unwrap();
+        let opts =
+            crate::render_kube::Options::for_check(crate::render_kube::Deploy::GatewayNamespace);
+        let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts)
+            .unwrap()
+            .text;
         assert!(
             out.contains("name: sts-client") && out.contains("key: clientSecret"),
             "{out}"
@@ -1873,7 +1869,7 @@ mod tests {
             out.contains("name: actor") && out.contains("key: token"),
             "{out}"
         );
-        assert!(out.contains("name: a-token-exchange"), "{out}");
+        assert!(out.contains("name: r-a-token-exchange"), "{out}");
         assert!(out.contains("httproute/default/r/rule/1"), "{out}");
         // Locally a missing Secret is an error naming it.
         let e = load_str(&text, Mode::Local).unwrap_err();
