@@ -9,6 +9,11 @@
 //! * [`Kind::Beta`]: stateless, answers POSTs with `application/json` (falls back
 //!   to SSE when a tool emits notifications before its result). Tools: `echo`,
 //!   `multiply`, `count`, `whoami`.
+//! * [`Kind::Modern`]: speaks only 2026-07-28 (no `initialize`), answers with
+//!   `application/json` (SSE when a tool reports progress). Tools: `echo`,
+//!   `add`, `count`, `whoami`.
+//!
+//! Alpha and Beta, like every rmcp 3.9 server, also answer 2026-07-28 requests.
 //!
 //! Host and Origin validation are disabled so the gateway may forward any
 //! authority (`127.0.0.1:<port>`, `localhost:1975`, `alpha.test`, ...).
@@ -19,7 +24,7 @@ use axum::serve::ListenerExt;
 use rmcp::{
     handler::server::{router::tool::ToolRouter, tool::schema_for_output, wrapper::Parameters},
     model::{
-        CallToolResult, ContentBlock, Implementation, ProgressNotificationParam,
+        CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ProtocolVersion,
         ServerCapabilities, ServerConfig,
     },
     schemars,
@@ -41,6 +46,8 @@ pub enum Kind {
     Alpha,
     /// Stateless, JSON answers, server name `beta`.
     Beta,
+    /// 2026-07-28 only, server name `modern`.
+    Modern,
 }
 
 impl Kind {
@@ -49,6 +56,7 @@ impl Kind {
         match self {
             Kind::Alpha => "alpha",
             Kind::Beta => "beta",
+            Kind::Modern => "modern",
         }
     }
 }
@@ -60,7 +68,10 @@ impl FromStr for Kind {
         match s.to_ascii_lowercase().as_str() {
             "alpha" => Ok(Kind::Alpha),
             "beta" => Ok(Kind::Beta),
-            other => Err(format!("unknown backend kind {other:?} (want alpha|beta)")),
+            "modern" => Ok(Kind::Modern),
+            other => Err(format!(
+                "unknown backend kind {other:?} (want alpha|beta|modern)"
+            )),
         }
     }
 }
@@ -149,6 +160,18 @@ pub async fn spawn_on(kind: Kind, port: u16) -> std::io::Result<TestServer> {
                 .with_json_response(true);
             let service = StreamableHttpService::new(
                 || Ok(Beta::new()),
+                Arc::new(NeverSessionManager::default()),
+                config,
+            );
+            axum::Router::new().route_service("/mcp", service)
+        }
+        Kind::Modern => {
+            let config = config
+                .with_legacy_session_mode(false)
+                .with_json_response(true)
+                .with_stateless_protocol_metadata_required(true);
+            let service = StreamableHttpService::new(
+                || Ok(Modern::new()),
                 Arc::new(NeverSessionManager::default()),
                 config,
             );
@@ -469,5 +492,71 @@ impl ServerHandler for Beta {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("beta", env!("CARGO_PKG_VERSION")))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Modern
+// ---------------------------------------------------------------------------
+
+/// The 2026-07-28-only `modern` backend.
+#[derive(Debug, Clone)]
+pub struct Modern {
+    tool_router: ToolRouter<Self>,
+}
+
+impl Default for Modern {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[tool_router]
+impl Modern {
+    pub fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Echo the text back, prefixed with 'modern: '")]
+    async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
+        format!("modern: {}", args.text)
+    }
+
+    #[tool(description = "Add two numbers")]
+    async fn add(&self, Parameters(args): Parameters<BinaryArgs>) -> String {
+        (args.a + args.b).to_string()
+    }
+
+    #[tool(
+        description = "Count to n, sending a progress notification per step (n <= 20, delay_ms default 50)"
+    )]
+    async fn count(
+        &self,
+        Parameters(args): Parameters<CountArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        count_body(args, &ctx).await
+    }
+
+    #[tool(
+        description = "Return selected HTTP request headers received by the backend, as a JSON object"
+    )]
+    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> String {
+        whoami_text(&ctx)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Modern {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("modern", env!("CARGO_PKG_VERSION")))
+            .with_instructions("Modern speaks only 2026-07-28.")
+    }
+
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(&[ProtocolVersion::V_2026_07_28])
     }
 }

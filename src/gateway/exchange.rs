@@ -8,6 +8,9 @@ use super::host::{
     header, BodyAction, CallResponse, HeaderOp, HeadersAction, Host, Level, LocalResponse,
     ResponseBodyAction,
 };
+use super::modern::client::Learn;
+use super::modern::eras::BackendEras;
+use super::modern::ModernReq;
 use super::naming::Resolved;
 use super::revocation::Revocations;
 use super::session::{caps, BackendSession, Session, SessionCache, SessionError};
@@ -19,7 +22,7 @@ use crate::protocol::jsonrpc::{
     self, error_json, result_json, Kind, Message, RawObject, BACKEND_ERROR, INTERNAL_ERROR,
     INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
 };
-use crate::protocol::mcp::{self, ListKind, Notification, Request, Version};
+use crate::protocol::mcp::{ListKind, Notification, Request, Version};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -30,6 +33,8 @@ pub struct Gateway {
     pub cardinality: Cardinality,
     /// Sessions opened on this worker (see `SessionCache`).
     pub sessions: SessionCache,
+    /// What this worker learned of each backend's protocol era.
+    pub eras: BackendEras,
 }
 
 impl Gateway {
@@ -41,6 +46,7 @@ impl Gateway {
     pub fn new(cfg: Config) -> Gateway {
         let revocations = Revocations::new(cfg.session_ttl_ms);
         Gateway {
+            eras: BackendEras::new(cfg.backends.len()),
             cfg,
             revocations,
             cardinality: Cardinality::default(),
@@ -83,6 +89,11 @@ pub(super) struct RequestCtx {
     pub stats: RequestStats,
     /// When the current fan-out started (for its latency histogram).
     pub fanout_started_ms: u64,
+    /// The 2026-07-28 request, when the client speaks that revision.
+    pub modern: Option<Box<ModernReq>>,
+    /// The client's body, kept when a later step needs it again (a request
+    /// served after learning backends; one adapted to a backend's era).
+    pub body: Option<Vec<u8>>,
 }
 
 pub(super) enum State {
@@ -118,6 +129,8 @@ pub(super) enum FanOp {
     FirstSuccess,
     /// The issuer's metadata, fetched for 2025-03-26 clients.
     AsMetadata,
+    /// Learning backends' eras before a request can be served.
+    Learn(Box<Learn>),
 }
 
 /// Finding the owner of a bare tool or prompt name among several unprefixed
@@ -138,7 +151,7 @@ pub(super) enum Mode {
     Pending,
     PassThrough,
     Json,
-    Sse(SseRewrite),
+    Sse(Box<SseRewrite>),
     /// Upstream body discarded (its replacement was already sent).
     Drop,
 }
@@ -211,6 +224,7 @@ impl Exchange {
         if self.req.stats.error.is_none() {
             self.req.stats.error = classify(status, code);
         }
+        let (status, code) = self.era_error(status, code);
         let r = json_error(status, self.req.request_id.as_deref(), code, message);
         self.respond(r)
     }
@@ -456,10 +470,11 @@ impl Exchange {
             return HeadersAction::Respond(r);
         }
 
+        let modern = self.choose_era(headers);
         if let Some(v) = header(headers, h::PROTOCOL_VERSION) {
             let v = v.trim();
             let served = Version::parse(v).is_some_and(|p| Version::SERVED.contains(&p));
-            if !served && !mcp::is_modern_version(v) {
+            if !served && !modern {
                 let msg = format!(
                     "Bad Request: unsupported MCP-Protocol-Version \"{}\"; supported: {}",
                     v.chars().take(40).collect::<String>(),
@@ -498,6 +513,9 @@ impl Exchange {
                 if too_long {
                     return HeadersAction::Respond(self.too_large());
                 }
+                if modern {
+                    return self.modern_headers(host, end_of_stream);
+                }
                 if let Err(r) = self.load_session(host, headers) {
                     return HeadersAction::Respond(r);
                 }
@@ -510,6 +528,10 @@ impl Exchange {
                 }
                 self.state = State::AwaitBody;
                 HeadersAction::NeedBody
+            }
+            "GET" | "DELETE" if modern => {
+                self.req.stats.method = Some(format!("http.{}", method.to_ascii_lowercase()));
+                HeadersAction::Respond(self.modern_not_allowed())
             }
             "GET" => {
                 self.req.stats.method = Some("http.get".into());
@@ -660,14 +682,6 @@ impl Exchange {
                 "Not Acceptable: Accept must include text/event-stream",
             ));
         }
-        if self
-            .req
-            .header_version
-            .as_deref()
-            .is_some_and(mcp::is_modern_version)
-        {
-            return HeadersAction::Respond(self.legacy_only());
-        }
         let session = match self.require_session(host, headers) {
             Ok(s) => s,
             Err(r) => return HeadersAction::Respond(r),
@@ -717,6 +731,7 @@ impl Exchange {
                 sid: session.sid,
                 method: None,
                 request_id: None,
+                era: None,
             },
             expects_response: false,
             ended: false,
@@ -801,17 +816,19 @@ impl Exchange {
             self.publish(host, "jsonrpc_id", id);
         }
         self.trace_from_meta(&msg);
-        let modern = self
-            .req
-            .header_version
-            .as_deref()
-            .is_some_and(mcp::is_modern_version);
+        if self.req.modern.is_some() {
+            return self.modern_body(host, &msg, body);
+        }
         match msg.kind {
             Kind::Request => {
                 let method = msg.method.as_deref().unwrap_or("");
                 let req = Request::classify(method);
-                if req == Request::Discover || modern {
-                    return BodyAction::Respond(self.legacy_only());
+                if req == Request::Discover || req == Request::Listen {
+                    return BodyAction::Respond(self.error(
+                        400,
+                        crate::protocol::modern::HEADER_MISMATCH,
+                        &format!("Header mismatch: {method} is a 2026-07-28 request; send it with MCP-Protocol-Version: 2026-07-28 and Mcp-Method"),
+                    ));
                 }
                 if req == Request::Initialize {
                     return self.initialize(host, &msg, body);
@@ -824,6 +841,10 @@ impl Exchange {
                         "Bad Request: Mcp-Session-Id header is required; send initialize first",
                     ));
                 };
+                if session.backends.iter().any(|b| b.version.is_modern()) {
+                    // 2026-07-28 backends need the request metadata added.
+                    self.req.body = Some(body.to_vec());
+                }
                 match req {
                     Request::Ping => {
                         let id = msg.id.map(|i| i.get()).unwrap_or("null").to_string();
@@ -843,12 +864,20 @@ impl Exchange {
                     Request::Complete => self.route_completion(host, &session, &msg, body),
                     Request::Task => self.route_task(host, &session, &msg, body),
                     Request::SetLogLevel => {
-                        let targets = self.with_cap(&session, caps::LOGGING);
+                        // 2026-07-28 backends take the level per request, not per session.
+                        let targets: Vec<usize> = self
+                            .with_cap(&session, caps::LOGGING)
+                            .into_iter()
+                            .filter(|i| !self.backend_is_modern(&session, *i))
+                            .collect();
                         self.fan_out(host, &session, FanOp::SetLevel, &targets, |_| {
                             Some(body.to_vec())
                         })
                     }
-                    Request::Initialize | Request::Discover | Request::Unknown => {
+                    Request::Initialize
+                    | Request::Discover
+                    | Request::Listen
+                    | Request::Unknown => {
                         let m = format!("Method not found: {method}");
                         BodyAction::Respond(self.error(200, METHOD_NOT_FOUND, &m))
                     }
@@ -871,8 +900,13 @@ impl Exchange {
                     );
                 }
                 // Every backend of the session gets client notifications; a
-                // backend ignores a cancellation or progress for ids it does not know.
-                let targets: Vec<usize> = self.joined(&session).map(|(i, _)| i).collect();
+                // backend ignores a cancellation or progress for ids it does not
+                // know. 2026-07-28 backends take none over HTTP.
+                let targets: Vec<usize> = self
+                    .joined(&session)
+                    .filter(|(_, bs)| !bs.version.is_modern())
+                    .map(|(i, _)| i)
+                    .collect();
                 self.fan_out(host, &session, FanOp::Notify, &targets, |_| {
                     Some(body.to_vec())
                 })
@@ -891,14 +925,10 @@ impl Exchange {
         }
     }
 
-    /// The answer 2026-07-28 clients probe for: HTTP 400 with a JSON-RPC error
-    /// that is not a modern-era error, so they fall back to `initialize`.
-    pub(super) fn legacy_only(&mut self) -> LocalResponse {
-        let msg = format!(
-            "Method not found: this MCP endpoint does not support protocol 2026-07-28 or server/discover; it speaks {} and starts sessions with initialize",
-            supported_list()
-        );
-        self.error(400, METHOD_NOT_FOUND, &msg)
+    /// Whether backend `i` of `session` speaks 2026-07-28.
+    pub(super) fn backend_is_modern(&self, session: &Session, i: usize) -> bool {
+        self.session_backend(session, i)
+            .is_some_and(|bs| bs.version.is_modern())
     }
 
     pub(super) fn session_backend<'s>(
@@ -1020,10 +1050,9 @@ pub(super) fn replace_member(body: &[u8], member: &str, value: &str) -> Option<V
     Some(obj.write_with(&[(member, value)]).into_bytes())
 }
 
-pub(super) fn append_error_event(out: &mut Vec<u8>, id: Option<&str>, message: &str) {
+pub(super) fn append_error_event(out: &mut Vec<u8>, id: Option<&str>, code: i64, message: &str) {
     let raw = id.and_then(|i| RawValue::from_string(i.to_string()).ok());
-    let e =
-        crate::protocol::sse::Event::data(error_json(raw.as_deref(), BACKEND_ERROR, message, None));
+    let e = crate::protocol::sse::Event::data(error_json(raw.as_deref(), code, message, None));
     e.write(out);
 }
 
@@ -1053,6 +1082,7 @@ fn classify(status: u16, code: i64) -> Option<ErrorKind> {
         (_, METHOD_NOT_FOUND) => ErrorKind::UnknownMethod,
         (_, INVALID_PARAMS) => ErrorKind::InvalidParams,
         (_, BACKEND_ERROR) => ErrorKind::BackendFailure,
+        (_, crate::protocol::modern::HEADER_MISMATCH) => ErrorKind::HeaderMismatch,
         _ => return None,
     })
 }

@@ -2,7 +2,9 @@
 //! `exchange` (classify and decide) -> `naming` / `filter` (which backend,
 //! visible or not) -> fan out and `merge`, or route and `stream` (rewrite the
 //! answer as it flows back). State that must outlive a request lives in sealed
-//! ids (`session`, `tokens`, built on `crypto`).
+//! ids (`session`, `tokens`, built on `crypto`). The stateless 2026-07-28
+//! revision (validation, discover, MRTR state, listen, backend eras) is in
+//! `modern`, over the same steps.
 
 mod access;
 pub mod auth;
@@ -13,6 +15,7 @@ mod fanout;
 pub mod filter;
 pub mod host;
 pub mod merge;
+pub mod modern;
 pub mod naming;
 pub mod revocation;
 mod route;

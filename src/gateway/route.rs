@@ -15,8 +15,8 @@ use super::stream::{self, SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, media_type};
 use crate::protocol::jsonrpc::{
-    error_json, json_string, raw_str, Message, RawObject, BACKEND_ERROR, INVALID_PARAMS,
-    INVALID_REQUEST, RESOURCE_NOT_FOUND,
+    error_json, json_string, raw_str, Message, RawObject, BACKEND_ERROR, INTERNAL_ERROR,
+    INVALID_PARAMS, INVALID_REQUEST, RESOURCE_NOT_FOUND,
 };
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -79,18 +79,22 @@ impl Exchange {
         expects_response: bool,
     ) -> BodyAction {
         let mut headers = self.upstream_headers(session, backend);
+        let (body, era_ops) = self.era_forward(session, backend, body);
+        headers.extend(era_ops);
         if let Some(b) = self.gw.cfg.backends.get(backend) {
             self.req.stats.backend = Some(b.name.clone());
         }
         if let Some(b) = &body {
             headers.push(HeaderOp::Set(h::CONTENT_LENGTH.into(), b.len().to_string()));
         }
+        let era = self.stream_era(session, backend);
         self.state = State::Routed(Box::new(Routed {
             ctx: StreamCtx {
                 backend,
                 sid: session.sid,
                 method: self.req.method.clone(),
                 request_id: self.req.request_id.clone(),
+                era,
             },
             expects_response,
             ended: false,
@@ -164,11 +168,17 @@ impl Exchange {
         if let Err(r) = self.authorize(host, i) {
             return BodyAction::Respond(r);
         }
-        if original == *name {
-            return self.forward(session, i, None, true);
+        let renamed = json_string(&original);
+        let replace: &[(&str, &str)] = if original == *name {
+            &[]
+        } else {
+            &[("name", &renamed)]
+        };
+        match self.routed_params(host, session, i, &params, replace) {
+            Err(r) => BodyAction::Respond(r),
+            Ok(None) => self.forward(session, i, None, true),
+            Ok(Some(p)) => self.forward_with(session, i, body, "params", &p, true),
         }
-        let p = params.write_with(&[("name", &json_string(&original))]);
-        self.forward_with(session, i, body, "params", &p, true)
     }
 
     pub(super) fn route_by_uri(
@@ -205,11 +215,17 @@ impl Exchange {
         if let Err(r) = self.authorize(host, i) {
             return BodyAction::Respond(r);
         }
-        if original == *uri {
-            return self.forward(session, i, None, true);
+        let renamed = json_string(&original);
+        let replace: &[(&str, &str)] = if original == *uri {
+            &[]
+        } else {
+            &[("uri", &renamed)]
+        };
+        match self.routed_params(host, session, i, &params, replace) {
+            Err(r) => BodyAction::Respond(r),
+            Ok(None) => self.forward(session, i, None, true),
+            Ok(Some(p)) => self.forward_with(session, i, body, "params", &p, true),
         }
-        let p = params.write_with(&[("uri", &json_string(&original))]);
-        self.forward_with(session, i, body, "params", &p, true)
     }
 
     /// `completion/complete` goes where its reference (a prompt or a resource
@@ -388,13 +404,19 @@ impl Exchange {
         let ok = (200..300).contains(&status);
         if ok && ct == h::EVENT_STREAM {
             ops.push(HeaderOp::Remove(h::CONTENT_LENGTH.into()));
-            r.mode = Mode::Sse(SseRewrite::new(self.gw.cfg.max_response_bytes));
+            r.mode = Mode::Sse(Box::new(SseRewrite::new(self.gw.cfg.max_response_bytes)));
             return ResponseHeadersAction::Continue(ops);
         }
+        // A 2026-07-28 backend has no sessions: its 404 is a JSON-RPC
+        // error (method not found) like any other 4xx.
+        let stateless = r.ctx.era.as_ref().is_some_and(|e| e.backend_modern);
         if ct == h::JSON
             && r.expects_response
             && (ok
-                || (400..500).contains(&status) && status != 401 && status != 403 && status != 404)
+                || (400..500).contains(&status)
+                    && status != 401
+                    && status != 403
+                    && (status != 404 || stateless))
         {
             ops.push(HeaderOp::Remove(h::CONTENT_LENGTH.into()));
             r.mode = Mode::Json;
@@ -409,7 +431,18 @@ impl Exchange {
         r.mode = Mode::Drop;
         let expects = r.expects_response;
         let is_get = r.ctx.method.is_none() && r.ctx.request_id.is_none();
-        let reply = if status == 404 {
+        let backend = r.ctx.backend;
+        let held_404 = status == 404 && !stateless && self.client_is_modern();
+        let held_ended = if held_404 {
+            self.held_session_ended(host, backend)
+        } else {
+            None
+        };
+        let reply = if let Some(m) = held_ended {
+            // The session this worker held for 2026-07-28 clients ended.
+            let (code, status) = self.backend_failure_code(expects);
+            json_error(status, self.req.request_id.as_deref(), code, &m)
+        } else if status == 404 {
             host.log(
                 Level::Info,
                 &format!("backend {name} answered 404: its session ended"),
@@ -453,11 +486,8 @@ impl Exchange {
                 &[("backend", &name)],
             );
             let m = format!("backend {name} failed: {what}");
-            if expects {
-                json_error(200, self.req.request_id.as_deref(), BACKEND_ERROR, &m)
-            } else {
-                json_error(502, None, BACKEND_ERROR, &m)
-            }
+            let (code, status) = self.backend_failure_code(expects);
+            json_error(status, self.req.request_id.as_deref(), code, &m)
         };
         let mut reply = reply;
         reply.headers.extend(self.req.cors.iter().cloned());
@@ -513,12 +543,16 @@ impl Exchange {
                     .get_or_insert(ErrorKind::BackendFailure);
                 self.count_backend_failure(host, backend);
                 let raw = want.and_then(|i| RawValue::from_string(i).ok());
-                ResponseBodyAction::Replace(
-                    error_json(raw.as_deref(), BACKEND_ERROR, &m, None).into_bytes(),
-                )
+                let (code, _) = self.backend_failure_code(true);
+                ResponseBodyAction::Replace(error_json(raw.as_deref(), code, &m, None).into_bytes())
             }
             Mode::Sse(rw) => {
                 let mut out = Vec::with_capacity(body.len() + 128);
+                let code = if r.ctx.era.as_ref().is_some_and(|e| e.client_modern) {
+                    INTERNAL_ERROR
+                } else {
+                    BACKEND_ERROR
+                };
                 if let Err(e) = rw.feed(&gw, host, &r.ctx, body, &mut out) {
                     let name = gw.backend_name(r.ctx.backend);
                     host.log(
@@ -529,6 +563,7 @@ impl Exchange {
                         append_error_event(
                             &mut out,
                             r.ctx.request_id.as_deref(),
+                            code,
                             &format!("backend {name} sent a broken event stream: {e}"),
                         );
                     }
@@ -560,9 +595,16 @@ impl Exchange {
                         append_error_event(
                             &mut out,
                             r.ctx.request_id.as_deref(),
+                            code,
                             &format!("backend {name} {why}"),
                         );
                     }
+                }
+                // Requests the client cannot receive: answered for it.
+                let refused = std::mem::take(&mut rw.refused);
+                let backend = r.ctx.backend;
+                if !refused.is_empty() {
+                    self.refuse_server_requests(host, backend, refused);
                 }
                 ResponseBodyAction::Replace(out)
             }

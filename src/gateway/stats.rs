@@ -75,6 +75,10 @@ pub enum ErrorKind {
     Forbidden,
     BackendFailure,
     Collision,
+    /// 2026-07-28: headers and body disagree, or a required header is missing.
+    HeaderMismatch,
+    /// 2026-07-28: a protocol version the gateway does not serve.
+    UnsupportedVersion,
 }
 
 impl ErrorKind {
@@ -95,6 +99,8 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::BackendFailure => "backend_failure",
             ErrorKind::Collision => "name_collision",
+            ErrorKind::HeaderMismatch => "header_mismatch",
+            ErrorKind::UnsupportedVersion => "unsupported_version",
         }
     }
 }
