@@ -29,7 +29,7 @@ ensure_wasm_target() {
 build_wasm() {
     ensure_wasm_target
     log "building mcpgw.wasm"
-    cargo build --quiet --release --target wasm32-wasip1 -p mcpgw --lib
+    cargo build --quiet --release --target wasm32-wasip1 -p mcpgw-proxy-wasm
     echo "$WASM"
 }
 
@@ -96,24 +96,22 @@ cmd_envoy() {
 cmd_test() {
     log "cargo fmt --check"
     cargo fmt --all -- --check
-    log "cargo clippy"
-    cargo clippy --quiet --workspace --all-targets -- -D warnings
     build_wasm >/dev/null
+    log "cargo clippy (every crate; the proxy-wasm adapter also for wasm32-wasip1, where it runs)"
+    cargo clippy --quiet --workspace --all-targets -- -D warnings
+    cargo clippy --quiet -p mcpgw-core -p mcpgw-proxy-wasm --target wasm32-wasip1 -- -D warnings
     log "building the mcpgw command (embeds mcpgw.wasm)"
-    cargo build --quiet -p mcpgw --features cli --bin mcpgw
-    log "cargo clippy (mcpgw command)"
-    cargo clippy --quiet -p mcpgw --all-targets --features cli -- -D warnings
+    cargo build --quiet -p mcpgw
     ensure_venv
     export ENVOY_BIN
     ENVOY_BIN="$(envoy_bin)"
     export MCPGW_PYTHON="$VENV/bin/python"
     ensure_node_peers
     log "unit tests"
-    cargo test -p mcpgw
-    cargo test -p mcpgw --features cli --bin mcpgw
+    cargo test -p mcpgw-core -p mcpgw
     ensure_wasm_test_runner
     log "unit tests compiled to wasm32, run under Node"
-    cargo test -p mcpgw --lib --target wasm32-unknown-unknown
+    cargo test -p mcpgw-core --lib --target wasm32-unknown-unknown
     log "end-to-end tests (Envoy $ENVOY_VERSION)"
     cargo test -p mcpgw-e2e
 }
@@ -122,7 +120,7 @@ cmd_demo() {
     build_wasm >/dev/null
     ensure_venv
     log "building mcpgw and the example MCP servers"
-    cargo build --quiet -p mcpgw --features cli --bin mcpgw
+    cargo build --quiet -p mcpgw
     cargo build --quiet -p mcpgw-e2e --bin mcp-test-server --bin mcp-stdio-server
     local server="$ROOT/target/debug/mcp-test-server"
     # Global, not local: the EXIT trap runs after this function returns.

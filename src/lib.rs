@@ -1,10 +1,13 @@
-//! mcpgw: an MCP gateway that runs inside Envoy as a proxy-wasm filter.
+//! mcpgw-core: the host-neutral core of mcpgw, an MCP gateway that runs
+//! inside Envoy.
 //!
 //! Layers, each depending only on the ones above it:
 //! - [`protocol`]: JSON-RPC 2.0, SSE framing, the MCP method table, HTTP rules;
 //! - [`gateway`]: the gateway logic (config, sessions, naming, fan-out and
-//!   merge, stream rewriting), pure Rust, driven through [`gateway::Host`];
-//! - `adapter`: the only code that talks to the proxy (proxy-wasm now).
+//!   merge, stream rewriting), pure Rust, driven through [`gateway::Host`].
+//!
+//! No host code lives here: the adapters (`crates/proxy-wasm`, the proxy-wasm
+//! filter) depend on this crate and translate between their host and the port.
 
 #![cfg_attr(
     test,
@@ -18,6 +21,3 @@
 
 pub mod gateway;
 pub mod protocol;
-
-#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
-mod adapter;

@@ -7,16 +7,16 @@
 //! or a name filter such as `-- exchange`).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mcpgw::gateway::config::{self, Config};
-use mcpgw::gateway::exchange::{Exchange, Gateway};
-use mcpgw::gateway::host::{
+use mcpgw_core::gateway::config::{self, Config};
+use mcpgw_core::gateway::exchange::{Exchange, Gateway};
+use mcpgw_core::gateway::host::{
     BodyAction, CallResponse, HeadersAction, Host, HostError, Level, MetricKind, Outbound,
     ResponseBodyAction,
 };
-use mcpgw::gateway::merge::{merge_list, ListOptions, ListPage};
-use mcpgw::gateway::session::{caps, BackendSession, Session};
-use mcpgw::gateway::stream::{self, SseRewrite, StreamCtx};
-use mcpgw::protocol::mcp::{ListKind, Version};
+use mcpgw_core::gateway::merge::{merge_list, ListOptions, ListPage};
+use mcpgw_core::gateway::session::{caps, BackendSession, Session};
+use mcpgw_core::gateway::stream::{self, SseRewrite, StreamCtx};
+use mcpgw_core::protocol::mcp::{ListKind, Version};
 use mcpgw_e2e::bench::backend::tools_list_result;
 use std::cell::Cell;
 use std::hint::black_box;

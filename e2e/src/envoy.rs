@@ -130,7 +130,7 @@ pub fn render_opts(
         )
     };
     let plugin_json_yaml = serde_json::to_string(plugin_json).unwrap_or_default();
-    let stats_config = mcpgw::gateway::stats::envoy_stats_config_yaml();
+    let stats_config = mcpgw_core::gateway::stats::envoy_stats_config_yaml();
     format!(
         r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}

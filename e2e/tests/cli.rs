@@ -5,7 +5,7 @@
 //! with `envoy --mode validate`.
 //!
 //! The binary is `<workspace>/target/debug/mcpgw`; `./build.sh test` builds it
-//! (`cargo build -p mcpgw --features cli --bin mcpgw`) before these tests.
+//! (`cargo build -p mcpgw`) before these tests.
 
 use mcpgw_e2e::backends::{self, Beta, Kind};
 use mcpgw_e2e::client::{self, Raw};
@@ -25,7 +25,7 @@ fn mcpgw_bin() -> PathBuf {
     let p = workspace_root().join("target/debug/mcpgw");
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build -p mcpgw --features cli --bin mcpgw` (./build.sh test does)",
+        "{} is missing: run `cargo build -p mcpgw` (./build.sh test does)",
         p.display()
     );
     p

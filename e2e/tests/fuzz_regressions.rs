@@ -9,8 +9,8 @@
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
 
-use mcpgw::gateway::exchange::Exchange;
-use mcpgw::gateway::host::{BodyAction, HeadersAction};
+use mcpgw_core::gateway::exchange::Exchange;
+use mcpgw_core::gateway::host::{BodyAction, HeadersAction};
 use serde_json::Value;
 
 /// `exchange` target, crash-bcaf739db246880dcd2d5d6b55436bdd2c82f025: a bare
@@ -147,7 +147,7 @@ x-evil: 1","authorization_servers":["https://auth.example.com"]"#,
             r#"{{"session":{{"key":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}},"auth":{{{auth},"jwt":{{"filter":"envoy.filters.http.jwt_authn"}}}},"backends":[{{"name":"a","cluster":"a"}}]}}"#
         );
         harness::config(json.as_bytes());
-        let err = mcpgw::gateway::compile(json.as_bytes(), &|_| None)
+        let err = mcpgw_core::gateway::compile(json.as_bytes(), &|_| None)
             .err()
             .unwrap_or_else(|| panic!("accepted: {auth}"));
         assert!(err.to_string().contains("auth."), "{err}");

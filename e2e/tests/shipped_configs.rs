@@ -38,7 +38,7 @@ fn shipped_configs_validate() {
         assert!(ok, "{} does not validate:\n{log}", path.display());
         // Prometheus labels and the JSON access log are part of every shipped config.
         let text = std::fs::read_to_string(&path).expect("read");
-        let tags: String = mcpgw::gateway::stats::envoy_stats_config_yaml()
+        let tags: String = mcpgw_core::gateway::stats::envoy_stats_config_yaml()
             .lines()
             .filter(|l| l.contains("regex:"))
             .map(|l| format!("{}\n", l.trim()))

@@ -6,21 +6,21 @@
 //!
 //! Only mcpgw's public API and serde_json are used.
 
-use mcpgw::gateway::config::{compile, Config};
-use mcpgw::gateway::crypto::{Keyring, Purpose, NONCE_LEN};
-use mcpgw::gateway::exchange::{Exchange, Gateway};
-use mcpgw::gateway::host::{
+use mcpgw_core::gateway::config::{compile, Config};
+use mcpgw_core::gateway::crypto::{Keyring, Purpose, NONCE_LEN};
+use mcpgw_core::gateway::exchange::{Exchange, Gateway};
+use mcpgw_core::gateway::host::{
     BodyAction, CallResponse, HeaderOp, HeadersAction, Host, HostError, Level, LocalResponse,
     MetricKind, Outbound, ResponseBodyAction, ResponseHeadersAction,
 };
-use mcpgw::gateway::merge::{self, ListOptions, ListPage};
-use mcpgw::gateway::session::{caps, BackendSession, Session};
-use mcpgw::gateway::stream::{self, Answer, SseRewrite, StreamCtx};
-use mcpgw::gateway::tokens::{ListCursor, Wrapped};
-use mcpgw::protocol::http::is_safe_header_value;
-use mcpgw::protocol::jsonrpc::{self, Kind, RawObject};
-use mcpgw::protocol::mcp::{ListKind, Version};
-use mcpgw::protocol::sse::{self, Item};
+use mcpgw_core::gateway::merge::{self, ListOptions, ListPage};
+use mcpgw_core::gateway::session::{caps, BackendSession, Session};
+use mcpgw_core::gateway::stream::{self, Answer, SseRewrite, StreamCtx};
+use mcpgw_core::gateway::tokens::{ListCursor, Wrapped};
+use mcpgw_core::protocol::http::is_safe_header_value;
+use mcpgw_core::protocol::jsonrpc::{self, Kind, RawObject};
+use mcpgw_core::protocol::mcp::{ListKind, Version};
+use mcpgw_core::protocol::sse::{self, Item};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
@@ -533,8 +533,9 @@ pub fn jsonrpc(data: &[u8]) {
     }
 
     // The list merge, with this text as one backend's result (and twice, for collisions).
-    let seal = |b: &mcpgw::gateway::config::Backend, t: &str| stream::wrap_task_id(&gw, &SID, b, t);
-    let allowed = |_: &mcpgw::gateway::config::Backend, t: Option<&str>| {
+    let seal =
+        |b: &mcpgw_core::gateway::config::Backend, t: &str| stream::wrap_task_id(&gw, &SID, b, t);
+    let allowed = |_: &mcpgw_core::gateway::config::Backend, t: Option<&str>| {
         t.is_none_or(|t| !t.contains("deny"))
     };
     let opts = ListOptions {
@@ -771,7 +772,7 @@ pub fn tokens(data: &[u8]) {
     for kind in ListKind::ALL {
         let _ = ListCursor::open(keys, &text, &SID, kind);
     }
-    let _ = mcpgw::gateway::crypto::decode_key(&text);
+    let _ = mcpgw_core::gateway::crypto::decode_key(&text);
 
     // Arbitrary plaintexts behind a valid seal.
     let nonce = [9u8; NONCE_LEN];

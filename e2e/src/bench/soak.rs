@@ -1283,7 +1283,7 @@ fn start_gateway(
     // mcpgw's metric labels become Prometheus labels with the stats tags.
     let yaml = format!(
         "{}{}",
-        mcpgw::gateway::stats::envoy_stats_config_yaml(),
+        mcpgw_core::gateway::stats::envoy_stats_config_yaml(),
         render(&Proxy::Mcpgw { plugin }, &refs, &o.wasm)
     );
     let envoy = Envoy::start(&o.envoy, label, &yaml, o.envoy_concurrency)?;

@@ -131,7 +131,7 @@ pub fn env_keys(gateway: &Gateway, previous_key: bool) -> Vec<String> {
 /// Render. `gateway` must already be [`served`] (every backend has an upstream).
 /// Prometheus labels for mcpgw's metrics (the filter embeds them in the names).
 fn stats_config() -> Y {
-    let tags = mcpgw::gateway::stats::envoy_stats_tags()
+    let tags = mcpgw_core::gateway::stats::envoy_stats_tags()
         .into_iter()
         .map(|(tag, regex)| m(vec![("tag_name", s(tag)), ("regex", s(regex))]));
     m(vec![("stats_tags", seq(tags))])
@@ -149,7 +149,7 @@ fn access_log(dest: &str) -> Y {
         ("upstream_cluster", s("%UPSTREAM_CLUSTER%")),
     ];
     fields.extend(
-        mcpgw::gateway::stats::ACCESS_LOG_FIELDS
+        mcpgw_core::gateway::stats::ACCESS_LOG_FIELDS
             .iter()
             .map(|(k, v)| (*k, s(v))),
     );

@@ -1290,7 +1290,7 @@ fn oauth(
                     None => None,
                     Some(d) => Some(format!(
                         "{}s",
-                        mcpgw::gateway::config::parse_duration(d)
+                        mcpgw_core::gateway::config::parse_duration(d)
                             .map_err(|e| format!("{oat}.jwks.remoteJWKS.cacheDuration: {e}"))?
                             / 1000
                     )),
@@ -1365,7 +1365,7 @@ mod tests {
 
     pub fn testdata(name: &str) -> (PathBuf, String) {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/cli")
+            .join("../../testdata/cli")
             .join(name);
         let text = std::fs::read_to_string(&p).unwrap();
         (PathBuf::from(format!("testdata/cli/{name}")), text)

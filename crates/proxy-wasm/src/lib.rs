@@ -1,15 +1,18 @@
-//! The proxy-wasm host adapter: the only module that talks to Envoy.
+//! The proxy-wasm host adapter: mcpgw-core as a proxy-wasm filter
+//! (`mcpgw.wasm`), the only crate of the wasm build that talks to Envoy.
 //!
 //! It turns proxy-wasm callbacks into calls on [`Exchange`] and applies the
 //! decisions. Only the `Result`-returning hostcalls are used (the SDK's
 //! convenience wrappers unwrap, and a panic would kill the VM for every
 //! request on this worker).
 
-use crate::gateway::host::{
+#![cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+
+use mcpgw_core::gateway::host::{
     BodyAction, CallResponse, HeaderOp, HeadersAction, Host, HostError, Level, LocalResponse,
     MetricKind, Outbound, ResponseBodyAction, ResponseHeadersAction,
 };
-use crate::gateway::{compile, Exchange, Gateway};
+use mcpgw_core::gateway::{compile, Exchange, Gateway};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
@@ -47,7 +50,7 @@ fn header_map(map_type: MapType) -> Vec<(String, String)> {
         }
         Vec::from_raw_parts(data, size, size)
     };
-    crate::gateway::host::decode_header_pairs(&raw)
+    mcpgw_core::gateway::host::decode_header_pairs(&raw)
 }
 
 /// [`Host`] over proxy-wasm hostcalls.

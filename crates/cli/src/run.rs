@@ -77,7 +77,7 @@ async fn run(a: RunArgs) -> Result<(), String> {
         a.keys.previous_session_key_file.as_deref(),
         &crate::env_var,
     )?;
-    let idle_ms = mcpgw::gateway::config::parse_duration(&a.stdio_idle_timeout)
+    let idle_ms = mcpgw_core::gateway::config::parse_duration(&a.stdio_idle_timeout)
         .map_err(|e| format!("--stdio-idle-timeout: {e}"))?;
     let ca = if render_envoy::needs_ca(&gateway) {
         envoy_bin::ca_file(a.listen.ca_file.as_deref())?

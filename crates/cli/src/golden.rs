@@ -1,5 +1,5 @@
 //! Golden files under testdata/cli/golden: `MCPGW_UPDATE_GOLDEN=1 cargo test
-//! -p mcpgw --features cli --bin mcpgw` rewrites them; review the diff.
+//! -p mcpgw` rewrites them; review the diff.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 pub fn testdata(name: &str) -> (PathBuf, String) {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/cli")
+        .join("../../testdata/cli")
         .join(name);
     let text = std::fs::read_to_string(&p).unwrap();
     (PathBuf::from(format!("testdata/cli/{name}")), text)
@@ -15,7 +15,7 @@ pub fn testdata(name: &str) -> (PathBuf, String) {
 
 pub fn check(name: &str, actual: &str) {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/cli/golden")
+        .join("../../testdata/cli/golden")
         .join(name);
     if std::env::var_os("MCPGW_UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

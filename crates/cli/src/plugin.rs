@@ -1,6 +1,6 @@
 //! The filter's plugin configuration (the JSON Envoy hands to mcpgw.wasm),
 //! built from a [`Gateway`] and validated with the filter's own
-//! `mcpgw::gateway::config::compile`, so `mcpgw` accepts exactly what the
+//! `mcpgw_core::gateway::config::compile`, so `mcpgw` accepts exactly what the
 //! filter accepts.
 //!
 //! The structs below only *write* the JSON; the filter's (private,
@@ -181,7 +181,7 @@ pub fn validate(
     json: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
-    match mcpgw::gateway::config::compile(json.as_bytes(), env) {
+    match mcpgw_core::gateway::config::compile(json.as_bytes(), env) {
         Ok(_) => Ok(()),
         Err(e) => {
             let mut field = e.field.clone();

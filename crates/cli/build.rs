@@ -1,18 +1,15 @@
-//! Build script: only does something for the `mcpgw` command (`cli` feature),
-//! which embeds the release filter with `include_bytes!`.
+//! Build script of the `mcpgw` command: it embeds the release filter with
+//! `include_bytes!`.
 //!
 //! Where the wasm comes from, in order:
 //! 1. `$MCPGW_WASM` (a path to a built `mcpgw.wasm`);
 //! 2. `target/wasm32-wasip1/release/mcpgw.wasm` in this workspace (what
 //!    `./build.sh wasm` builds);
-//! 3. otherwise a nested `cargo build --release --target wasm32-wasip1 -p mcpgw
-//!    --lib` into the separate target dir `target/embedded-wasm`, so a plain
-//!    `cargo build --features cli` works on a fresh clone. A separate target
-//!    dir is required: the outer build holds the lock on `target/`, and a
-//!    nested build there would wait for it forever.
-//!
-//! Without the `cli` feature (the wasm build, `cargo test -p mcpgw`) this
-//! script does nothing.
+//! 3. otherwise a nested `cargo build --release --target wasm32-wasip1 -p
+//!    mcpgw-proxy-wasm` into the separate target dir `target/embedded-wasm`,
+//!    so a plain `cargo build -p mcpgw` works on a fresh clone. A separate
+//!    target dir is required: the outer build holds the lock on `target/`, and
+//!    a nested build there would wait for it forever.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,9 +17,6 @@ use std::process::Command;
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=MCPGW_WASM");
-    if std::env::var_os("CARGO_FEATURE_CLI").is_none() {
-        return;
-    }
     match locate() {
         Ok(path) => {
             println!("cargo::rerun-if-changed={}", path.display());
@@ -46,7 +40,10 @@ fn locate() -> Result<PathBuf, String> {
             ))
         };
     }
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
+    // This crate is crates/cli; the workspace (and its target/) is two up.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()))
+        .join("../..");
+    let root = root.canonicalize().unwrap_or(root);
     let built = root.join("target/wasm32-wasip1/release/mcpgw.wasm");
     // Rebuilds of the filter change this file; a first build creates it.
     println!("cargo::rerun-if-changed={}", built.display());
@@ -60,13 +57,7 @@ fn nested_build(root: &Path) -> Result<PathBuf, String> {
     let target_dir = root.join("target/embedded-wasm");
     let out = target_dir.join("wasm32-wasip1/release/mcpgw.wasm");
     // The nested build sees source changes through these.
-    for dir in [
-        "src/lib.rs",
-        "src/protocol",
-        "src/gateway",
-        "src/adapter",
-        "Cargo.toml",
-    ] {
+    for dir in ["src", "crates/proxy-wasm", "Cargo.toml"] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -79,13 +70,11 @@ fn nested_build(root: &Path) -> Result<PathBuf, String> {
             "--target",
             "wasm32-wasip1",
             "-p",
-            "mcpgw",
-            "--lib",
+            "mcpgw-proxy-wasm",
         ])
         .arg("--target-dir")
         .arg(&target_dir)
-        // The outer build's feature and flag settings must not leak in.
-        .env_remove("CARGO_FEATURE_CLI")
+        // The outer build's flag settings must not leak in.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")

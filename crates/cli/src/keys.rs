@@ -19,7 +19,7 @@ pub struct Keys {
 
 fn check(text: &str, origin: &str) -> Result<String, String> {
     let t = text.trim().to_string();
-    mcpgw::gateway::crypto::decode_key(&t).map_err(|e| {
+    mcpgw_core::gateway::crypto::decode_key(&t).map_err(|e| {
         format!("{origin}: not a valid session key ({e}); a key is 32 random bytes in base64, e.g. `openssl rand -base64 32`")
     })?;
     Ok(t)
