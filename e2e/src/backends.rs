@@ -9,9 +9,8 @@
 //! * [`Kind::Beta`]: stateless, answers POSTs with `application/json` (falls back
 //!   to SSE when a tool emits notifications before its result). Tools: `echo`,
 //!   `multiply`, `count`, `whoami`.
-//! * [`Kind::Modern`]: speaks only 2026-07-28 (no `initialize`), answers with
-//!   `application/json` (SSE when a tool reports progress). Tools: `echo`,
-//!   `add`, `count`, `whoami`.
+//! * [`Kind::Modern`]: Beta's tools (`echo` answers `modern: ...`), speaking
+//!   only 2026-07-28 (no `initialize`).
 //!
 //! Alpha and Beta, like every rmcp 3.9 server, also answer 2026-07-28 requests.
 //!
@@ -171,7 +170,7 @@ pub async fn spawn_on(kind: Kind, port: u16) -> std::io::Result<TestServer> {
                 .with_json_response(true)
                 .with_stateless_protocol_metadata_required(true);
             let service = StreamableHttpService::new(
-                || Ok(Modern::new()),
+                || Ok(Beta::modern()),
                 Arc::new(NeverSessionManager::default()),
                 config,
             );
@@ -438,10 +437,12 @@ impl ServerHandler for Alpha {
 // Beta
 // ---------------------------------------------------------------------------
 
-/// The stateless `beta` backend.
+/// The stateless `beta` backend, or (`modern`) the same tools as `modern`,
+/// which speaks only 2026-07-28.
 #[derive(Debug, Clone)]
 pub struct Beta {
     tool_router: ToolRouter<Self>,
+    modern: bool,
 }
 
 impl Default for Beta {
@@ -455,12 +456,29 @@ impl Beta {
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
+            modern: false,
         }
     }
 
-    #[tool(description = "Echo the text back, prefixed with 'beta: '")]
+    /// The 2026-07-28-only `modern` backend.
+    pub fn modern() -> Self {
+        Self {
+            modern: true,
+            ..Self::new()
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.modern {
+            Kind::Modern.name()
+        } else {
+            Kind::Beta.name()
+        }
+    }
+
+    #[tool(description = "Echo the text back, prefixed with the server's name")]
     async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
-        format!("beta: {}", args.text)
+        format!("{}: {}", self.name(), args.text)
     }
 
     #[tool(description = "Multiply two numbers")]
@@ -490,73 +508,20 @@ impl Beta {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Beta {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("beta", env!("CARGO_PKG_VERSION")))
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Modern
-// ---------------------------------------------------------------------------
-
-/// The 2026-07-28-only `modern` backend.
-#[derive(Debug, Clone)]
-pub struct Modern {
-    tool_router: ToolRouter<Self>,
-}
-
-impl Default for Modern {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[tool_router]
-impl Modern {
-    pub fn new() -> Self {
-        Self {
-            tool_router: Self::tool_router(),
+        let info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(self.name(), env!("CARGO_PKG_VERSION")));
+        if self.modern {
+            info.with_instructions("Modern speaks only 2026-07-28.")
+        } else {
+            info
         }
     }
 
-    #[tool(description = "Echo the text back, prefixed with 'modern: '")]
-    async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
-        format!("modern: {}", args.text)
-    }
-
-    #[tool(description = "Add two numbers")]
-    async fn add(&self, Parameters(args): Parameters<BinaryArgs>) -> String {
-        (args.a + args.b).to_string()
-    }
-
-    #[tool(
-        description = "Count to n, sending a progress notification per step (n <= 20, delay_ms default 50)"
-    )]
-    async fn count(
-        &self,
-        Parameters(args): Parameters<CountArgs>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        count_body(args, &ctx).await
-    }
-
-    #[tool(
-        description = "Return selected HTTP request headers received by the backend, as a JSON object"
-    )]
-    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> String {
-        whoami_text(&ctx)
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Modern {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("modern", env!("CARGO_PKG_VERSION")))
-            .with_instructions("Modern speaks only 2026-07-28.")
-    }
-
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
-        std::borrow::Cow::Borrowed(&[ProtocolVersion::V_2026_07_28])
+        if self.modern {
+            std::borrow::Cow::Borrowed(&[ProtocolVersion::V_2026_07_28])
+        } else {
+            std::borrow::Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS)
+        }
     }
 }

@@ -6,6 +6,7 @@
 pub mod backends;
 /// The benchmark harness (`bench` and `bench-backend` binaries).
 pub mod bench;
+pub mod checks;
 pub mod client;
 pub mod envoy;
 pub mod faulty;

@@ -15,20 +15,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 const TWO: &str = r#"[{"name":"alpha","cluster":"c_alpha","authority":"alpha.test","headers":{"authorization":"Bearer ${TOKEN}"},"tools":{"exclude":["admin_reset"]}},{"name":"beta","cluster":"c_beta","path":"/beta/mcp"}]"#;
 
 fn hdrs(method: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut h = vec![
-        (":method".to_string(), method.to_string()),
-        (":path".to_string(), "/mcp".to_string()),
-        (":authority".to_string(), "localhost:1975".to_string()),
-        (
-            "accept".to_string(),
-            "application/json, text/event-stream".to_string(),
-        ),
-        ("content-type".to_string(), "application/json".to_string()),
-    ];
-    for (k, v) in extra {
-        h.push((k.to_string(), v.to_string()));
-    }
-    h
+    crate::gateway::testing::request_headers(method, extra)
 }
 
 fn body_of(r: &LocalResponse) -> Value {

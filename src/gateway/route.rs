@@ -165,16 +165,32 @@ impl Exchange {
             self.note(ErrorKind::UnknownTool);
             return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
         }
+        self.forward_renamed(host, session, i, &params, body, ("name", &name, &original))
+    }
+
+    /// Forward to backend `i`, `member` of the params set to the backend's
+    /// own name or URI when it differs from the client's (`rename`: member,
+    /// client's, backend's), after the caller's permission is checked.
+    fn forward_renamed(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        i: usize,
+        params: &RawObject<'_>,
+        body: &[u8],
+        rename: (&str, &str, &str),
+    ) -> BodyAction {
+        let (member, client, original) = rename;
         if let Err(r) = self.authorize(host, i) {
             return BodyAction::Respond(r);
         }
-        let renamed = json_string(&original);
-        let replace: &[(&str, &str)] = if original == *name {
+        let renamed = json_string(original);
+        let replace: &[(&str, &str)] = if original == client {
             &[]
         } else {
-            &[("name", &renamed)]
+            &[(member, &renamed)]
         };
-        match self.routed_params(host, session, i, &params, replace) {
+        match self.routed_params(host, session, i, params, replace) {
             Err(r) => BodyAction::Respond(r),
             Ok(None) => self.forward(session, i, None, true),
             Ok(Some(p)) => self.forward_with(session, i, body, "params", &p, true),
@@ -212,20 +228,7 @@ impl Exchange {
                 return BodyAction::Respond(self.error(200, RESOURCE_NOT_FOUND, &m));
             }
         };
-        if let Err(r) = self.authorize(host, i) {
-            return BodyAction::Respond(r);
-        }
-        let renamed = json_string(&original);
-        let replace: &[(&str, &str)] = if original == *uri {
-            &[]
-        } else {
-            &[("uri", &renamed)]
-        };
-        match self.routed_params(host, session, i, &params, replace) {
-            Err(r) => BodyAction::Respond(r),
-            Ok(None) => self.forward(session, i, None, true),
-            Ok(Some(p)) => self.forward_with(session, i, body, "params", &p, true),
-        }
+        self.forward_renamed(host, session, i, &params, body, ("uri", &uri, &original))
     }
 
     /// `completion/complete` goes where its reference (a prompt or a resource

@@ -2,6 +2,9 @@
 //! what a gateway costs is not hidden behind the backend's own cost.
 //!
 //! - `initialize`: a result with `tools` capability and a fresh `Mcp-Session-Id`;
+//! - `server/discover`: 2026-07-28 and the handshake versions (it answers both
+//!   eras, as the SDK servers do); a 2026-07-28 request's result carries
+//!   `resultType`;
 //! - notifications and client responses: `202 Accepted`;
 //! - `tools/list`: a precomputed list (`--tools N`, `--tool-bytes B`; `--big` is
 //!   2,000 tools of about 1,000 bytes, about 2 MB);
@@ -191,6 +194,7 @@ pub fn tools_list_result(n: usize, bytes: usize) -> String {
 
 const CALL_RESULT: &str =
     r#"{"content":[{"type":"text","text":"ok: benchmark answer"}],"isError":false}"#;
+const MODERN_CALL_RESULT: &str = r#"{"content":[{"type":"text","text":"ok: benchmark answer"}],"isError":false,"resultType":"complete"}"#;
 
 struct State {
     opts: Options,
@@ -296,6 +300,11 @@ fn get_stream(sid: &str, every: Duration) -> Response<Body> {
     )
 }
 
+/// A 2026-07-28 request carries its protocol version in `_meta`.
+fn modern_request(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\"io.modelcontextprotocol/protocolVersion\"").is_some()
+}
+
 fn answer(id: &RawValue, tail: &[u8]) -> Vec<u8> {
     let id = id.get().as_bytes();
     let mut out = Vec::with_capacity(24 + id.len() + tail.len());
@@ -368,6 +377,13 @@ impl State {
                 }
                 r
             }
+            "server/discover" => {
+                let tail = format!(
+                    r#","result":{{"resultType":"complete","supportedVersions":["2026-07-28","2025-11-25","2025-06-18","2025-03-26"],"capabilities":{{"tools":{{}}}},"_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"{}","version":"1.0.0"}}}},"ttlMs":60000,"cacheScope":"public"}}}}"#,
+                    self.opts.name
+                );
+                json(StatusCode::OK, answer(id, tail.as_bytes()))
+            }
             "tools/list" => json(StatusCode::OK, answer(id, &self.list_tail)),
             "tools/call" => {
                 let call = p
@@ -394,7 +410,11 @@ impl State {
                         .and_then(|m| m.progress_token);
                     return streamed_call(id, token, ms);
                 }
-                let tail = format!(",\"result\":{CALL_RESULT}}}");
+                let tail = if modern_request(body) {
+                    format!(",\"result\":{MODERN_CALL_RESULT}}}")
+                } else {
+                    format!(",\"result\":{CALL_RESULT}}}")
+                };
                 json(StatusCode::OK, answer(id, tail.as_bytes()))
             }
             "ping" => json(StatusCode::OK, answer(id, br#","result":{}}"#)),

@@ -14,12 +14,17 @@ use std::time::{Duration, Instant};
 
 /// The protocol version the benchmark clients speak.
 pub const PROTOCOL_VERSION: &str = "2025-06-18";
+/// The stateless revision the `modern` clients speak.
+pub const MODERN_VERSION: &str = "2026-07-28";
 
 /// Where a client connects: `http://127.0.0.1:<port><path>`.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub port: u16,
     pub path: String,
+    /// Speak 2026-07-28: no session, the request metadata in `_meta` and
+    /// the `Mcp-Method` / `Mcp-Name` headers on every POST.
+    pub modern: bool,
 }
 
 impl Target {
@@ -27,6 +32,15 @@ impl Target {
         Target {
             port,
             path: "/mcp".into(),
+            modern: false,
+        }
+    }
+
+    /// A 2026-07-28 client of the same endpoint.
+    pub fn modern(port: u16) -> Target {
+        Target {
+            modern: true,
+            ..Target::new(port)
         }
     }
 }
@@ -81,6 +95,7 @@ pub struct Conn {
     path: String,
     pub session: Option<String>,
     next_id: u64,
+    modern: bool,
 }
 
 impl Conn {
@@ -102,6 +117,7 @@ impl Conn {
             path: t.path.clone(),
             session: None,
             next_id: 1,
+            modern: t.modern,
         })
     }
 
@@ -112,6 +128,11 @@ impl Conn {
 
     /// POST one JSON-RPC message (with the session id, if there is one).
     pub async fn post(&mut self, body: String) -> Result<Reply, String> {
+        self.post_with(body, &[]).await
+    }
+
+    /// [`Conn::post`] with more request headers.
+    async fn post_with(&mut self, body: String, extra: &[(&str, &str)]) -> Result<Reply, String> {
         let mut b = Request::builder()
             .method(Method::POST)
             .uri(self.path.as_str())
@@ -122,6 +143,9 @@ impl Conn {
             b = b
                 .header("mcp-session-id", s.as_str())
                 .header("mcp-protocol-version", PROTOCOL_VERSION);
+        }
+        for (k, v) in extra {
+            b = b.header(*k, *v);
         }
         let req = b
             .body(Full::new(Bytes::from(body)))
@@ -189,10 +213,22 @@ impl Conn {
     /// `tools/call` of `name`; the answer must be a successful result.
     pub async fn call_tool(&mut self, name: &str) -> Result<usize, String> {
         let id = self.next_id();
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"text":"hello"}}}}}}"#
-        );
-        let r = self.post(body).await?;
+        let r = if self.modern {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"text":"hello"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"{MODERN_VERSION}","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+            );
+            let headers = [
+                ("mcp-protocol-version", MODERN_VERSION),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", name),
+            ];
+            self.post_with(body, &headers).await?
+        } else {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"text":"hello"}}}}}}"#
+            );
+            self.post(body).await?
+        };
         if r.status != 200 || !contains(r.message(), b"\"isError\":false") {
             return Err(format!(
                 "tools/call {name}: HTTP {} {}",
@@ -329,7 +365,8 @@ pub async fn closed_loop(target: &Target, op: &Op, spec: Spec, watch: &[u32]) ->
     for _ in 0..spec.conns {
         let c = async {
             let mut c = Conn::open(target).await?;
-            if spec.session {
+            // 2026-07-28 has no sessions.
+            if spec.session && !target.modern {
                 c.initialize().await?;
             }
             Ok::<Conn, String>(c)

@@ -256,7 +256,7 @@ impl Report {
             "- Everything runs on 127.0.0.1: the benchmark's own backend (`bench-backend`: hyper, canned JSON-RPC answers, `TCP_NODELAY`), Envoy ({} worker(s), no access log, warn logging), and a closed-loop load generator on HTTP/1.1 keep-alive connections (hyper, one thread). Each connection first opens an MCP session (`initialize`, `notifications/initialized`) and then repeats its request with that `Mcp-Session-Id`.",
             self.concurrency
         );
-        let _ = writeln!(s, "- Variants: **direct** (client to backend), **plain** (Envoy's HTTP router to one backend), **native** (Envoy's `envoy.filters.http.mcp` + `envoy.filters.http.mcp_router`, 2 backends, tools called as `b0__echo`/`b1__echo`), **mcpgw** (the wasm filter + router, 2 backends, same tool names), **mcpgw-quiet** (the same with `observability` off: no per-request stats or access-log fields), **wasm-idle** (mcpgw.wasm loaded in front of the plain route but configured for another path, so it only looks at the headers: the cost of any proxy-wasm filter in V8), and **mcpgw@LABEL** (another build of the filter, `--wasm-variant`). Connection *i* calls the tool of backend *i* mod 2. The native filters' configuration is checked with `envoy --mode validate` first.");
+        let _ = writeln!(s, "- Variants: **direct** (client to backend), **plain** (Envoy's HTTP router to one backend), **native** (Envoy's `envoy.filters.http.mcp` + `envoy.filters.http.mcp_router`, 2 backends, tools called as `b0__echo`/`b1__echo`), **mcpgw** (the wasm filter + router, 2 backends, same tool names), **mcpgw-quiet** (the same with `observability` off: no per-request stats or access-log fields), **mcpgw-2026** (MCP 2026-07-28 clients: no session, every POST with `Mcp-Method`/`Mcp-Name`, `echo` of an unprefixed backend that speaks 2026-07-28, so the call is routed from the headers without reading the body), **wasm-idle** (mcpgw.wasm loaded in front of the plain route but configured for another path, so it only looks at the headers: the cost of any proxy-wasm filter in V8), and **mcpgw@LABEL** (another build of the filter, `--wasm-variant`). Connection *i* calls the tool of backend *i* mod 2. The native filters' configuration is checked with `envoy --mode validate` first.");
         let _ = writeln!(s, "- Each round runs every variant back to back (the order rotates per round); a run is a warm-up, then a measured window in which only requests that complete count. Figures are medians over rounds; ratios are medians of per-round ratios.");
         let _ = writeln!(s, "- Envoy CPU per request: utime+stime of the Envoy process (`/proc/<pid>/stat`, all threads) over the window, divided by the requests completed in it; the backends' likewise. p50/p99 are client-side latencies.");
         let _ = writeln!(s, "- MB is 10^6 bytes. Fan-out backends answer after a fixed {} ms; the reference is the slowest of the backends' own p50 measured directly in the same round.", self.delay_ms);
@@ -437,6 +437,20 @@ impl Report {
                 line(
                     "mcpgw-quiet / native mcp_router, req/s",
                     &|k| self.call_ratio("mcpgw-quiet", "native", k),
+                    2,
+                    "×",
+                );
+            }
+            if Self::has(&self.call, "mcpgw-2026") {
+                line(
+                    "mcpgw-2026 (header-routed) / mcpgw (sessions), req/s",
+                    &|k| self.call_ratio("mcpgw-2026", "mcpgw", k),
+                    2,
+                    "×",
+                );
+                line(
+                    "mcpgw-2026 / plain Envoy, req/s",
+                    &|k| self.call_ratio("mcpgw-2026", "plain", k),
                     2,
                     "×",
                 );

@@ -72,7 +72,7 @@ target/wasm32-wasip1/release/mcpgw.wasm (./build.sh wasm).
   --quick                 short runs (about 2 minutes) to check the harness
   --out PATH              report file (default bench/results.md)
   --only LIST             scenarios: call,fanout,list,memory (default all)
-  --variants LIST         scenario 1 only these: direct,plain,wasm-idle,native,mcpgw,mcpgw-quiet,mcpgw@LABEL
+  --variants LIST         scenario 1 only these: direct,plain,wasm-idle,native,mcpgw,mcpgw-quiet,mcpgw-2026,mcpgw@LABEL
   --wasm-variant L=PATH   also run another build of the filter as variant mcpgw@L
                           (scenarios 1 and 3; repeatable; for before/after figures)
   --rounds N              rounds of interleaved variants (default 5, quick 2)
@@ -139,6 +139,7 @@ impl Options {
                             "native",
                             "mcpgw",
                             "mcpgw-quiet",
+                            "mcpgw-2026",
                         ];
                         if !known.contains(&v.as_str()) && !v.starts_with("mcpgw@") {
                             return Err(format!("unknown variant {v:?}"));
@@ -269,6 +270,16 @@ fn start_envoy_with(
     Ok(e)
 }
 
+/// Check that the 2026-07-28 clients' tools answer (no session, no list:
+/// they are called by name, routed from the headers).
+async fn check_modern_tools(port: u16, want: &[String], label: &str) -> Result<(), String> {
+    let mut c = client::Conn::open(&Target::modern(port)).await?;
+    for w in want {
+        c.call_tool(w).await.map_err(|e| format!("{label}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Check that a gateway lists the tools the run will call.
 async fn check_tools(port: u16, want: &[String], label: &str) -> Result<(), String> {
     let mut c = client::Conn::open(&Target::new(port)).await?;
@@ -326,6 +337,24 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
         },
         &[&b0, &b1],
     )?;
+    // 2026-07-28 clients, routed from the headers alone: b0 unprefixed
+    // (`echo`), b1 prefixed (`b1__echo`), both speak 2026-07-28.
+    let modern_plugin = {
+        let mut p: serde_json::Value =
+            serde_json::from_str(&mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({})))
+                .map_err(|e| e.to_string())?;
+        p["backends"][0]["prefix"] = json!("never");
+        p["backends"][1]["prefix"] = json!("always");
+        p.to_string()
+    };
+    let modern = start_envoy(
+        o,
+        "mcpgw-2026",
+        &Proxy::Mcpgw {
+            plugin: modern_plugin,
+        },
+        &[&b0, &b1],
+    )?;
     let idle_plugin = mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({"path": "/not-mcp"}));
     let idle = start_envoy(
         o,
@@ -347,6 +376,7 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
         ));
     }
     let gw_tools = vec!["b0__echo".to_string(), "b1__echo".to_string()];
+    let modern_tools = vec!["echo".to_string()];
     let bare = vec!["echo".to_string()];
     check_tools(b0.port, &bare, "direct").await?;
     check_tools(plain.port, &bare, "plain Envoy").await?;
@@ -354,25 +384,52 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
     check_tools(native.port, &gw_tools, "native mcp_router").await?;
     check_tools(mcpgw.port, &gw_tools, "mcpgw").await?;
     check_tools(quiet.port, &gw_tools, "mcpgw-quiet").await?;
+    check_modern_tools(modern.port, &modern_tools, "mcpgw-2026").await?;
     for (name, e) in &extras {
         check_tools(e.port, &gw_tools, name).await?;
     }
-    // (label, port, tools, envoy pid)
-    let mut all: Vec<(String, u16, &Vec<String>, Option<u32>)> = vec![
-        ("direct".into(), b0.port, &bare, None),
-        ("plain".into(), plain.port, &bare, Some(plain.pid())),
-        ("wasm-idle".into(), idle.port, &bare, Some(idle.pid())),
-        ("native".into(), native.port, &gw_tools, Some(native.pid())),
-        ("mcpgw".into(), mcpgw.port, &gw_tools, Some(mcpgw.pid())),
+    // (label, target, tools, envoy pid)
+    let mut all: Vec<(String, Target, &Vec<String>, Option<u32>)> = vec![
+        ("direct".into(), Target::new(b0.port), &bare, None),
+        (
+            "plain".into(),
+            Target::new(plain.port),
+            &bare,
+            Some(plain.pid()),
+        ),
+        (
+            "wasm-idle".into(),
+            Target::new(idle.port),
+            &bare,
+            Some(idle.pid()),
+        ),
+        (
+            "native".into(),
+            Target::new(native.port),
+            &gw_tools,
+            Some(native.pid()),
+        ),
+        (
+            "mcpgw".into(),
+            Target::new(mcpgw.port),
+            &gw_tools,
+            Some(mcpgw.pid()),
+        ),
         (
             "mcpgw-quiet".into(),
-            quiet.port,
+            Target::new(quiet.port),
             &gw_tools,
             Some(quiet.pid()),
         ),
+        (
+            "mcpgw-2026".into(),
+            Target::modern(modern.port),
+            &modern_tools,
+            Some(modern.pid()),
+        ),
     ];
     for (name, e) in &extras {
-        all.push((name.clone(), e.port, &gw_tools, Some(e.pid())));
+        all.push((name.clone(), Target::new(e.port), &gw_tools, Some(e.pid())));
     }
     let variants: Vec<_> = all
         .into_iter()
@@ -382,7 +439,8 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
     for round in 0..o.rounds {
         for k in 0..variants.len() {
             // Rotate the order every round so no variant always goes first.
-            let Some((label, port, tools, pid)) = variants.get((k + round) % variants.len()) else {
+            let Some((label, target, tools, pid)) = variants.get((k + round) % variants.len())
+            else {
                 continue;
             };
             for conns in [1usize, 16] {
@@ -395,13 +453,8 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
                     timeout: Duration::from_secs(5),
                     session: true,
                 };
-                let r = client::closed_loop(
-                    &Target::new(*port),
-                    &Op::CallTool((*tools).clone()),
-                    spec,
-                    &watch,
-                )
-                .await;
+                let r = client::closed_loop(target, &Op::CallTool((*tools).clone()), spec, &watch)
+                    .await;
                 progress(&format!(
                     "  round {}/{} {label:>9} x{conns:<2}: {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  Envoy {} µs/req{}",
                     round + 1,

@@ -9,7 +9,7 @@ use crate::gateway::host::{
 };
 use crate::gateway::modern::eras::{BackendInfo, Held, Learned};
 use crate::gateway::modern::state::RequestState;
-use crate::gateway::testing::{gateway, json_response, FakeHost};
+use crate::gateway::testing::{gateway, json_response, request_headers, FakeHost};
 use serde_json::{json, Value};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -92,23 +92,13 @@ impl H2 {
         );
     }
 
+    /// A 2026-07-28 client's headers (its version unless `extra` sets one).
     fn headers(method: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut h = vec![
-            (":method".to_string(), method.to_string()),
-            (":path".to_string(), "/mcp".to_string()),
-            (":authority".to_string(), "localhost:1975".to_string()),
-            (
-                "accept".to_string(),
-                "application/json, text/event-stream".to_string(),
-            ),
-            ("content-type".to_string(), "application/json".to_string()),
-            ("mcp-protocol-version".to_string(), "2026-07-28".to_string()),
-        ];
-        if extra.iter().any(|(k, _)| *k == "mcp-protocol-version") {
-            h.retain(|(k, _)| k != "mcp-protocol-version");
+        let mut h = extra.to_vec();
+        if !extra.iter().any(|(k, _)| *k == "mcp-protocol-version") {
+            h.insert(0, ("mcp-protocol-version", "2026-07-28"));
         }
-        h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        h
+        request_headers(method, &h)
     }
 
     /// POST a 2026-07-28 message with its routing headers (from the body
@@ -135,6 +125,22 @@ impl H2 {
         }
         let a = ex.on_request_body(&mut self.host, msg.to_string().as_bytes());
         (ex, Ok(a))
+    }
+
+    /// The backend answers the routed request with this event stream; what
+    /// the client gets.
+    fn stream_back(&mut self, ex: &mut Exchange, sse: &[u8], end: bool) -> Vec<u8> {
+        ex.on_response_headers(
+            &mut self.host,
+            &[
+                (":status".into(), "200".into()),
+                ("content-type".into(), "text/event-stream".into()),
+            ],
+        );
+        match ex.on_response_body(&mut self.host, sse, end) {
+            ResponseBodyAction::Replace(out) => out,
+            other => panic!("{other:?}"),
+        }
     }
 
     fn answer(
@@ -441,20 +447,7 @@ fn mrtr_state_is_sealed_checked_and_unwrapped() {
         headers.contains(&HeaderOp::Set("mcp-name".into(), "confirm".into())),
         "header says what the body says"
     );
-    ex.on_response_headers(
-        &mut h.host,
-        &[
-            (":status".into(), "200".into()),
-            ("content-type".into(), "text/event-stream".into()),
-        ],
-    );
-    let ResponseBodyAction::Replace(out) = ex.on_response_body(
-        &mut h.host,
-        b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"input_required\",\"requestState\":\"theirs\",\"inputRequests\":{\"k\":{\"method\":\"elicitation/create\",\"params\":{\"message\":\"ok?\",\"requestedSchema\":{}}}}}}\n\n",
-        true,
-    ) else {
-        panic!()
-    };
+    let out = h.stream_back(&mut ex, b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"input_required\",\"requestState\":\"theirs\",\"inputRequests\":{\"k\":{\"method\":\"elicitation/create\",\"params\":{\"message\":\"ok?\",\"requestedSchema\":{}}}}}}\n\n", true);
     let text = String::from_utf8(out).unwrap();
     let data: Value =
         serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
@@ -524,20 +517,7 @@ fn a_2025_backends_request_to_a_modern_client_is_refused_for_it() {
         &[],
     );
     assert!(matches!(a, Ok(B::Forward { .. })));
-    ex.on_response_headers(
-        &mut h.host,
-        &[
-            (":status".into(), "200".into()),
-            ("content-type".into(), "text/event-stream".into()),
-        ],
-    );
-    let ResponseBodyAction::Replace(out) = ex.on_response_body(
-        &mut h.host,
-        b"id: e1\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"elicitation/create\",\"params\":{}}\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"error\",\"data\":\"x\"}}\n\n",
-        false,
-    ) else {
-        panic!()
-    };
+    let out = h.stream_back(&mut ex, b"id: e1\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"elicitation/create\",\"params\":{}}\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"error\",\"data\":\"x\"}}\n\n", false);
     assert!(
         out.is_empty(),
         "neither the request nor an unasked log reaches the client: {}",
@@ -711,4 +691,54 @@ fn a_2025_client_reaches_a_2026_only_backend() {
     };
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["error"]["code"], -32010);
+}
+
+#[test]
+fn tasks_are_routed_by_their_sealed_id() {
+    let mut h = H2::new(MIXED);
+    h.learn_modern(
+        0,
+        json!({"tools":{},"extensions":{"io.modelcontextprotocol/tasks":{}}}),
+    );
+    h.learn_legacy(1);
+    // A task created by a tools/call: its id is sealed for the client.
+    let (mut ex, a) = h.post(
+        &req(json!(1), "tools/call", json!({"name":"m__build"})),
+        &[],
+    );
+    assert!(matches!(a, Ok(B::Forward { .. })));
+    let out = h.stream_back(
+        &mut ex,
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"task\",\"taskId\":\"t-9\",\"status\":\"working\"}}\n\n",
+        true,
+    );
+    let text = String::from_utf8(out).unwrap();
+    let v: Value =
+        serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    let sealed = v["result"]["taskId"].as_str().unwrap().to_string();
+    assert_ne!(sealed, "t-9");
+    // tasks/get by the sealed id (in Mcp-Name too): the backend gets its own.
+    let get = req(json!(2), "tasks/get", json!({"taskId": sealed}));
+    let (_, a) = h.post(&get, &[("mcp-name", &sealed)]);
+    let Ok(B::Forward {
+        headers,
+        body: Some(body),
+    }) = a
+    else {
+        panic!("{a:?}")
+    };
+    assert!(headers.contains(&HeaderOp::Set("x-mcpgw-cluster".into(), "c_m".into())));
+    assert!(headers.contains(&HeaderOp::Set("mcp-name".into(), "t-9".into())));
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["params"]["taskId"], "t-9");
+    // A forged id reaches nobody.
+    let (_, a) = h.post(
+        &req(json!(3), "tasks/get", json!({"taskId": "t-9"})),
+        &[("mcp-name", "t-9")],
+    );
+    let r = respond(a);
+    assert_eq!(
+        (r.status, body_of(&r)["error"]["code"].as_i64()),
+        (400, Some(-32602))
+    );
 }
