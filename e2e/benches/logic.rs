@@ -8,14 +8,14 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mcpgw_core::gateway::config::{self, Config};
-use mcpgw_core::gateway::exchange::{Exchange, Gateway};
 use mcpgw_core::gateway::host::{
-    BodyAction, CallResponse, HeadersAction, Host, HostError, Level, MetricKind, Outbound,
-    ResponseBodyAction,
+    Attribute, BodyAction, CallId, CallResponse, Configure, Family, HeadersAction, Host, HostError,
+    Level, LogField, MetaValue, MetricId, Outbound, ResponseBodyAction,
 };
 use mcpgw_core::gateway::merge::{merge_list, ListOptions, ListPage};
 use mcpgw_core::gateway::session::{caps, BackendSession, Session};
 use mcpgw_core::gateway::stream::{self, SseRewrite, StreamCtx};
+use mcpgw_core::gateway::{Exchange, Gateway};
 use mcpgw_core::protocol::mcp::{ListKind, Version};
 use mcpgw_e2e::bench::backend::tools_list_result;
 use std::cell::Cell;
@@ -25,10 +25,10 @@ use std::sync::Arc;
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const NOW_MS: u64 = 1_700_000_000_000;
 
-/// A host that answers at once and records nothing (dispatch hands out tokens).
+/// A host that answers at once and records nothing (dispatch hands out ids).
 struct NullHost {
     counter: Cell<u8>,
-    next_token: u32,
+    next_token: CallId,
 }
 
 impl NullHost {
@@ -53,7 +53,7 @@ impl Host for NullHost {
         Ok(())
     }
     fn log(&self, _level: Level, _message: &str) {}
-    fn dispatch(&mut self, _call: &Outbound) -> Result<u32, HostError> {
+    fn dispatch(&mut self, _call: &Outbound) -> Result<CallId, HostError> {
         self.next_token += 1;
         Ok(self.next_token)
     }
@@ -63,15 +63,35 @@ impl Host for NullHost {
     fn shared_set(&self, _key: &str, _value: &[u8], _cas: u32) -> Result<bool, HostError> {
         Ok(true)
     }
-    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
+    fn metadata(&self, _namespace: &str, _path: &[&str]) -> Option<MetaValue> {
         None
     }
-    fn set_property(&self, name: &str, value: &str) {
-        black_box((name, value));
+    fn attribute(&self, _attribute: Attribute) -> Option<String> {
+        None
     }
-    fn metric(&self, kind: MetricKind, name: &str, value: u64) {
-        black_box((kind, name, value));
+    fn set_log_field(&self, field: LogField, value: &str) {
+        black_box((field, value));
     }
+    fn record(&self, metric: MetricId, value: u64) {
+        black_box((metric, value));
+    }
+    fn record_labelled(&self, family: &Family, labels: &[&str], value: u64) {
+        black_box((family, labels, value));
+    }
+}
+
+/// Hands out metric ids.
+struct NullConfigure(u32);
+
+impl Configure for NullConfigure {
+    fn define_metric(&mut self, _family: &Family, _labels: &[&str]) -> Option<MetricId> {
+        self.0 += 1;
+        Some(MetricId(self.0))
+    }
+}
+
+fn gateway(cfg: Config) -> Arc<Gateway> {
+    Arc::new(Gateway::new(cfg, &mut NullConfigure(0)))
 }
 
 fn compile(json: &str) -> Config {
@@ -83,11 +103,11 @@ fn compile(json: &str) -> Config {
 
 /// Two backends, like the end-to-end benchmark.
 fn two_backends() -> Arc<Gateway> {
-    Arc::new(Gateway::new(compile(&format!(
+    gateway(compile(&format!(
         r#"{{"session":{{"key":"{KEY}","ttl":"24h"}},"backends":[
             {{"name":"b0","cluster":"b0","authority":"127.0.0.1:9001"}},
             {{"name":"b1","cluster":"b1","authority":"127.0.0.1:9002"}}]}}"#
-    ))))
+    )))
 }
 
 fn session() -> Session {
@@ -358,10 +378,10 @@ fn bench_exchange(c: &mut Criterion) {
 
     // The large list through the fan-out path: request, dispatch, the
     // backend's 2 MB answer, merge, the gateway's own answer.
-    let big = Arc::new(Gateway::new(compile(&format!(
+    let big = gateway(compile(&format!(
         r#"{{"session":{{"key":"{KEY}"}},"prefix":"always","backends":[
             {{"name":"big","cluster":"big","tools":{{"exclude_regex":["7$"]}}}}]}}"#
-    ))));
+    )));
     let mut s = session();
     s.backends.truncate(1);
     if let Some(b) = s.backends.first_mut() {

@@ -11,5 +11,6 @@ pub mod client;
 pub mod envoy;
 pub mod faulty;
 pub mod fixture;
+pub mod mcpgw_run;
 pub mod peers;
 pub mod stack;

@@ -143,10 +143,10 @@ pub struct EraStack {
 
 impl EraStack {
     pub async fn start() -> EraStack {
-        use crate::peers::{node, python, PeerServer};
+        use crate::peers::{node_bin, python_bin, PeerServer};
         let (py, legacy, modern) = tokio::join!(
-            PeerServer::start(python(), "e2e/python/modern_server.py"),
-            PeerServer::start(node(), "e2e/node/legacy_server.mjs"),
+            PeerServer::start(python_bin(), "e2e/python/modern_server.py"),
+            PeerServer::start(node_bin(), "e2e/node/legacy_server.mjs"),
             backends::spawn(Kind::Modern),
         );
         let cfg = json!({

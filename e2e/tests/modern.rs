@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mcpgw_e2e::checks::{wire_lines, Checks};
-use mcpgw_e2e::envoy::workspace_root;
-use mcpgw_e2e::peers::python;
+use mcpgw_e2e::peers::{python_bin, run_script};
 use mcpgw_e2e::stack::EraStack;
 use serde_json::{json, Value};
 
@@ -25,34 +24,23 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 const V: &str = "2026-07-28";
 
 async fn run_client(url: &str, mode: &str, label: &str) -> Value {
-    let script = workspace_root().join("e2e/python/modern_client.py");
-    let child = tokio::process::Command::new(python())
-        .arg(&script)
-        .args([url, mode, label])
-        .current_dir(workspace_root().join("e2e/python"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(CLIENT_TIMEOUT, child)
-        .await
-        .unwrap_or_else(|_| panic!("{mode} client did not finish within {CLIENT_TIMEOUT:?}"))
-        .expect("run the Python client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("{mode}: no JSON summary:\n{stdout}\nstderr:\n{stderr}"));
-    if let Some(f) = summary.get("fatal") {
+    let args = [url.to_string(), mode.to_string(), label.to_string()];
+    let run = run_script(
+        &python_bin(),
+        "e2e/python/modern_client.py",
+        &args,
+        CLIENT_TIMEOUT,
+    )
+    .await;
+    if let Some(f) = run.summary.get("fatal") {
         panic!(
-            "{mode}: a step failed:\n{}\nwire:\n{}\nstderr:\n{stderr}",
+            "{mode}: a step failed:\n{}\nwire:\n{}\nstderr:\n{}",
             f.as_str().unwrap_or_default(),
-            wire_lines(&summary)
+            wire_lines(&run.summary),
+            run.stderr
         );
     }
-    summary
+    run.summary
 }
 
 fn text_has(v: &Value, needle: &str) -> bool {

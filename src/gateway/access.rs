@@ -3,11 +3,11 @@
 //! per-tool checks on the way to a backend. The policy itself is in `auth`.
 
 use super::auth::{self, AsMetadata, Authn, Grants, AS_METADATA_PATHS};
+use super::error::GatewayError;
 use super::exchange::{Call, Exchange, FanOp, FanOut, State};
 use super::host::{CallResponse, HeadersAction, Host, Level, LocalResponse, Outbound};
 use super::stats::ErrorKind;
 use crate::protocol::http::path_only;
-use crate::protocol::jsonrpc::{error_json, BACKEND_ERROR};
 
 const AS_CACHE_KEY: &str = "mcpgw.as_metadata";
 const ALLOW_HEADERS: &str =
@@ -61,11 +61,7 @@ impl Exchange {
                 .with_header("access-control-max-age", "86400"),
             "GET" if prm => auth.metadata_response(),
             "GET" => return Some(self.as_metadata(host)),
-            _ => LocalResponse::json(
-                405,
-                error_json(None, -32600, "Method Not Allowed: use GET", None),
-            )
-            .with_header("allow", "GET, OPTIONS"),
+            _ => GatewayError::metadata_method_not_allowed().response(None),
         };
         Some(HeadersAction::Respond(self.respond(r)))
     }
@@ -135,15 +131,7 @@ impl Exchange {
                                 "cannot fetch authorization server metadata: no cluster {cluster}"
                             ),
                         );
-                        let r = LocalResponse::json(
-                            502,
-                            error_json(
-                                None,
-                                BACKEND_ERROR,
-                                "authorization server metadata unavailable",
-                                None,
-                            ),
-                        );
+                        let r = GatewayError::as_metadata_unavailable().response(None);
                         HeadersAction::Respond(self.respond(r))
                     }
                 }
@@ -172,15 +160,7 @@ impl Exchange {
                     response.status
                 ),
             );
-            return LocalResponse::json(
-                502,
-                error_json(
-                    None,
-                    BACKEND_ERROR,
-                    "authorization server metadata unavailable",
-                    None,
-                ),
-            );
+            return GatewayError::as_metadata_unavailable().response(None);
         }
         if let Some(AsMetadata::Fetch { cache_ms, .. }) = &auth.as_metadata {
             let mut v = host

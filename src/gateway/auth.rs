@@ -17,7 +17,7 @@
 //! and the principal that sessions are bound to.
 
 use super::crypto::Keyring;
-use super::host::{header, Host, LocalResponse};
+use super::host::{header, Host, LocalResponse, MetaValue};
 use crate::protocol::http::{is_safe_header_value, path_only};
 use crate::protocol::jsonrpc::{error_json, INVALID_REQUEST};
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
@@ -441,16 +441,11 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
                 .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
     });
     // A claim of the verified token, as jwt_authn left it in the metadata.
-    let raw = |claim: &str| {
-        host.property(&[
-            "metadata",
-            "filter_metadata",
-            &auth.jwt_filter,
-            &auth.metadata_key,
-            claim,
-        ])
+    let claim = |name: &str| host.metadata(&auth.jwt_filter, &[&auth.metadata_key, name]);
+    let md = |name: &str| match claim(name) {
+        Some(MetaValue::Str(s)) => Some(s),
+        _ => None,
     };
-    let md = |claim: &str| raw(claim).and_then(|b| String::from_utf8(b).ok());
     // The metadata exists only when jwt_authn verified a token on this request.
     let verified_iss = md("iss");
     let Some(verified_iss) = verified_iss else {
@@ -464,7 +459,7 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
     // one by one from the metadata.
     let payload = match header(headers, &auth.payload_header).and_then(decode_payload) {
         Some(p) => p,
-        None => claims_from_metadata(&auth.claim_names, &raw),
+        None => claims_from_metadata(&auth.claim_names, &claim),
     };
     let iss = payload.get("iss").and_then(Value::as_str).unwrap_or("");
     let sub = payload.get("sub").and_then(Value::as_str).unwrap_or("");
@@ -501,39 +496,32 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
     })
 }
 
-/// Claims rebuilt from Envoy's property encoding of the verified payload:
-/// strings as their bytes, lists as "pairs" (count, sizes, NUL-terminated
-/// items). Numbers and booleans come back as opaque bytes and are skipped.
+/// The claims the policy needs, read one by one from the verified payload in
+/// the metadata. A claim the host cannot type (the proxy-wasm build cannot
+/// tell numbers and booleans from bytes) is left out.
 fn claims_from_metadata(
     names: &[String],
-    raw: &dyn Fn(&str) -> Option<Vec<u8>>,
+    claim: &dyn Fn(&str) -> Option<MetaValue>,
 ) -> Map<String, Value> {
     let mut out = Map::new();
     for name in names {
-        let Some(bytes) = raw(name) else { continue };
-        let value = match decode_pairs_keys(&bytes) {
-            Some(items) => Value::Array(items.into_iter().map(Value::String).collect()),
-            None => match String::from_utf8(bytes) {
-                Ok(s) if !s.contains('\0') => Value::String(s),
-                _ => continue,
-            },
-        };
-        out.insert(name.clone(), value);
+        if let Some(v) = claim(name).and_then(json_value) {
+            out.insert(name.clone(), v);
+        }
     }
     out
 }
 
-/// The keys of a proxy-wasm "pairs" buffer (how Envoy returns a list), or
-/// `None` if the bytes are not exactly such a buffer.
-fn decode_pairs_keys(b: &[u8]) -> Option<Vec<String>> {
-    let pairs = crate::gateway::host::decode_pairs(b)?;
-    if pairs.is_empty() || pairs.len() > 4096 {
-        return None;
-    }
-    pairs
-        .into_iter()
-        .map(|(k, _)| String::from_utf8(k.to_vec()).ok())
-        .collect()
+/// A metadata value as JSON; whole numbers as integers, so that they equal
+/// the integers of a rule's `when.claims`.
+fn json_value(v: MetaValue) -> Option<Value> {
+    Some(match v {
+        MetaValue::Str(s) => Value::String(s),
+        MetaValue::Bool(b) => Value::Bool(b),
+        MetaValue::Num(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::from(n as i64),
+        MetaValue::Num(n) => Value::Number(serde_json::Number::from_f64(n)?),
+        MetaValue::List(items) => Value::Array(items.into_iter().filter_map(json_value).collect()),
+    })
 }
 
 fn decode_payload(b64: &str) -> Option<Map<String, Value>> {
@@ -875,36 +863,42 @@ mod tests {
     }
 
     #[test]
-    fn claims_from_metadata_decode_envoy_encoding() {
-        // As Envoy 1.40 returned them for a verified token (observed).
-        let groups: &[u8] = &[
-            2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, b'o', b'p', b's', 0, 0,
-            b'a', b'd', b'm', b'i', b'n', b's', 0, 0,
-        ];
-        assert_eq!(
-            decode_pairs_keys(groups),
-            Some(vec!["ops".to_string(), "admins".to_string()])
-        );
-        assert_eq!(decode_pairs_keys(b"https://mcp.test/mcp"), None);
-        assert_eq!(decode_pairs_keys(&groups[..groups.len() - 1]), None);
-        let raw = |c: &str| -> Option<Vec<u8>> {
+    fn claims_from_metadata_keep_what_the_host_typed() {
+        // As the proxy-wasm adapter reads them from Envoy 1.40 for a verified
+        // token (its decoding of Envoy's encoding is tested there).
+        let claim = |c: &str| -> Option<MetaValue> {
+            let s = |v: &str| Some(MetaValue::Str(v.to_string()));
             match c {
-                "iss" => Some(b"https://auth.example.com".to_vec()),
-                "sub" => Some(b"alice".to_vec()),
-                "aud" => Some(b"https://mcp.example.com/mcp".to_vec()),
-                "groups" => Some(groups.to_vec()),
-                "exp" => Some(vec![0, 0, 0, 12, 123, 192, 218, 65]),
+                "iss" => s("https://auth.example.com"),
+                "sub" => s("alice"),
+                "aud" => s("https://mcp.example.com/mcp"),
+                "groups" => Some(MetaValue::List(vec![
+                    MetaValue::Str("ops".into()),
+                    MetaValue::Str("admins".into()),
+                ])),
+                "level" => Some(MetaValue::Num(3.0)),
+                "ratio" => Some(MetaValue::Num(0.5)),
+                "admin" => Some(MetaValue::Bool(true)),
                 _ => None,
             }
         };
-        let names: Vec<String> = ["iss", "sub", "aud", "groups", "exp"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let m = claims_from_metadata(&names, &raw);
+        let names: Vec<String> = [
+            "iss", "sub", "aud", "groups", "exp", "level", "ratio", "admin",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let m = claims_from_metadata(&names, &claim);
         assert_eq!(m["sub"], "alice");
         assert_eq!(m["groups"], serde_json::json!(["ops", "admins"]));
         assert!(!m.contains_key("exp"), "opaque numbers are skipped");
+        assert_eq!(
+            m["level"],
+            serde_json::json!(3),
+            "whole numbers match integer rules"
+        );
+        assert_eq!(m["ratio"], serde_json::json!(0.5));
+        assert_eq!(m["admin"], serde_json::json!(true));
     }
 
     #[test]
@@ -926,26 +920,9 @@ mod tests {
         ]);
         assert!(matches!(authenticate(&a, &h, &host), Authn::Invalid(_)));
         // Verified.
-        host.set_property(
-            &[
-                "metadata",
-                "filter_metadata",
-                "envoy.filters.http.jwt_authn",
-                "jwt_payload",
-                "iss",
-            ],
-            "https://auth.example.com",
-        );
-        host.set_property(
-            &[
-                "metadata",
-                "filter_metadata",
-                "envoy.filters.http.jwt_authn",
-                "jwt_payload",
-                "sub",
-            ],
-            "alice",
-        );
+        let jwt = "envoy.filters.http.jwt_authn";
+        host.set_metadata(jwt, &["jwt_payload", "iss"], "https://auth.example.com");
+        host.set_metadata(jwt, &["jwt_payload", "sub"], "alice");
         let Authn::Ok(p) = authenticate(&a, &h, &host) else {
             panic!()
         };
@@ -961,17 +938,8 @@ mod tests {
         ]);
         assert!(matches!(authenticate(&a, &h2, &host), Authn::Invalid(_)));
         // Without the payload header (Envoy Gateway), the metadata alone suffices.
-        let md = [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "jwt_payload",
-        ];
-        host.set_property(
-            &[md[0], md[1], md[2], md[3], "aud"],
-            "https://mcp.example.com/mcp",
-        );
-        host.set_property(&[md[0], md[1], md[2], md[3], "scope"], "mcp y");
+        host.set_metadata(jwt, &["jwt_payload", "aud"], "https://mcp.example.com/mcp");
+        host.set_metadata(jwt, &["jwt_payload", "scope"], "mcp y");
         let Authn::Ok(p) = authenticate(&a, &headers(&[("authorization", "Bearer abc")]), &host)
         else {
             panic!()

@@ -101,6 +101,8 @@ struct RawBackend {
     prefix: Option<PrefixMode>,
     #[serde(default)]
     forward_authorization: bool,
+    #[serde(default = "yes")]
+    standalone_stream: bool,
 }
 
 fn default_path() -> String {
@@ -168,6 +170,10 @@ pub struct Backend {
     /// Effective prefix mode (gateway default or the backend's override).
     pub prefix: PrefixMode,
     pub forward_authorization: bool,
+    /// Whether the backend may push messages on a standalone GET stream.
+    /// `false` (mcpgw's stdio bridges, which then deliver on POST answers)
+    /// lets a GET go to the one stateful backend that may.
+    pub standalone_stream: bool,
 }
 
 impl Backend {
@@ -372,6 +378,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             timeout_ms,
             prefix: rb.prefix.unwrap_or(raw.prefix),
             forward_authorization: rb.forward_authorization,
+            standalone_stream: rb.standalone_stream,
         });
     }
 

@@ -1,62 +1,30 @@
 //! One client request through the gateway: classify it, then answer it here,
 //! fan it out and merge, or route it to one backend and rewrite the answer as
-//! it streams back. The adapter calls the `on_*` methods in order and applies
-//! the returned actions; nothing here touches the proxy directly.
+//! it streams back. Adapters drive it through the hooks in `hooks.rs`; the
+//! `on_*` steps here return decisions the hooks apply. Nothing here touches
+//! the proxy directly.
 
 use super::config::Config;
+use super::error::GatewayError;
 use super::host::{
-    header, BodyAction, CallResponse, HeaderOp, HeadersAction, Host, Level, LocalResponse,
-    ResponseBodyAction,
+    header, Attribute, BodyAction, CallId, CallResponse, HeaderOp, HeadersAction, Host, Level,
+    LocalResponse, LogField, ResponseBodyAction,
 };
+use super::instance::Gateway;
 use super::modern::client::Learn;
-use super::modern::eras::BackendEras;
 use super::modern::ModernReq;
 use super::naming::Resolved;
-use super::revocation::Revocations;
-use super::session::{caps, BackendSession, Session, SessionCache, SessionError};
-use super::stats::{self, names, Cardinality, ErrorKind, RequestStats};
+use super::session::{caps, session_tag, BackendSession, Session, SessionError};
+use super::stats::{ErrorKind, RequestStats};
 use super::stream::{SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, accepts, media_type, path_only};
 use crate::protocol::jsonrpc::{
-    self, error_json, result_json, Kind, Message, RawObject, BACKEND_ERROR, INTERNAL_ERROR,
-    INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+    self, error_json, result_json, Kind, Message, RawObject, INTERNAL_ERROR,
 };
 use crate::protocol::mcp::{ListKind, Notification, Request, Version};
 use serde_json::value::RawValue;
 use std::sync::Arc;
-
-/// The compiled configuration plus process-wide helpers; one per plugin config.
-pub struct Gateway {
-    pub cfg: Config,
-    pub revocations: Revocations,
-    pub cardinality: Cardinality,
-    /// Sessions opened on this worker (see `SessionCache`).
-    pub sessions: SessionCache,
-    /// What this worker learned of each backend's protocol era.
-    pub eras: BackendEras,
-}
-
-impl Gateway {
-    /// Backend `i`'s name, for logs, errors and labels.
-    pub(super) fn backend_name(&self, i: usize) -> &str {
-        self.cfg.backends.get(i).map_or("?", |b| b.name.as_str())
-    }
-
-    pub fn new(cfg: Config) -> Gateway {
-        let revocations = Revocations::new(cfg.session_ttl_ms);
-        Gateway {
-            eras: BackendEras::new(cfg.backends.len()),
-            cfg,
-            revocations,
-            cardinality: Cardinality::default(),
-            // Per worker, two generations: at most 2,048 opened sessions
-            // (under 1 KB each) stay in the VM's memory; a miss only costs
-            // an AEAD open.
-            sessions: SessionCache::new(1024),
-        }
-    }
-}
 
 /// Headers copied from the client onto fan-out calls so traces join up.
 pub(super) const PROPAGATED: &[&str] = &["traceparent", "tracestate", "baggage", "x-request-id"];
@@ -108,7 +76,7 @@ pub(super) enum State {
 }
 
 pub(super) struct Call {
-    pub token: u32,
+    pub token: CallId,
     pub backend: usize,
     pub response: Option<CallResponse>,
 }
@@ -146,6 +114,23 @@ pub(super) struct FanOut {
     pub calls: Vec<Call>,
 }
 
+impl FanOp {
+    /// The `method` label of its latency histogram (one of `stats::FANOUT_METHODS`).
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            FanOp::Initialize { .. } => "initialize",
+            FanOp::List { kind } => kind.method(),
+            FanOp::SetLevel => "logging/setLevel",
+            FanOp::Notify => "notification",
+            FanOp::Delete => "http.delete",
+            FanOp::Lookup(_) => "lookup",
+            FanOp::FirstSuccess => "first_success",
+            FanOp::AsMetadata => "authorization_server_metadata",
+            FanOp::Learn(_) => "learn",
+        }
+    }
+}
+
 pub(super) enum Mode {
     /// Waiting for the response headers.
     Pending,
@@ -168,11 +153,8 @@ pub struct Exchange {
     pub(super) gw: Arc<Gateway>,
     pub(super) state: State,
     pub(super) req: RequestCtx,
-}
-
-pub(super) fn json_error(status: u16, id: Option<&str>, code: i64, message: &str) -> LocalResponse {
-    let raw = id.and_then(|i| RawValue::from_string(i.to_string()).ok());
-    LocalResponse::json(status, error_json(raw.as_deref(), code, message, None))
+    /// What the hooks remember between host events.
+    pub(super) hooks: super::hooks::HookState,
 }
 
 impl Exchange {
@@ -181,6 +163,7 @@ impl Exchange {
             gw,
             state: State::Start,
             req: RequestCtx::default(),
+            hooks: Default::default(),
         }
     }
 
@@ -219,13 +202,14 @@ impl Exchange {
         r
     }
 
-    /// A JSON-RPC error for the current request (HTTP `status`).
-    pub(super) fn error(&mut self, status: u16, code: i64, message: &str) -> LocalResponse {
+    /// Answer the current request with the gateway's error `e` (its kind is
+    /// recorded unless an earlier failure was).
+    pub(super) fn fail(&mut self, e: GatewayError) -> LocalResponse {
         if self.req.stats.error.is_none() {
-            self.req.stats.error = classify(status, code);
+            self.req.stats.error = e.kind;
         }
-        let (status, code) = self.era_error(status, code);
-        let r = json_error(status, self.req.request_id.as_deref(), code, message);
+        let e = self.era_error(e);
+        let r = e.response(self.req.request_id.as_deref());
         self.respond(r)
     }
 
@@ -234,10 +218,10 @@ impl Exchange {
         self.req.stats.error.get_or_insert(kind);
     }
 
-    /// Publish an access-log field (`wasm.mcpgw.<name>` filter state in Envoy).
-    pub(super) fn publish(&self, host: &dyn Host, name: &str, value: &str) {
+    /// Publish an access-log field (when the config asks for them).
+    pub(super) fn publish(&self, host: &dyn Host, field: LogField, value: &str) {
         if self.gw.cfg.access_log_fields {
-            host.set_property(&format!("mcpgw.{name}"), value);
+            host.set_log_field(field, value);
         }
     }
 
@@ -276,52 +260,36 @@ impl Exchange {
             return;
         }
         if let Some(b) = &self.req.stats.backend {
-            self.publish(host, "backend", b);
+            self.publish(host, LogField::Backend, b);
         }
         if let Some(t) = &self.req.tool {
-            self.publish(host, "tool", t);
+            self.publish(host, LogField::Tool, t);
         }
         if let Some(e) = self.req.stats.error {
-            self.publish(host, "error", e.label());
+            self.publish(host, LogField::Error, e.label());
         }
     }
 
     /// The request is over: report its metrics.
     pub fn on_done(&mut self, host: &mut dyn Host) {
         self.check_cut_stream(host);
+        let meters = &self.gw.meters;
         if self.req.stats.reported
-            || !self.gw.cfg.metrics
+            || !meters.enabled()
             || matches!(self.state, State::Start | State::NotOurs)
         {
             return;
         }
         self.req.stats.reported = true;
-        let method = method_label(self.req.stats.method.as_deref().unwrap_or("invalid"));
+        let method = self.req.stats.method.as_deref().unwrap_or("invalid");
         let failed = self.req.stats.error.is_some() || self.req.stats.backend_error;
-        let outcome = if failed { "error" } else { "ok" };
-        stats::count(
-            self.gw.cfg.metrics,
-            host,
-            names::REQUESTS,
-            &[("method", method), ("outcome", outcome)],
-        );
+        meters.request(host, method, failed);
         if let Some(kind) = self.req.stats.error {
-            stats::count(
-                self.gw.cfg.metrics,
-                host,
-                names::ERRORS,
-                &[("kind", kind.label())],
-            );
+            meters.error(host, kind);
         }
-        if let (Some(tool), Some(backend)) = (self.req.tool.clone(), self.req.stats.backend.clone())
-        {
-            let tool = self.gw.cardinality.tool_label(&tool);
-            stats::count(
-                self.gw.cfg.metrics,
-                host,
-                names::TOOL_CALLS,
-                &[("backend", &backend), ("tool", &tool), ("outcome", outcome)],
-            );
+        if let (Some(tool), Some(backend)) = (&self.req.tool, &self.req.stats.backend) {
+            let tool = self.gw.cardinality.tool_label(tool);
+            meters.tool_call(host, backend, &tool, failed);
         }
     }
 
@@ -338,8 +306,7 @@ impl Exchange {
             return;
         }
         let details = host
-            .property(&["response", "code_details"])
-            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .attribute(Attribute::ResponseCodeDetails)
             .unwrap_or_default();
         if !details.starts_with("upstream_reset") {
             return;
@@ -450,16 +417,11 @@ impl Exchange {
 
         if let Some(origin) = header(headers, h::ORIGIN) {
             if !self.origin_allowed(origin) {
-                self.note(ErrorKind::Origin);
                 host.log(
                     Level::Warn,
                     &format!("refused Origin {origin:?} (not in allowed_origins)"),
                 );
-                return HeadersAction::Respond(self.error(
-                    403,
-                    INVALID_REQUEST,
-                    "Forbidden: Origin not allowed",
-                ));
+                return HeadersAction::Respond(self.fail(GatewayError::origin_refused()));
             }
             self.cors_for(origin);
         }
@@ -475,12 +437,8 @@ impl Exchange {
             let v = v.trim();
             let served = Version::parse(v).is_some_and(|p| Version::SERVED.contains(&p));
             if !served && !modern {
-                let msg = format!(
-                    "Bad Request: unsupported MCP-Protocol-Version \"{}\"; supported: {}",
-                    v.chars().take(40).collect::<String>(),
-                    supported_list()
-                );
-                return HeadersAction::Respond(self.error(400, INVALID_REQUEST, &msg));
+                let e = GatewayError::unsupported_version(v, &supported_list());
+                return HeadersAction::Respond(self.fail(e));
             }
             self.req.header_version = Some(v.to_string());
         }
@@ -490,19 +448,12 @@ impl Exchange {
         match method.as_str() {
             "POST" => {
                 if !(accepts(accept, h::JSON) && accepts(accept, h::EVENT_STREAM)) {
-                    return HeadersAction::Respond(self.error(
-                        406,
-                        INVALID_REQUEST,
-                        "Not Acceptable: Accept must include application/json and text/event-stream",
-                    ));
+                    return HeadersAction::Respond(self.fail(GatewayError::not_acceptable_post()));
                 }
                 if let Some(ct) = header(headers, h::CONTENT_TYPE) {
                     if media_type(ct) != h::JSON {
-                        return HeadersAction::Respond(self.error(
-                            415,
-                            INVALID_REQUEST,
-                            "Unsupported Media Type: POST a JSON-RPC message as application/json",
-                        ));
+                        let e = GatewayError::unsupported_media_type();
+                        return HeadersAction::Respond(self.fail(e));
                     }
                 }
                 // u64, not usize: on wasm32 a usize cannot hold every length.
@@ -520,11 +471,7 @@ impl Exchange {
                     return HeadersAction::Respond(r);
                 }
                 if end_of_stream {
-                    return HeadersAction::Respond(self.error(
-                        400,
-                        jsonrpc::PARSE_ERROR,
-                        "Parse error: empty body; POST one JSON-RPC message",
-                    ));
+                    return HeadersAction::Respond(self.fail(GatewayError::empty_body()));
                 }
                 self.state = State::AwaitBody;
                 HeadersAction::NeedBody
@@ -541,25 +488,12 @@ impl Exchange {
                 self.req.stats.method = Some("http.delete".into());
                 self.delete(host, headers)
             }
-            _ => {
-                let r = self
-                    .error(
-                        405,
-                        INVALID_REQUEST,
-                        "Method Not Allowed: use POST, GET or DELETE",
-                    )
-                    .with_header("allow", "GET, POST, DELETE, OPTIONS");
-                HeadersAction::Respond(r)
-            }
+            _ => HeadersAction::Respond(self.fail(GatewayError::method_not_allowed())),
         }
     }
 
     pub(super) fn too_large(&mut self) -> LocalResponse {
-        let msg = format!(
-            "Payload Too Large: the limit is {} bytes (max_request_bytes)",
-            self.cfg().max_request_bytes
-        );
-        self.error(413, INVALID_REQUEST, &msg)
+        self.fail(GatewayError::too_large(self.cfg().max_request_bytes))
     }
 
     /// DNS-rebinding protection. Browsers always send `Origin`; a page that
@@ -600,7 +534,7 @@ impl Exchange {
         let opened = gw
             .sessions
             .open(&cfg.keys, token.trim(), now, cfg.session_ttl_ms, |s| {
-                super::fanout::session_tag(&cfg.keys, &s.sid)
+                session_tag(&cfg.keys, &s.sid)
             });
         match opened {
             Ok((s, tag)) => {
@@ -609,42 +543,21 @@ impl Exchange {
                         Level::Warn,
                         "refused a session id presented by another principal",
                     );
-                    return Err(self.error(
-                        404,
-                        INVALID_REQUEST,
-                        "Not Found: unknown session; initialize a new one",
-                    ));
+                    return Err(self.fail(GatewayError::unknown_session()));
                 }
                 if self
                     .gw
                     .revocations
                     .is_revoked(host, &s.sid, s.expires_ms(cfg.session_ttl_ms))
                 {
-                    self.note(ErrorKind::DeletedSession);
-                    return Err(self.error(
-                        404,
-                        INVALID_REQUEST,
-                        "Not Found: session was deleted; initialize a new one",
-                    ));
+                    return Err(self.fail(GatewayError::deleted_session()));
                 }
-                self.publish(host, "session", &tag);
+                self.publish(host, LogField::Session, &tag);
                 self.req.session = Some(s);
                 Ok(())
             }
-            Err(SessionError::Expired) => Err({
-                self.note(ErrorKind::ExpiredSession);
-                self
-            }
-            .error(
-                404,
-                INVALID_REQUEST,
-                "Not Found: session expired; initialize a new one",
-            )),
-            Err(SessionError::Invalid) => Err(self.error(
-                404,
-                INVALID_REQUEST,
-                "Not Found: unknown session; initialize a new one",
-            )),
+            Err(SessionError::Expired) => Err(self.fail(GatewayError::expired_session())),
+            Err(SessionError::Invalid) => Err(self.fail(GatewayError::unknown_session())),
         }
     }
 
@@ -656,14 +569,7 @@ impl Exchange {
         self.load_session(host, headers)?;
         match self.req.session.clone() {
             Some(s) => Ok(s),
-            None => {
-                self.note(ErrorKind::MissingSession);
-                Err(self.error(
-                    400,
-                    INVALID_REQUEST,
-                    "Bad Request: Mcp-Session-Id header is required",
-                ))
-            }
+            None => Err(self.fail(GatewayError::missing_session())),
         }
     }
 
@@ -676,11 +582,7 @@ impl Exchange {
         accept: &str,
     ) -> HeadersAction {
         if !accepts(accept, h::EVENT_STREAM) {
-            return HeadersAction::Respond(self.error(
-                406,
-                INVALID_REQUEST,
-                "Not Acceptable: Accept must include text/event-stream",
-            ));
+            return HeadersAction::Respond(self.fail(GatewayError::not_acceptable_get()));
         }
         let session = match self.require_session(host, headers) {
             Ok(s) => s,
@@ -701,24 +603,34 @@ impl Exchange {
             None => {
                 // Only backends holding a session can push messages outside a
                 // POST; if exactly one does, its stream is the whole stream.
+                // Backends that need no GET stream (`standalone_stream:
+                // false`, the stdio bridges) give way to the one that does.
                 let joined: Vec<(usize, bool)> = self
                     .joined(&session)
                     .map(|(i, bs)| (i, bs.session_id.is_some()))
                     .collect();
                 let stateful: Vec<usize> =
                     joined.iter().filter(|(_, s)| *s).map(|(i, _)| *i).collect();
-                match (joined.as_slice(), stateful.as_slice()) {
-                    ([(only, _)], _) | (_, [only]) => Some((*only, None)),
+                let pushers: Vec<usize> = stateful
+                    .iter()
+                    .copied()
+                    .filter(|i| {
+                        self.gw
+                            .cfg
+                            .backends
+                            .get(*i)
+                            .is_some_and(|b| b.standalone_stream)
+                    })
+                    .collect();
+                match (joined.as_slice(), pushers.as_slice(), stateful.as_slice()) {
+                    ([(only, _)], _, _) | (_, [only], _) | (_, [], [only]) => Some((*only, None)),
                     _ => None,
                 }
             }
         };
         let Some((backend, last_event_id)) = target else {
             // Several stateful backends' streams cannot be merged here; per spec, say so.
-            let r = self
-                .error(405, INVALID_REQUEST, "Method Not Allowed: several servers of this session could push messages and their streams cannot be merged; server messages arrive on POST response streams")
-                .with_header("allow", "POST, DELETE");
-            return HeadersAction::Respond(r);
+            return HeadersAction::Respond(self.fail(GatewayError::streams_not_mergeable()));
         };
         let mut ops = self.upstream_headers(&session, backend);
         match last_event_id {
@@ -748,7 +660,7 @@ impl Exchange {
             Err(r) => return HeadersAction::Respond(r),
         };
         let expires = session.expires_ms(self.cfg().session_ttl_ms);
-        stats::count(self.gw.cfg.metrics, host, names::SESSIONS_DELETED, &[]);
+        self.gw.meters.session_deleted(host);
         if !self.gw.revocations.revoke(host, &session.sid, expires) {
             host.log(
                 Level::Error,
@@ -798,9 +710,8 @@ impl Exchange {
         let msg = match jsonrpc::parse(body) {
             Ok(m) => m,
             Err(e) => {
-                self.note(ErrorKind::InvalidJsonRpc);
                 self.req.stats.method = Some("invalid".into());
-                return BodyAction::Respond(self.error(400, e.code(), &e.message()));
+                return BodyAction::Respond(self.fail(GatewayError::parse(&e)));
             }
         };
         self.req.request_id = msg.id.map(|i| i.get().to_string());
@@ -810,10 +721,10 @@ impl Exchange {
             _ => self.req.method.clone().unwrap_or_default(),
         });
         if let Some(m) = &self.req.stats.method {
-            self.publish(host, "method", m);
+            self.publish(host, LogField::Method, m);
         }
         if let Some(id) = &self.req.request_id {
-            self.publish(host, "jsonrpc_id", id);
+            self.publish(host, LogField::JsonRpcId, id);
         }
         self.trace_from_meta(&msg);
         if self.req.modern.is_some() {
@@ -824,22 +735,15 @@ impl Exchange {
                 let method = msg.method.as_deref().unwrap_or("");
                 let req = Request::classify(method);
                 if req == Request::Discover || req == Request::Listen {
-                    return BodyAction::Respond(self.error(
-                        400,
-                        crate::protocol::modern::HEADER_MISMATCH,
-                        &format!("Header mismatch: {method} is a 2026-07-28 request; send it with MCP-Protocol-Version: 2026-07-28 and Mcp-Method"),
-                    ));
+                    let e = GatewayError::modern_request_without_headers(method);
+                    return BodyAction::Respond(self.fail(e));
                 }
                 if req == Request::Initialize {
                     return self.initialize(host, &msg, body);
                 }
                 let Some(session) = self.req.session.clone() else {
-                    self.note(ErrorKind::MissingSession);
-                    return BodyAction::Respond(self.error(
-                        400,
-                        INVALID_REQUEST,
-                        "Bad Request: Mcp-Session-Id header is required; send initialize first",
-                    ));
+                    let e = GatewayError::missing_session_initialize_first();
+                    return BodyAction::Respond(self.fail(e));
                 };
                 if session.backends.iter().any(|b| b.version.is_modern()) {
                     // 2026-07-28 backends need the request metadata added.
@@ -878,19 +782,13 @@ impl Exchange {
                     | Request::Discover
                     | Request::Listen
                     | Request::Unknown => {
-                        let m = format!("Method not found: {method}");
-                        BodyAction::Respond(self.error(200, METHOD_NOT_FOUND, &m))
+                        BodyAction::Respond(self.fail(GatewayError::method_not_found(method)))
                     }
                 }
             }
             Kind::Notification => {
                 let Some(session) = self.req.session.clone() else {
-                    self.note(ErrorKind::MissingSession);
-                    return BodyAction::Respond(self.error(
-                        400,
-                        INVALID_REQUEST,
-                        "Bad Request: Mcp-Session-Id header is required",
-                    ));
+                    return BodyAction::Respond(self.fail(GatewayError::missing_session()));
                 };
                 let method = msg.method.as_deref().unwrap_or("");
                 if Notification::classify(method) == Notification::Other {
@@ -913,12 +811,7 @@ impl Exchange {
             }
             Kind::Response | Kind::Error => {
                 let Some(session) = self.req.session.clone() else {
-                    self.note(ErrorKind::MissingSession);
-                    return BodyAction::Respond(self.error(
-                        400,
-                        INVALID_REQUEST,
-                        "Bad Request: Mcp-Session-Id header is required",
-                    ));
+                    return BodyAction::Respond(self.fail(GatewayError::missing_session()));
                 };
                 self.route_reply(host, &session, &msg, body)
             }
@@ -962,13 +855,7 @@ impl Exchange {
 
     /// Counts a backend failure (`mcpgw.backend_failures_total{backend}`).
     pub(super) fn count_backend_failure(&self, host: &mut dyn Host, i: usize) {
-        let name = self.gw.backend_name(i);
-        stats::count(
-            self.gw.cfg.metrics,
-            host,
-            names::BACKEND_FAILURES,
-            &[("backend", name)],
-        );
+        self.gw.meters.backend_failure(host, i);
     }
 
     pub(super) fn log_backend(&self, host: &dyn Host, i: usize, what: &str) {
@@ -1048,43 +935,6 @@ pub(super) fn replace_member(body: &[u8], member: &str, value: &str) -> Option<V
     let text = std::str::from_utf8(body).ok()?;
     let obj = RawObject::parse_str(text.trim_start_matches('\u{feff}').trim()).ok()?;
     Some(obj.write_with(&[(member, value)]).into_bytes())
-}
-
-pub(super) fn append_error_event(out: &mut Vec<u8>, id: Option<&str>, code: i64, message: &str) {
-    let raw = id.and_then(|i| RawValue::from_string(i.to_string()).ok());
-    let e = crate::protocol::sse::Event::data(error_json(raw.as_deref(), code, message, None));
-    e.write(out);
-}
-
-/// The `method` label: MCP's own methods, or a fixed word (client-chosen
-/// method names never become labels).
-fn method_label(m: &str) -> &str {
-    if Request::classify(m) != Request::Unknown || Notification::classify(m) != Notification::Other
-    {
-        return m;
-    }
-    match m {
-        "http.get" | "http.delete" | "http.post" | "jsonrpc.response" | "invalid" => m,
-        _ if m.starts_with("notifications/") => "notifications/other",
-        _ => "other",
-    }
-}
-
-/// The error kind of a gateway answer, from its status and JSON-RPC code.
-fn classify(status: u16, code: i64) -> Option<ErrorKind> {
-    Some(match (status, code) {
-        (400, jsonrpc::PARSE_ERROR) | (400, INVALID_REQUEST) => ErrorKind::InvalidJsonRpc,
-        (401, _) => ErrorKind::Unauthorized,
-        (403, _) => ErrorKind::Forbidden,
-        (404, _) => ErrorKind::UnknownSession,
-        (413, _) => ErrorKind::TooLarge,
-        (400..=499, _) => ErrorKind::BadRequest,
-        (_, METHOD_NOT_FOUND) => ErrorKind::UnknownMethod,
-        (_, INVALID_PARAMS) => ErrorKind::InvalidParams,
-        (_, BACKEND_ERROR) => ErrorKind::BackendFailure,
-        (_, crate::protocol::modern::HEADER_MISMATCH) => ErrorKind::HeaderMismatch,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

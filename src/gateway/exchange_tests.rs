@@ -2,7 +2,9 @@
 //! each kind of request, and what it sends where.
 
 use super::*;
-use crate::gateway::host::{BodyAction as B, HeadersAction as H, Outbound, ResponseHeadersAction};
+use crate::gateway::host::{
+    Attribute, BodyAction as B, CallId, HeadersAction as H, Outbound, ResponseHeadersAction,
+};
 use crate::gateway::session::caps;
 use crate::gateway::stats::{metric_name, names};
 use crate::gateway::testing::{gateway, gateway_with, json_response, sse_response, FakeHost};
@@ -63,7 +65,7 @@ impl Harness {
 
     /// Answer every pending call with `answer(cluster, body)`.
     fn answer(&mut self, ex: &mut Exchange, answer: impl Fn(&str, &Value) -> CallResponse) -> B {
-        let calls: Vec<(u32, Outbound)> = std::mem::take(&mut self.host.calls);
+        let calls: Vec<(CallId, Outbound)> = std::mem::take(&mut self.host.calls);
         let mut last = B::Wait;
         for (token, call) in calls {
             let body: Value = serde_json::from_slice(&call.body).unwrap_or(Value::Null);
@@ -745,10 +747,11 @@ fn event_stream_reset_by_the_backend_is_counted() {
         );
         let progress = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
         let _ = ex.on_response_body(&mut h.host, progress, false);
-        h.host.set_property(&["response", "code_details"], details);
+        h.host
+            .set_attribute(Attribute::ResponseCodeDetails, details);
         h.host.logs.borrow_mut().clear();
         ex.on_done(&mut h.host);
-        h.host.clear_properties();
+        h.host.clear_stream_info();
         assert_eq!(
             h.host.counter(&failures()),
             before + u64::from(counted),
@@ -866,6 +869,41 @@ fn get_streams() {
     };
     assert_eq!(op_set(&ops, "x-mcpgw-cluster"), Some("c_alpha"));
     assert!(op_removes(&ops, "last-event-id"));
+}
+
+/// Two stateful backends, one of which needs no GET stream (a stdio
+/// bridge, `standalone_stream: false`): the other one's stream passes
+/// through; with both needing none, the GET is refused as before.
+#[test]
+fn get_stream_goes_to_the_one_backend_that_pushes() {
+    let stateful_session = |backends: &str| {
+        let mut h = Harness::new(backends);
+        let (mut ex, _) = h.post(
+            None,
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}),
+        );
+        let B::Respond(r) = h.answer(&mut ex, |cluster, req| {
+            let mut r = json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"protocolVersion":"2025-11-25","capabilities":{}}}).to_string());
+            r.headers.push(("mcp-session-id".into(), format!("{cluster}-s")));
+            r
+        }) else {
+            panic!()
+        };
+        let sid = header(&r.headers, "mcp-session-id").unwrap().to_string();
+        let mut ex = Exchange::new(h.gw.clone());
+        ex.on_request_headers(&mut h.host, &hdrs("GET", &[("mcp-session-id", &sid)]), true)
+    };
+    let a = stateful_session(
+        r#"[{"name":"bridge","cluster":"c_bridge","standalone_stream":false},{"name":"http","cluster":"c_http"}]"#,
+    );
+    assert!(
+        matches!(a, H::Continue(ref ops) if op_set(ops, "x-mcpgw-cluster") == Some("c_http")),
+        "{a:?}"
+    );
+    let a = stateful_session(
+        r#"[{"name":"b1","cluster":"c_b1","standalone_stream":false},{"name":"b2","cluster":"c_b2","standalone_stream":false}]"#,
+    );
+    assert!(matches!(a, H::Respond(r) if r.status == 405));
 }
 
 #[test]
@@ -1243,19 +1281,11 @@ mod oauth {
 
     /// What jwt_authn leaves behind for a verified token.
     fn login(h: &Harness, sub: &str, scope: &str) -> String {
-        h.host.clear_properties();
-        let md = [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "jwt_payload",
-        ];
-        h.host.set_property(
-            &[md[0], md[1], md[2], md[3], "iss"],
-            "https://auth.example.com",
-        );
+        h.host.clear_stream_info();
+        let jwt = "envoy.filters.http.jwt_authn";
         h.host
-            .set_property(&[md[0], md[1], md[2], md[3], "sub"], sub);
+            .set_metadata(jwt, &["jwt_payload", "iss"], "https://auth.example.com");
+        h.host.set_metadata(jwt, &["jwt_payload", "sub"], sub);
         URL_SAFE_NO_PAD.encode(
             json!({"iss":"https://auth.example.com","sub":sub,"aud":"https://mcp.example.com/mcp","scope":scope}).to_string(),
         )

@@ -3,29 +3,21 @@
 //! look-ups that find which unprefixed backend owns a bare name.
 
 use super::config::Backend;
-use super::crypto::Keyring;
 use super::crypto::NONCE_LEN;
+use super::error::GatewayError;
 use super::exchange::{
     result_json_str, Call, Exchange, FanOp, FanOut, Lookup, NameKind, State, CALL_ACCEPT,
 };
-use super::host::{BodyAction, CallResponse, Host, Level, LocalResponse, Outbound};
+use super::host::{
+    BodyAction, CallId, CallResponse, Host, Level, LocalResponse, LogField, Outbound,
+};
 use super::merge;
-use super::session::{caps, BackendSession, Session};
-use super::stats::{self, names, ErrorKind};
+use super::session::{caps, session_tag, BackendSession, Session};
 use super::stream::{self, StreamCtx};
 use super::tokens::ListCursor;
 use crate::protocol::http as h;
-use crate::protocol::jsonrpc::{
-    self, json_string, raw_array, raw_str, Message, RawObject, BACKEND_ERROR, INTERNAL_ERROR,
-    INVALID_PARAMS, INVALID_REQUEST,
-};
+use crate::protocol::jsonrpc::{self, json_string, raw_array, raw_str, Message, RawObject};
 use crate::protocol::mcp::{self, ListKind, Version};
-
-/// A short, keyed tag of a session for access logs (not the id itself).
-pub(super) fn session_tag(keys: &Keyring, sid: &[u8; 16]) -> String {
-    let n = keys.synthetic_nonce(&[b"log", sid]);
-    n.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
 
 impl Exchange {
     /// A side call to backend `i` (fan-out), with its credentials and session.
@@ -134,11 +126,9 @@ impl Exchange {
         let params = msg.params.and_then(|p| RawObject::parse(p).ok());
         let requested = params.as_ref().and_then(|p| p.get_str("protocolVersion"));
         let (Some(params), Some(requested)) = (params, requested) else {
-            return BodyAction::Respond(self.error(
-                200,
-                INVALID_PARAMS,
+            return BodyAction::Respond(self.fail(GatewayError::invalid_params(
                 "Invalid params: initialize needs params.protocolVersion",
-            ));
+            )));
         };
         let negotiated = Version::negotiate(&requested);
         let params = params.write_with(&[("protocolVersion", &json_string(negotiated.as_str()))]);
@@ -195,12 +185,7 @@ impl Exchange {
                 (Err(e), _) => failures.push(format!("{}: {e}", b.name)),
             }
             if !joined.iter().any(|(i, _, _)| *i == c.backend) {
-                stats::count(
-                    self.gw.cfg.metrics,
-                    host,
-                    names::INIT_BACKEND_FAILURES,
-                    &[("backend", &b.name)],
-                );
+                self.gw.meters.init_failure(host, c.backend);
             }
         }
         joined.extend(modern.into_iter().map(|(i, init)| (i, init, None)));
@@ -213,16 +198,14 @@ impl Exchange {
         }
         if joined.is_empty() {
             let m = format!("no backend could be initialized ({})", failures.join("; "));
-            return self.error(200, BACKEND_ERROR, &m);
+            return self.fail(GatewayError::backend(m));
         }
         let mut sid = [0u8; 16];
         let mut nonce = [0u8; NONCE_LEN];
         if host.random(&mut sid).is_err() || host.random(&mut nonce).is_err() {
-            return self.error(
-                200,
-                INTERNAL_ERROR,
+            return self.fail(GatewayError::internal(
                 "no randomness available for a session id",
-            );
+            ));
         }
         let session = Session {
             sid,
@@ -248,10 +231,10 @@ impl Exchange {
             .collect();
         let result = merge::initialize_result(&self.gw.cfg, negotiated, &parts);
         let token = session.seal(&self.gw.cfg.keys, &nonce);
-        stats::count(self.gw.cfg.metrics, host, names::SESSIONS_CREATED, &[]);
+        self.gw.meters.session_created(host);
         self.publish(
             host,
-            "session",
+            LogField::Session,
             &session_tag(&self.gw.cfg.keys, &session.sid),
         );
         let names: Vec<&str> = parts.iter().map(|(b, _)| b.name.as_str()).collect();
@@ -278,11 +261,8 @@ impl Exchange {
             None => RawObject::default(),
             Some(Ok(p)) => p,
             Some(Err(_)) => {
-                return BodyAction::Respond(self.error(
-                    200,
-                    INVALID_PARAMS,
-                    "Invalid params: expected an object",
-                ))
+                let e = GatewayError::invalid_params("Invalid params: expected an object");
+                return BodyAction::Respond(self.fail(e));
             }
         };
         let cap = match kind {
@@ -294,11 +274,9 @@ impl Exchange {
                 let cursor = raw_str(c)
                     .and_then(|c| ListCursor::open(&self.gw.cfg.keys, &c, &session.sid, kind));
                 let Some(cursor) = cursor else {
-                    return BodyAction::Respond(self.error(
-                        200,
-                        INVALID_PARAMS,
-                        "Invalid params: unknown or expired cursor",
-                    ));
+                    let e =
+                        GatewayError::invalid_params("Invalid params: unknown or expired cursor");
+                    return BodyAction::Respond(self.fail(e));
                 };
                 cursor
                     .pending
@@ -372,14 +350,10 @@ impl Exchange {
             })
             .map(|(i, _)| *i);
         if let Some(i) = session_404 {
-            if let Some(m) = self.held_session_ended(host, i) {
-                return self.error(200, INTERNAL_ERROR, &m);
-            }
-            let m = format!(
-                "Not Found: backend {} ended its session; initialize a new one",
-                self.gw.backend_name(i)
-            );
-            return self.error(404, INVALID_REQUEST, &m);
+            let e = self
+                .held_session_ended(host, i)
+                .unwrap_or_else(|| GatewayError::backend_session_ended(self.gw.backend_name(i)));
+            return self.fail(e);
         }
         let name_of = |i: usize| {
             self.gw
@@ -409,14 +383,8 @@ impl Exchange {
         let failures: Vec<String> = failures
             .into_iter()
             .map(|(i, e)| {
-                let name = name_of(i);
-                stats::count(
-                    self.gw.cfg.metrics,
-                    host,
-                    names::BACKEND_FAILURES,
-                    &[("backend", &name)],
-                );
-                format!("{name}: {e}")
+                self.gw.meters.backend_failure(host, i);
+                format!("{}: {e}", name_of(i))
             })
             .collect();
         for f in &failures {
@@ -434,7 +402,7 @@ impl Exchange {
                 kind.method(),
                 failures.join("; ")
             );
-            return self.error(200, BACKEND_ERROR, &m);
+            return self.fail(GatewayError::backend(m));
         }
         let sid = self.req.session.as_ref().map(|s| s.sid).unwrap_or_default();
         let gw = std::sync::Arc::clone(&self.gw);
@@ -461,8 +429,7 @@ impl Exchange {
                     "name collision: \"{name}\" is offered by backends {first} and {second}; set their prefix mode to prefix names (e.g. \"prefix\": \"always\")"
                 );
                 host.log(Level::Error, &m);
-                self.note(ErrorKind::Collision);
-                return self.error(200, INTERNAL_ERROR, &m);
+                return self.fail(GatewayError::collision(m));
             }
         };
         for (i, why) in &merged.broken {
@@ -477,7 +444,7 @@ impl Exchange {
         let mut result = merged.items;
         if !merged.next.is_empty() {
             let Some(session) = self.req.session.as_ref() else {
-                return self.error(200, INTERNAL_ERROR, "session lost");
+                return self.fail(GatewayError::internal("session lost"));
             };
             let pending: Vec<(String, String)> = merged
                 .next
@@ -492,7 +459,8 @@ impl Exchange {
                 .collect();
             let mut nonce = [0u8; NONCE_LEN];
             if host.random(&mut nonce).is_err() {
-                return self.error(200, INTERNAL_ERROR, "no randomness available for a cursor");
+                let e = GatewayError::internal("no randomness available for a cursor");
+                return self.fail(e);
             }
             let token = ListCursor::new(session.sid, kind, pending).seal(&self.gw.cfg.keys, &nonce);
             result.push_str(",\"nextCursor\":");
@@ -509,7 +477,7 @@ impl Exchange {
     pub fn on_call_response(
         &mut self,
         host: &mut dyn Host,
-        token: u32,
+        token: CallId,
         response: CallResponse,
     ) -> BodyAction {
         let State::FanOut(f) = &mut self.state else {
@@ -542,25 +510,8 @@ impl Exchange {
                 self.log_backend(host, c.backend, &format!("answered HTTP {status}"));
             }
         }
-        let op = match &f.op {
-            FanOp::Initialize { .. } => "initialize",
-            FanOp::Learn(_) => "learn",
-            FanOp::List { kind } => kind.method(),
-            FanOp::SetLevel => "logging/setLevel",
-            FanOp::Notify => "notification",
-            FanOp::Delete => "http.delete",
-            FanOp::Lookup(_) => "lookup",
-            FanOp::FirstSuccess => "first_success",
-            FanOp::AsMetadata => "authorization_server_metadata",
-        };
         let elapsed = host.now_ms().saturating_sub(self.req.fanout_started_ms);
-        stats::observe(
-            self.gw.cfg.metrics,
-            host,
-            names::FANOUT_MS,
-            &[("method", op)],
-            elapsed,
-        );
+        self.gw.meters.fanout(host, f.op.label(), elapsed);
         let r = match f.op {
             FanOp::Initialize { negotiated } => {
                 // A backend that refused the handshake may speak only 2026-07-28.
@@ -701,7 +652,7 @@ impl Exchange {
             }
         }
         let Some(session) = self.req.session.clone() else {
-            return BodyAction::Respond(self.error(200, INTERNAL_ERROR, "session lost"));
+            return BodyAction::Respond(self.fail(GatewayError::internal("session lost")));
         };
         match l.found.as_slice() {
             [only] => {
@@ -713,9 +664,8 @@ impl Exchange {
             }
             [] if !next.is_empty() => self.lookup_pages(host, &session, l, &next),
             [] => {
-                let m = l.what.unknown(&l.name);
-                self.note(ErrorKind::UnknownTool);
-                BodyAction::Respond(self.error(200, INVALID_PARAMS, &m))
+                let e = GatewayError::unknown_name(l.what.unknown(&l.name));
+                BodyAction::Respond(self.fail(e))
             }
             many => {
                 let names: Vec<&str> = many
@@ -729,8 +679,7 @@ impl Exchange {
                     names.join(" and ")
                 );
                 host.log(Level::Error, &m);
-                self.note(ErrorKind::Collision);
-                BodyAction::Respond(self.error(200, INTERNAL_ERROR, &m))
+                BodyAction::Respond(self.fail(GatewayError::collision(m)))
             }
         }
     }
@@ -786,7 +735,7 @@ impl Exchange {
             }
             [] => match first_error {
                 Some(e) => LocalResponse::json(200, e),
-                None => self.error(200, BACKEND_ERROR, "no backend answered"),
+                None => self.fail(GatewayError::backend("no backend answered")),
             },
             many => {
                 let names: Vec<&str> = many
@@ -798,7 +747,7 @@ impl Exchange {
                     names.join(" and ")
                 );
                 host.log(Level::Error, &m);
-                self.error(200, INTERNAL_ERROR, &m)
+                self.fail(GatewayError::internal(m))
             }
         }
     }

@@ -1,10 +1,46 @@
-//! The narrow interface between the gateway logic and whatever runs it.
+//! The host port: everything the core needs from whatever runs it, in the
+//! gateway's own terms, and nothing of any particular proxy's API.
 //!
-//! The logic never calls the proxy directly: it receives request data, asks
-//! the host for time, randomness, side calls and shared state through
-//! [`Host`], and returns decisions ([`HeadersAction`], [`BodyAction`], ...)
-//! that the adapter applies. The proxy-wasm adapter implements it over
-//! hostcalls; tests implement it with a fake.
+//! Three traits, one per phase:
+//! - [`Configure`]: while a plugin configuration is being set up (once per
+//!   configuration), where the gateway declares its metrics and gets typed
+//!   handles back ([`MetricId`]);
+//! - [`Host`]: the services a request may use: time, randomness, logs, side
+//!   calls to clusters ([`CallId`]s are `u64`), process-wide shared data,
+//!   typed metadata and attribute reads, access-log fields and metrics;
+//! - [`HttpStream`]: the request and response themselves (headers, body,
+//!   header changes, local replies, resuming a held request).
+//!
+//! An adapter implements them over its host's calls and forwards its host's
+//! events to the hooks of [`Exchange`](super::Exchange) (`hooks.rs`), each of
+//! which returns a [`Flow`]; everything else (which hook reads a body, size
+//! limits, when to hold or buffer, resuming after a side call) is decided
+//! here. The proxy-wasm adapter (`crates/proxy-wasm`) is one such adapter; the
+//! unit tests drive the core through a fake (`testing.rs`).
+//!
+//! Driving the core, for any adapter:
+//! 1. per plugin configuration: [`compile`](super::compile) the JSON, then
+//!    [`Gateway::new`](super::Gateway::new) with the host's [`Configure`];
+//! 2. per request: [`Exchange::new`](super::Exchange::new), then one hook per
+//!    host event: `request_headers`, `request_body`, `call_done` (a side
+//!    call's answer, or status 0 for its failure), `response_headers`,
+//!    `response_body`, `stream_done`; map each [`Flow`] to the host's status.
+//!
+//! Notes for a native adapter (an Envoy dynamic module): a hook may be
+//! re-entered through a callback it makes, so keep per-stream state behind
+//! interior mutability; catch panics at every `extern "C"` entry and fail
+//! only that request; one configuration serves every worker, and a
+//! [`Gateway`](super::Gateway)'s caches (opened sessions, the tool-label cap)
+//! take short locks, so keep one `Gateway` per worker (as the wasm build has
+//! one per VM) to keep the request path free of shared locks. Such a host can
+//! do what proxy-wasm cannot, and the port grows
+//! in the same style when the core uses it: streaming side calls sharing the
+//! [`CallId`] space (their headers, data and end reported to hooks by id) and
+//! streamed local replies on [`HttpStream`] (headers, then data as it comes).
+//!
+//! Below the hooks, the logic's own steps return decisions
+//! ([`HeadersAction`], [`BodyAction`], ...) that the hooks apply through
+//! [`HttpStream`]; the fuzz harness and benchmarks call those steps directly.
 
 /// Log levels, mapped by adapters to the proxy's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -14,6 +50,11 @@ pub enum Level {
     Warn,
     Error,
 }
+
+/// The id of a side call ([`Host::dispatch`]), unique among the calls of one
+/// request; its answer comes back with it. Wide enough for every host
+/// (proxy-wasm tokens are `u32`, Envoy dynamic-module callout ids `u64`).
+pub type CallId = u64;
 
 /// An HTTP request the gateway sends on its own (fan-out), to an Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +76,18 @@ pub struct CallResponse {
 }
 
 impl CallResponse {
+    /// An answer from its headers (with `:status`) and body.
+    pub fn from_parts(headers: Vec<(String, String)>, body: Vec<u8>) -> CallResponse {
+        let status = header(&headers, ":status")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        CallResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)
     }
@@ -48,83 +101,139 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
-/// The entries of a proxy-wasm "pairs" buffer (how proxies hand over header
-/// maps and lists): a little-endian count, then a (key size, value size) per
-/// entry, then each key and value followed by a NUL. `None` unless the bytes
-/// are exactly such a buffer; the sizes are checked, never trusted.
-pub fn decode_pairs(b: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let word = |i: usize| -> Option<usize> {
-        let w: [u8; 4] = b.get(i..i.checked_add(4)?)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(w)).ok()
-    };
-    let count = word(0)?;
-    // Each entry takes at least 10 bytes: no allocation beyond the input's size.
-    if count > b.len() / 10 {
-        return None;
-    }
-    let mut pos = count.checked_mul(8)?.checked_add(4)?;
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let k = word(4 + i * 8)?;
-        let v = word(8 + i * 8)?;
-        let key = b.get(pos..pos.checked_add(k)?)?;
-        pos += k;
-        if b.get(pos) != Some(&0) {
-            return None;
-        }
-        pos += 1;
-        let value = b.get(pos..pos.checked_add(v)?)?;
-        pos += v;
-        if b.get(pos) != Some(&0) {
-            return None;
-        }
-        pos += 1;
-        out.push((key, value));
-    }
-    (pos == b.len()).then_some(out)
-}
-
-/// A header map from a pairs buffer, as text. Bytes that are not UTF-8
-/// (obs-text, legal in HTTP/1.1 values) become U+FFFD: such a value can never
-/// match a session id, token or media type, and it is never written back.
-pub fn decode_header_pairs(b: &[u8]) -> Vec<(String, String)> {
-    decode_pairs(b)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
-        .collect()
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError;
 
-/// Everything the logic needs from the proxy.
+/// Everything a request may ask of its host, besides the stream itself.
 pub trait Host {
     /// Wall-clock time, milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     /// Cryptographically secure random bytes.
     fn random(&self, buf: &mut [u8]) -> Result<(), HostError>;
     fn log(&self, level: Level, message: &str);
-    /// Start an asynchronous call; the answer comes back through
-    /// `Exchange::on_call_response` with the returned token.
-    fn dispatch(&mut self, call: &Outbound) -> Result<u32, HostError>;
+    /// Start an asynchronous call to a cluster; its answer comes back through
+    /// [`Exchange::call_done`](super::Exchange::call_done) with the returned id.
+    fn dispatch(&mut self, call: &Outbound) -> Result<CallId, HostError>;
     /// Process-wide shared key/value store (all workers of one proxy):
     /// value and a compare-and-swap version (0 when absent).
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, u32);
     /// Set if the version still matches; `Ok(false)` on a CAS mismatch.
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError>;
-    /// A stream property by path (e.g. dynamic metadata another filter set).
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// Publish a value for this stream (Envoy: filter state `wasm.<name>`,
-    /// readable by access logs).
-    fn set_property(&self, name: &str, value: &str);
-    /// Add to a counter or record a histogram sample.
-    fn metric(&self, kind: MetricKind, name: &str, value: u64);
+    /// A value another filter left in this stream's dynamic metadata, under
+    /// `namespace` (a filter's name) and then `path` (struct keys), typed.
+    /// `None` when absent or when the host cannot type it.
+    fn metadata(&self, namespace: &str, path: &[&str]) -> Option<MetaValue>;
+    /// A stream attribute.
+    fn attribute(&self, attribute: Attribute) -> Option<String>;
+    /// Publish an access-log field for this stream (the adapter decides how:
+    /// the proxy-wasm build as filter state `wasm.mcpgw.<name>`).
+    fn set_log_field(&self, field: LogField, value: &str);
+    /// Add `value` to a counter or record it in a histogram declared with
+    /// [`Configure::define_metric`].
+    fn record(&self, metric: MetricId, value: u64);
+    /// The same for a series of a family whose label values are only known
+    /// per request (tool names): `labels` in the family's label order.
+    fn record_labelled(&self, family: &Family, labels: &[&str], value: u64);
+}
+
+/// What the host offers while a plugin configuration is being set up.
+pub trait Configure {
+    /// Declare one series of `family` with these label values (in the
+    /// family's label order); `None` if the host refused it (the series is
+    /// then not reported).
+    fn define_metric(&mut self, family: &Family, labels: &[&str]) -> Option<MetricId>;
+}
+
+/// The request and response of the stream a hook runs for.
+pub trait HttpStream {
+    /// The request or response headers (pseudo-headers included). Values that
+    /// are not UTF-8 are read with U+FFFD in place of the bad bytes.
+    fn headers(&mut self, dir: Dir) -> Vec<(String, String)>;
+    /// The body the hook sees: `size` bytes as the hook reported them (all
+    /// that is held so far when earlier hooks stopped).
+    fn body(&mut self, dir: Dir, size: usize) -> Vec<u8>;
+    fn apply(&mut self, dir: Dir, ops: &[HeaderOp]);
+    /// Replace the `size` bytes [`HttpStream::body`] returned with `body`.
+    fn replace_body(&mut self, dir: Dir, size: usize, body: &[u8]);
+    /// Answer the client with this response instead of the upstream's.
+    fn send(&mut self, response: &LocalResponse);
+    /// Let a request held by an earlier [`Flow::Stop`] go on upstream.
+    fn resume_request(&mut self);
+}
+
+/// Which half of the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Request,
+    Response,
+}
+
+/// What the adapter tells its host when a hook returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Let the headers or data go on.
+    Continue,
+    /// Hold them: after headers, stop iterating (the body hooks still run);
+    /// after body data, stop and buffer it. A local reply, a resume or a
+    /// later hook ends the hold.
+    Stop,
+}
+
+/// A typed metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    List(Vec<MetaValue>),
+}
+
+/// Stream attributes the gateway reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribute {
+    /// Why the response ended as it did (Envoy's `response.code_details`,
+    /// e.g. `upstream_reset_after_response_started{remote_reset}`).
+    ResponseCodeDetails,
+}
+
+/// The access-log fields the gateway publishes per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogField {
+    /// The JSON-RPC method (or `http.get` / `http.delete` / `jsonrpc.response`).
+    Method,
+    /// The client-visible tool name of a `tools/call`.
+    Tool,
+    /// The backend a routed request went to.
+    Backend,
+    /// The request's JSON-RPC id, as sent.
+    JsonRpcId,
+    /// A keyed tag of the session (not its id).
+    Session,
+    /// The error kind, when the gateway failed the request.
+    Error,
+}
+
+impl LogField {
+    pub const ALL: [LogField; 6] = [
+        LogField::Method,
+        LogField::Tool,
+        LogField::Backend,
+        LogField::JsonRpcId,
+        LogField::Session,
+        LogField::Error,
+    ];
+
+    /// The field's name (adapters derive their host's key from it).
+    pub fn name(self) -> &'static str {
+        match self {
+            LogField::Method => "method",
+            LogField::Tool => "tool",
+            LogField::Backend => "backend",
+            LogField::JsonRpcId => "jsonrpc_id",
+            LogField::Session => "session",
+            LogField::Error => "error",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,6 +241,18 @@ pub enum MetricKind {
     Counter,
     Histogram,
 }
+
+/// A metric family: a name, a kind and the names of its labels.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub labels: &'static [&'static str],
+}
+
+/// A host's handle for one declared series ([`Configure::define_metric`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MetricId(pub u32);
 
 /// A change to the request or response headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,59 +336,4 @@ pub enum ResponseBodyAction {
     Replace(Vec<u8>),
     /// Keep buffering until the end of the stream.
     Buffer,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut b = u32::try_from(pairs.len()).unwrap().to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            b.extend(u32::try_from(k.len()).unwrap().to_le_bytes());
-            b.extend(u32::try_from(v.len()).unwrap().to_le_bytes());
-        }
-        for (k, v) in pairs {
-            b.extend(*k);
-            b.push(0);
-            b.extend(*v);
-            b.push(0);
-        }
-        b
-    }
-
-    #[test]
-    fn pairs_round_trip_and_reject_bad_sizes() {
-        let pairs: &[(&[u8], &[u8])] =
-            &[(b":status", b"200"), (b"x-note", b"caf\xe9"), (b"e", b"")];
-        let b = encode(pairs);
-        assert_eq!(decode_pairs(&b).unwrap(), pairs.to_vec());
-        assert_eq!(
-            decode_pairs(&encode(&[])).unwrap(),
-            Vec::<(&[u8], &[u8])>::new()
-        );
-        for cut in 0..b.len() {
-            assert_eq!(decode_pairs(&b[..cut]), None, "cut at {cut}");
-        }
-        let mut huge = b.clone();
-        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_pairs(&huge), None);
-        let mut long = b.clone();
-        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_pairs(&long), None);
-        let mut extra = b;
-        extra.push(0);
-        assert_eq!(decode_pairs(&extra), None);
-    }
-
-    #[test]
-    fn header_values_that_are_not_utf8_become_replacement_characters() {
-        let b = encode(&[(b"x-note", b"caf\xe9"), (b"mcp-session-id", b"abc")]);
-        let h = decode_header_pairs(&b);
-        assert_eq!(header(&h, "x-note"), Some("caf\u{fffd}"));
-        assert_eq!(header(&h, "mcp-session-id"), Some("abc"));
-        assert!(decode_header_pairs(b"junk").is_empty());
-    }
 }

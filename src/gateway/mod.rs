@@ -1,19 +1,24 @@
-//! Gateway logic: pure Rust, no proxy calls. A request's path through it is
-//! `exchange` (classify and decide) -> `naming` / `filter` (which backend,
-//! visible or not) -> fan out and `merge`, or route and `stream` (rewrite the
-//! answer as it flows back). State that must outlive a request lives in sealed
-//! ids (`session`, `tokens`, built on `crypto`). The stateless 2026-07-28
-//! revision (validation, discover, MRTR state, listen, backend eras) is in
-//! `modern`, over the same steps.
+//! Gateway logic: pure Rust, no proxy calls. An adapter drives it through the
+//! host port (`host`) and the filter hooks (`hooks`). A request's path through
+//! it is `exchange` (classify and decide) -> `naming` / `filter` (which
+//! backend, visible or not) -> fan out and `merge`, or route and `stream`
+//! (rewrite the answer as it flows back); refusals are typed (`error`). State
+//! that must outlive a request lives in sealed ids (`session`, `tokens`, built
+//! on `crypto`); what all requests of one configuration share is `instance`.
+//! The stateless 2026-07-28 revision (validation, discover, MRTR state,
+//! listen, backend eras) is in `modern`, over the same steps.
 
 mod access;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod error;
 pub mod exchange;
 mod fanout;
 pub mod filter;
+pub mod hooks;
 pub mod host;
+pub mod instance;
 pub mod merge;
 pub mod modern;
 pub mod naming;
@@ -28,5 +33,7 @@ pub mod tokens;
 pub(crate) mod testing;
 
 pub use config::{compile, Config, ConfigError};
-pub use exchange::{Exchange, Gateway};
-pub use host::Host;
+pub use error::GatewayError;
+pub use exchange::Exchange;
+pub use host::{Configure, Host, HttpStream};
+pub use instance::Gateway;

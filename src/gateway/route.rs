@@ -2,23 +2,18 @@
 //! resource URI, by completion reference, or by the sealed id of a request the
 //! backend sent. Envoy carries them; the answer is rewritten as it streams back.
 
-use super::exchange::{
-    append_error_event, json_error, replace_member, Exchange, FanOp, Mode, NameKind, Routed, State,
-};
+use super::error::GatewayError;
+use super::exchange::{replace_member, Exchange, FanOp, Mode, NameKind, Routed, State};
 use super::host::{
     header, BodyAction, HeaderOp, Host, Level, ResponseBodyAction, ResponseHeadersAction,
 };
 use super::naming::{Naming, Resolved};
 use super::session::Session;
-use super::stats::{self, names, ErrorKind};
+use super::stats::ErrorKind;
 use super::stream::{self, SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, media_type};
-use crate::protocol::jsonrpc::{
-    error_json, json_string, raw_str, Message, RawObject, BACKEND_ERROR, INTERNAL_ERROR,
-    INVALID_PARAMS, INVALID_REQUEST, RESOURCE_NOT_FOUND,
-};
-use serde_json::value::RawValue;
+use crate::protocol::jsonrpc::{json_string, raw_str, Message, RawObject};
 use std::sync::Arc;
 
 impl Exchange {
@@ -115,7 +110,7 @@ impl Exchange {
     ) -> BodyAction {
         match replace_member(body, member, value) {
             Some(b) => self.forward(session, backend, Some(b), expects_response),
-            None => BodyAction::Respond(self.error(400, INVALID_REQUEST, "Invalid Request")),
+            None => BodyAction::Respond(self.fail(GatewayError::invalid_request())),
         }
     }
 
@@ -134,7 +129,7 @@ impl Exchange {
                 "Invalid params: {} needs params.name",
                 self.req.method.as_deref().unwrap_or("")
             );
-            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &m));
+            return BodyAction::Respond(self.fail(GatewayError::invalid_params(m)));
         };
         let unknown = what.unknown(&name);
         let naming = Naming::new(&self.gw.cfg);
@@ -147,12 +142,11 @@ impl Exchange {
                 return self.lookup(host, session, what, &name, &candidates);
             }
             Resolved::Unknown => {
-                self.note(ErrorKind::UnknownTool);
-                return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+                return BodyAction::Respond(self.fail(GatewayError::unknown_name(unknown)));
             }
         };
         let Some(b) = self.gw.cfg.backends.get(i) else {
-            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+            return BodyAction::Respond(self.fail(GatewayError::invalid_params(unknown)));
         };
         if matches!(what, NameKind::Tool) {
             self.req.tool = Some(name.to_string());
@@ -162,8 +156,7 @@ impl Exchange {
                 Level::Info,
                 &format!("refused hidden {} {name}", what.label()),
             );
-            self.note(ErrorKind::UnknownTool);
-            return BodyAction::Respond(self.error(200, INVALID_PARAMS, &unknown));
+            return BodyAction::Respond(self.fail(GatewayError::unknown_name(unknown)));
         }
         self.forward_renamed(host, session, i, &params, body, ("name", &name, &original))
     }
@@ -207,11 +200,8 @@ impl Exchange {
         let params = msg.params.and_then(|p| RawObject::parse(p).ok());
         let uri = params.as_ref().and_then(|p| p.get_str("uri"));
         let (Some(params), Some(uri)) = (params, uri) else {
-            return BodyAction::Respond(self.error(
-                200,
-                INVALID_PARAMS,
-                "Invalid params: params.uri is required",
-            ));
+            let e = GatewayError::invalid_params("Invalid params: params.uri is required");
+            return BodyAction::Respond(self.fail(e));
         };
         let (i, original) = match Naming::new(&self.gw.cfg).resolve_uri(session, &uri) {
             Resolved::Backend(i, o) => (i, o.into_owned()),
@@ -224,8 +214,7 @@ impl Exchange {
                 });
             }
             Resolved::Unknown => {
-                let m = format!("Resource not found: {uri}");
-                return BodyAction::Respond(self.error(200, RESOURCE_NOT_FOUND, &m));
+                return BodyAction::Respond(self.fail(GatewayError::resource_not_found(&uri)));
             }
         };
         self.forward_renamed(host, session, i, &params, body, ("uri", &uri, &original))
@@ -246,11 +235,8 @@ impl Exchange {
             .and_then(|p| p.get("ref"))
             .and_then(|r| RawObject::parse(r).ok());
         let (Some(params), Some(reference)) = (params, reference) else {
-            return BodyAction::Respond(self.error(
-                200,
-                INVALID_PARAMS,
-                "Invalid params: params.ref is required",
-            ));
+            let e = GatewayError::invalid_params("Invalid params: params.ref is required");
+            return BodyAction::Respond(self.fail(e));
         };
         let naming = Naming::new(&self.gw.cfg);
         let kind = reference.get_str("type");
@@ -284,7 +270,7 @@ impl Exchange {
                         .get(i)
                         .is_some_and(|b| !b.prompts.allows(&original));
                 if hidden {
-                    return BodyAction::Respond(self.error(200, INVALID_PARAMS, unknown));
+                    return BodyAction::Respond(self.fail(GatewayError::invalid_params(unknown)));
                 }
                 if let Err(r) = self.authorize(host, i) {
                     return BodyAction::Respond(r);
@@ -302,7 +288,7 @@ impl Exchange {
                     Some(body.to_vec())
                 })
             }
-            None => BodyAction::Respond(self.error(200, INVALID_PARAMS, unknown)),
+            None => BodyAction::Respond(self.fail(GatewayError::invalid_params(unknown))),
         }
     }
 
@@ -324,11 +310,8 @@ impl Exchange {
             Some((i, w.original))
         });
         let (Some(params), Some((i, original))) = (params, target) else {
-            return BodyAction::Respond(self.error(
-                200,
-                INVALID_PARAMS,
-                "Invalid params: unknown taskId",
-            ));
+            let e = GatewayError::invalid_params("Invalid params: unknown taskId");
+            return BodyAction::Respond(self.fail(e));
         };
         if let Err(r) = self.authorize(host, i) {
             return BodyAction::Respond(r);
@@ -360,12 +343,7 @@ impl Exchange {
                 Level::Info,
                 "dropped a response whose id this session did not issue",
             );
-            let r = json_error(
-                400,
-                None,
-                INVALID_REQUEST,
-                "Bad Request: response to an unknown request id",
-            );
+            let r = GatewayError::unknown_reply_id().response(None);
             return BodyAction::Respond(self.respond(r));
         };
         self.forward_with(session, i, body, "id", &original, false)
@@ -433,6 +411,7 @@ impl Exchange {
         // backend's HTTP (its 401 must not start the client's OAuth flow).
         r.mode = Mode::Drop;
         let expects = r.expects_response;
+        let routed_to = r.ctx.backend;
         let is_get = r.ctx.method.is_none() && r.ctx.request_id.is_none();
         let backend = r.ctx.backend;
         let held_404 = status == 404 && !stateless && self.client_is_modern();
@@ -441,33 +420,18 @@ impl Exchange {
         } else {
             None
         };
-        let reply = if let Some(m) = held_ended {
+        let reply = if let Some(e) = held_ended {
             // The session this worker held for 2026-07-28 clients ended.
-            let (code, status) = self.backend_failure_code(expects);
-            json_error(status, self.req.request_id.as_deref(), code, &m)
+            self.era_error(e).response(self.req.request_id.as_deref())
         } else if status == 404 {
             host.log(
                 Level::Info,
                 &format!("backend {name} answered 404: its session ended"),
             );
-            self.req
-                .stats
-                .error
-                .get_or_insert(ErrorKind::ExpiredSession);
-            json_error(
-                404,
-                None,
-                INVALID_REQUEST,
-                &format!("Not Found: backend {name} ended its session; initialize a new one"),
-            )
+            self.note(ErrorKind::ExpiredSession);
+            GatewayError::backend_session_ended(&name).response(None)
         } else if status == 405 && is_get {
-            json_error(
-                405,
-                None,
-                INVALID_REQUEST,
-                &format!("Method Not Allowed: backend {name} offers no GET stream"),
-            )
-            .with_header("allow", "POST, DELETE")
+            GatewayError::no_get_stream(&name).response(None)
         } else {
             let what = if status == 0 {
                 "no answer".to_string()
@@ -478,19 +442,17 @@ impl Exchange {
                 Level::Warn,
                 &format!("backend {name} failed: {what} ({ct})"),
             );
-            self.req
-                .stats
-                .error
-                .get_or_insert(ErrorKind::BackendFailure);
-            stats::count(
-                self.gw.cfg.metrics,
-                host,
-                names::BACKEND_FAILURES,
-                &[("backend", &name)],
-            );
-            let m = format!("backend {name} failed: {what}");
-            let (code, status) = self.backend_failure_code(expects);
-            json_error(status, self.req.request_id.as_deref(), code, &m)
+            let e = self.era_error(GatewayError::backend_failed(
+                format!("backend {name} failed: {what}"),
+                expects,
+            ));
+            self.note(ErrorKind::BackendFailure);
+            self.count_backend_failure(host, routed_to);
+            e.response(if expects {
+                self.req.request_id.as_deref()
+            } else {
+                None
+            })
         };
         let mut reply = reply;
         reply.headers.extend(self.req.cors.iter().cloned());
@@ -504,6 +466,7 @@ impl Exchange {
         end_of_stream: bool,
     ) -> ResponseBodyAction {
         let gw = Arc::clone(&self.gw);
+        let errs = self.error_era();
         let State::Routed(r) = &mut self.state else {
             return ResponseBodyAction::Continue;
         };
@@ -540,22 +503,13 @@ impl Exchange {
                 let backend = r.ctx.backend;
                 let m = format!("backend {} answered with {what}", gw.backend_name(backend));
                 host.log(Level::Warn, &m);
-                self.req
-                    .stats
-                    .error
-                    .get_or_insert(ErrorKind::BackendFailure);
+                self.note(ErrorKind::BackendFailure);
                 self.count_backend_failure(host, backend);
-                let raw = want.and_then(|i| RawValue::from_string(i).ok());
-                let (code, _) = self.backend_failure_code(true);
-                ResponseBodyAction::Replace(error_json(raw.as_deref(), code, &m, None).into_bytes())
+                let e = errs.apply(GatewayError::backend(m));
+                ResponseBodyAction::Replace(e.body(want.as_deref()).into_bytes())
             }
             Mode::Sse(rw) => {
                 let mut out = Vec::with_capacity(body.len() + 128);
-                let code = if r.ctx.era.as_ref().is_some_and(|e| e.client_modern) {
-                    INTERNAL_ERROR
-                } else {
-                    BACKEND_ERROR
-                };
                 if let Err(e) = rw.feed(&gw, host, &r.ctx, body, &mut out) {
                     let name = gw.backend_name(r.ctx.backend);
                     host.log(
@@ -563,12 +517,9 @@ impl Exchange {
                         &format!("backend {name}: broken event stream ({e}); closing it"),
                     );
                     if r.expects_response {
-                        append_error_event(
-                            &mut out,
-                            r.ctx.request_id.as_deref(),
-                            code,
-                            &format!("backend {name} sent a broken event stream: {e}"),
-                        );
+                        let m = format!("backend {name} sent a broken event stream: {e}");
+                        errs.apply(GatewayError::backend(m))
+                            .write_event(&mut out, r.ctx.request_id.as_deref());
                     }
                     r.mode = Mode::Drop;
                     return ResponseBodyAction::Replace(out);
@@ -589,18 +540,9 @@ impl Exchange {
                             .stats
                             .error
                             .get_or_insert(ErrorKind::BackendFailure);
-                        stats::count(
-                            self.gw.cfg.metrics,
-                            host,
-                            names::BACKEND_FAILURES,
-                            &[("backend", name)],
-                        );
-                        append_error_event(
-                            &mut out,
-                            r.ctx.request_id.as_deref(),
-                            code,
-                            &format!("backend {name} {why}"),
-                        );
+                        gw.meters.backend_failure(host, r.ctx.backend);
+                        errs.apply(GatewayError::backend(format!("backend {name} {why}")))
+                            .write_event(&mut out, r.ctx.request_id.as_deref());
                     }
                 }
                 // Requests the client cannot receive: answered for it.

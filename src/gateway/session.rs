@@ -236,6 +236,12 @@ impl SessionCache {
     }
 }
 
+/// A short, keyed tag of a session for access logs (not the id itself).
+pub fn session_tag(keys: &Keyring, sid: &[u8; 16]) -> String {
+    let n = keys.synthetic_nonce(&[b"log", sid]);
+    n.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,23 @@
 //! What the gateway reports to Envoy's stats and access logs.
 //!
-//! Metric names carry their labels Istio-style (`;.;label=.=value`) so that
-//! Envoy's `stats_tags` can turn them into Prometheus labels; the shipped
-//! configurations contain the matching tag extractors (README lists the
-//! metrics). Label values are sanitised and their number is capped per VM, so
-//! a client sending made-up names cannot grow the stats without bound.
+//! The metric families (name, kind, label names) are fixed here; every series
+//! whose label values are known from the configuration (methods, outcomes,
+//! error kinds, backends) is declared once when the configuration is set up
+//! ([`Meters::new`]) and recorded per request through its handle, without
+//! formatting a name or looking one up. Only `mcpgw.tool_calls_total`, labelled
+//! by tool name, is recorded by label values ([`Host::record_labelled`]).
+//!
+//! Hosts whose stats carry no labels (proxy-wasm) name a series
+//! Istio-style, `name;.;label=.=value` ([`metric_name`]), and Envoy's
+//! `stats_tags` ([`envoy_stats_tags`]) turn those back into Prometheus
+//! labels; the shipped configurations contain the extractors (README lists
+//! the metrics). Label values are sanitised and the tool label's values are
+//! capped per gateway, so a client sending made-up names cannot grow the
+//! stats without bound.
 
-use super::host::{Host, MetricKind};
+use super::config::Config;
+use super::host::{Configure, Family, Host, MetricId};
+use crate::protocol::mcp::{Notification, Request};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -26,7 +37,69 @@ pub mod names {
     pub const SESSIONS_DELETED: &str = "mcpgw.sessions_deleted_total";
 }
 
-/// Every label mcpgw puts in metric names.
+/// The metric families.
+pub mod families {
+    use super::names;
+    use crate::gateway::host::{Family, MetricKind};
+
+    /// Requests by `method` and `outcome` (`ok` / `error`).
+    pub const REQUESTS: Family = Family {
+        name: names::REQUESTS,
+        kind: MetricKind::Counter,
+        labels: &["method", "outcome"],
+    };
+    /// `tools/call` by `backend`, `tool` and `outcome`.
+    pub const TOOL_CALLS: Family = Family {
+        name: names::TOOL_CALLS,
+        kind: MetricKind::Counter,
+        labels: &["backend", "tool", "outcome"],
+    };
+    /// Requests the gateway failed, by `kind`.
+    pub const ERRORS: Family = Family {
+        name: names::ERRORS,
+        kind: MetricKind::Counter,
+        labels: &["kind"],
+    };
+    /// How long fan-outs took, by `method`.
+    pub const FANOUT_MS: Family = Family {
+        name: names::FANOUT_MS,
+        kind: MetricKind::Histogram,
+        labels: &["method"],
+    };
+    pub const INIT_BACKEND_FAILURES: Family = Family {
+        name: names::INIT_BACKEND_FAILURES,
+        kind: MetricKind::Counter,
+        labels: &["backend"],
+    };
+    pub const BACKEND_FAILURES: Family = Family {
+        name: names::BACKEND_FAILURES,
+        kind: MetricKind::Counter,
+        labels: &["backend"],
+    };
+    pub const SESSIONS_CREATED: Family = Family {
+        name: names::SESSIONS_CREATED,
+        kind: MetricKind::Counter,
+        labels: &[],
+    };
+    pub const SESSIONS_DELETED: Family = Family {
+        name: names::SESSIONS_DELETED,
+        kind: MetricKind::Counter,
+        labels: &[],
+    };
+
+    pub const ALL: [&Family; 8] = [
+        &REQUESTS,
+        &TOOL_CALLS,
+        &ERRORS,
+        &FANOUT_MS,
+        &INIT_BACKEND_FAILURES,
+        &BACKEND_FAILURES,
+        &SESSIONS_CREATED,
+        &SESSIONS_DELETED,
+    ];
+}
+
+/// Every label mcpgw's families use.
 pub const LABELS: [&str; 5] = ["method", "outcome", "backend", "tool", "kind"];
 
 /// Envoy `stats_tags` (tag name, regex) that turn the embedded labels into
@@ -46,16 +119,6 @@ pub fn envoy_stats_config_yaml() -> String {
     }
     s
 }
-
-/// The access-log fields mcpgw publishes, as (JSON key, Envoy format string).
-pub const ACCESS_LOG_FIELDS: [(&str, &str); 6] = [
-    ("mcp_method", "%FILTER_STATE(wasm.mcpgw.method:PLAIN)%"),
-    ("mcp_tool", "%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"),
-    ("mcp_backend", "%FILTER_STATE(wasm.mcpgw.backend:PLAIN)%"),
-    ("jsonrpc_id", "%FILTER_STATE(wasm.mcpgw.jsonrpc_id:PLAIN)%"),
-    ("mcp_session", "%FILTER_STATE(wasm.mcpgw.session:PLAIN)%"),
-    ("mcp_error", "%FILTER_STATE(wasm.mcpgw.error:PLAIN)%"),
-];
 
 /// Kinds of errors, the `kind` label of `mcpgw_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +145,26 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 17] = [
+        ErrorKind::InvalidJsonRpc,
+        ErrorKind::BadRequest,
+        ErrorKind::TooLarge,
+        ErrorKind::Origin,
+        ErrorKind::MissingSession,
+        ErrorKind::UnknownSession,
+        ErrorKind::ExpiredSession,
+        ErrorKind::DeletedSession,
+        ErrorKind::UnknownMethod,
+        ErrorKind::UnknownTool,
+        ErrorKind::InvalidParams,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::BackendFailure,
+        ErrorKind::Collision,
+        ErrorKind::HeaderMismatch,
+        ErrorKind::UnsupportedVersion,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             ErrorKind::InvalidJsonRpc => "invalid_jsonrpc",
@@ -105,7 +188,8 @@ impl ErrorKind {
     }
 }
 
-/// Build `base;.;k=.=v;.;k2=.=v2` with sanitised values.
+/// The flat name of a series for hosts without labelled stats:
+/// `base;.;k=.=v;.;k2=.=v2` with sanitised values.
 pub fn metric_name(base: &str, labels: &[(&str, &str)]) -> String {
     let mut s = String::with_capacity(base.len() + labels.len() * 24);
     s.push_str(base);
@@ -116,6 +200,17 @@ pub fn metric_name(base: &str, labels: &[(&str, &str)]) -> String {
         s.push_str(&sanitize(v));
     }
     s
+}
+
+/// The flat name of one series of `family`, `labels` in its label order.
+pub fn series_name(family: &Family, labels: &[&str]) -> String {
+    let pairs: Vec<(&str, &str)> = family
+        .labels
+        .iter()
+        .copied()
+        .zip(labels.iter().copied())
+        .collect();
+    metric_name(family.name, &pairs)
 }
 
 /// Label values: printable ASCII without the delimiter characters, at most 96 bytes.
@@ -144,20 +239,19 @@ pub struct Cardinality {
 }
 
 impl Cardinality {
-    /// The tool label to use: the name itself while the set of seen names is
-    /// small, `other` after that.
+    /// The tool label to use: the name itself (sanitised) while the set of
+    /// seen names is small, `other` after that.
     pub fn tool_label(&self, name: &str) -> String {
         let Ok(mut seen) = self.tools.lock() else {
             return OVERFLOW.into();
         };
-        if seen.contains(name) {
-            return name.to_string();
+        if !seen.contains(name) {
+            if seen.len() >= MAX_TOOL_LABELS {
+                return OVERFLOW.into();
+            }
+            seen.insert(name.to_string());
         }
-        if seen.len() >= MAX_TOOL_LABELS {
-            return OVERFLOW.into();
-        }
-        seen.insert(name.to_string());
-        name.to_string()
+        sanitize(name)
     }
 }
 
@@ -174,17 +268,188 @@ pub struct RequestStats {
     pub reported: bool,
 }
 
-/// Count one event (when metrics are `enabled` in the config).
-pub fn count(enabled: bool, host: &dyn Host, base: &str, labels: &[(&str, &str)]) {
-    if enabled {
-        host.metric(MetricKind::Counter, &metric_name(base, labels), 1);
+/// Words of the `method` label besides MCP's own methods (client-chosen
+/// method names never become labels).
+const OTHER_METHODS: [&str; 7] = [
+    "http.get",
+    "http.delete",
+    "http.post",
+    "jsonrpc.response",
+    "invalid",
+    "notifications/other",
+    "other",
+];
+
+/// Every value of the `method` label of `mcpgw.requests_total`, in the
+/// order [`method_index`] counts them.
+pub fn method_labels() -> impl Iterator<Item = &'static str> {
+    Request::TABLE
+        .iter()
+        .map(|(m, _)| *m)
+        .chain(Notification::TABLE.iter().map(|(m, _)| *m))
+        .chain(OTHER_METHODS)
+}
+
+/// The position of `m`'s label in [`method_labels`].
+pub fn method_index(m: &str) -> usize {
+    let requests = Request::TABLE.len();
+    let notifications = Notification::TABLE.len();
+    let other = |w: &str| {
+        let i = OTHER_METHODS.iter().position(|o| *o == w).unwrap_or(0);
+        requests + notifications + i
+    };
+    if let Some(i) = Request::TABLE.iter().position(|(n, _)| *n == m) {
+        return i;
+    }
+    if let Some(i) = Notification::TABLE.iter().position(|(n, _)| *n == m) {
+        return requests + i;
+    }
+    match m {
+        "http.get" | "http.delete" | "http.post" | "jsonrpc.response" | "invalid" => other(m),
+        _ if m.starts_with("notifications/") => other("notifications/other"),
+        _ => other("other"),
     }
 }
 
-/// Record a histogram sample (when metrics are `enabled` in the config).
-pub fn observe(enabled: bool, host: &dyn Host, base: &str, labels: &[(&str, &str)], value: u64) {
-    if enabled {
-        host.metric(MetricKind::Histogram, &metric_name(base, labels), value);
+/// The `method` label of `mcpgw.fanout_duration_ms`: what was fanned out.
+pub const FANOUT_METHODS: [&str; 13] = [
+    "initialize",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "tasks/list",
+    "logging/setLevel",
+    "notification",
+    "http.delete",
+    "lookup",
+    "first_success",
+    "authorization_server_metadata",
+    "learn",
+];
+
+/// The gateway's metric handles, declared once per configuration.
+pub struct Meters {
+    /// Whether anything is reported (`observability.metrics`).
+    enabled: bool,
+    /// By [`method_index`]: `[ok, error]`.
+    requests: Vec<[Option<MetricId>; 2]>,
+    /// By [`ErrorKind::ALL`] position.
+    errors: Vec<Option<MetricId>>,
+    /// By [`FANOUT_METHODS`] position.
+    fanout_ms: Vec<Option<MetricId>>,
+    /// By backend index.
+    backend_failures: Vec<Option<MetricId>>,
+    init_failures: Vec<Option<MetricId>>,
+    sessions_created: Option<MetricId>,
+    sessions_deleted: Option<MetricId>,
+}
+
+const OUTCOMES: [&str; 2] = ["ok", "error"];
+
+impl Meters {
+    /// Declare every fixed series of `cfg` with the host (nothing when
+    /// metrics are off).
+    pub fn new(cfg: &Config, host: &mut dyn Configure) -> Meters {
+        if !cfg.metrics {
+            return Meters::off();
+        }
+        let mut define = |f: &Family, labels: &[&str]| host.define_metric(f, labels);
+        let requests = method_labels()
+            .map(|m| OUTCOMES.map(|o| define(&families::REQUESTS, &[m, o])))
+            .collect();
+        let errors = ErrorKind::ALL
+            .iter()
+            .map(|k| define(&families::ERRORS, &[k.label()]))
+            .collect();
+        let fanout_ms = FANOUT_METHODS
+            .iter()
+            .map(|m| define(&families::FANOUT_MS, &[m]))
+            .collect();
+        let names: Vec<String> = cfg.backends.iter().map(|b| sanitize(&b.name)).collect();
+        let backend_failures = names
+            .iter()
+            .map(|b| define(&families::BACKEND_FAILURES, &[b.as_str()]))
+            .collect();
+        let init_failures = names
+            .iter()
+            .map(|b| define(&families::INIT_BACKEND_FAILURES, &[b.as_str()]))
+            .collect();
+        Meters {
+            enabled: true,
+            requests,
+            errors,
+            fanout_ms,
+            backend_failures,
+            init_failures,
+            sessions_created: define(&families::SESSIONS_CREATED, &[]),
+            sessions_deleted: define(&families::SESSIONS_DELETED, &[]),
+        }
+    }
+
+    /// Nothing is reported.
+    pub fn off() -> Meters {
+        Meters {
+            enabled: false,
+            requests: Vec::new(),
+            errors: Vec::new(),
+            fanout_ms: Vec::new(),
+            backend_failures: Vec::new(),
+            init_failures: Vec::new(),
+            sessions_created: None,
+            sessions_deleted: None,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn add(host: &dyn Host, id: Option<&Option<MetricId>>, value: u64) {
+        if let Some(Some(id)) = id {
+            host.record(*id, value);
+        }
+    }
+
+    /// A request ended (`method` as in [`RequestStats::method`]).
+    pub fn request(&self, host: &dyn Host, method: &str, failed: bool) {
+        let series = self.requests.get(method_index(method));
+        Self::add(host, series.and_then(|s| s.get(usize::from(failed))), 1);
+    }
+
+    pub fn error(&self, host: &dyn Host, kind: ErrorKind) {
+        let i = ErrorKind::ALL.iter().position(|k| *k == kind);
+        Self::add(host, i.and_then(|i| self.errors.get(i)), 1);
+    }
+
+    /// A tool call ended; `tool` is the label from [`Cardinality::tool_label`].
+    pub fn tool_call(&self, host: &dyn Host, backend: &str, tool: &str, failed: bool) {
+        if self.enabled {
+            let outcome = OUTCOMES.get(usize::from(failed)).copied().unwrap_or("ok");
+            host.record_labelled(&families::TOOL_CALLS, &[backend, tool, outcome], 1);
+        }
+    }
+
+    /// A fan-out (`what`: one of [`FANOUT_METHODS`]) took `ms`.
+    pub fn fanout(&self, host: &dyn Host, what: &str, ms: u64) {
+        let i = FANOUT_METHODS.iter().position(|m| *m == what);
+        Self::add(host, i.and_then(|i| self.fanout_ms.get(i)), ms);
+    }
+
+    pub fn backend_failure(&self, host: &dyn Host, backend: usize) {
+        Self::add(host, self.backend_failures.get(backend), 1);
+    }
+
+    pub fn init_failure(&self, host: &dyn Host, backend: usize) {
+        Self::add(host, self.init_failures.get(backend), 1);
+    }
+
+    pub fn session_created(&self, host: &dyn Host) {
+        Self::add(host, Some(&self.sessions_created), 1);
+    }
+
+    pub fn session_deleted(&self, host: &dyn Host) {
+        Self::add(host, Some(&self.sessions_deleted), 1);
     }
 }
 
@@ -216,6 +481,101 @@ mod tests {
     }
 
     #[test]
+    fn method_labels_are_indexed_consistently() {
+        let labels: Vec<&str> = method_labels().collect();
+        for (i, m) in labels.iter().enumerate() {
+            assert_eq!(method_index(m), i, "{m}");
+        }
+        let label = |m: &str| labels[method_index(m)];
+        assert_eq!(label("tools/call"), "tools/call");
+        assert_eq!(label("notifications/progress"), "notifications/progress");
+        assert_eq!(
+            label("nope/nope"),
+            "other",
+            "client-chosen names are not labels"
+        );
+        assert_eq!(label("notifications/whatever"), "notifications/other");
+        assert_eq!(label("http.options"), "other");
+        assert_eq!(label("jsonrpc.response"), "jsonrpc.response");
+    }
+
+    #[test]
+    fn every_fan_out_has_its_label() {
+        use crate::gateway::exchange::{FanOp, Lookup, NameKind};
+        use crate::protocol::mcp::{ListKind, Version};
+        let mut ops = vec![
+            FanOp::Initialize {
+                negotiated: Version::LATEST,
+            },
+            FanOp::SetLevel,
+            FanOp::Notify,
+            FanOp::Delete,
+            FanOp::Lookup(Box::new(Lookup {
+                what: NameKind::Tool,
+                name: "x".into(),
+                found: Vec::new(),
+            })),
+            FanOp::FirstSuccess,
+            FanOp::AsMetadata,
+            FanOp::Learn(Box::new(crate::gateway::modern::client::Learn::nothing())),
+        ];
+        ops.extend(ListKind::ALL.map(|kind| FanOp::List { kind }));
+        let labels: HashSet<&str> = ops.iter().map(FanOp::label).collect();
+        assert_eq!(labels, FANOUT_METHODS.into_iter().collect());
+    }
+
+    /// Declares series by their flat names.
+    struct Names(Vec<String>);
+
+    impl Configure for Names {
+        fn define_metric(&mut self, family: &Family, labels: &[&str]) -> Option<MetricId> {
+            assert_eq!(family.labels.len(), labels.len(), "{}", family.name);
+            self.0.push(series_name(family, labels));
+            Some(MetricId(u32::try_from(self.0.len()).unwrap()))
+        }
+    }
+
+    #[test]
+    fn fixed_series_are_declared_once_at_configure_time() {
+        let gw = crate::gateway::testing::gateway(
+            r#"[{"name":"alpha","cluster":"a"},{"name":"beta","cluster":"b"}]"#,
+        );
+        let mut names = Names(Vec::new());
+        let meters = Meters::new(&gw.cfg, &mut names);
+        assert!(meters.enabled());
+        let n = names.0.len();
+        assert_eq!(
+            n,
+            method_labels().count() * 2 + ErrorKind::ALL.len() + FANOUT_METHODS.len() + 2 * 2 + 2
+        );
+        let unique: HashSet<&String> = names.0.iter().collect();
+        assert_eq!(unique.len(), n, "no series twice");
+        for want in [
+            "mcpgw.requests_total;.;method=.=tools/call;.;outcome=.=error",
+            "mcpgw.errors_total;.;kind=.=name_collision",
+            "mcpgw.fanout_duration_ms;.;method=.=resources/templates/list",
+            "mcpgw.backend_failures_total;.;backend=.=beta",
+            "mcpgw.initialize_backend_failures_total;.;backend=.=alpha",
+            "mcpgw.sessions_created_total",
+        ] {
+            assert!(names.0.iter().any(|x| x == want), "{want}");
+        }
+        // Every label they use has a tag extractor.
+        for f in families::ALL {
+            for l in f.labels {
+                assert!(LABELS.contains(l), "{l}");
+            }
+        }
+        let off = crate::gateway::testing::gateway_with(
+            r#"[{"name":"a","cluster":"a"}]"#,
+            r#","observability":{"metrics":false}"#,
+        );
+        let mut none = Names(Vec::new());
+        assert!(!Meters::new(&off.cfg, &mut none).enabled());
+        assert!(none.0.is_empty());
+    }
+
+    #[test]
     fn tool_labels_are_capped() {
         let c = Cardinality::default();
         for i in 0..MAX_TOOL_LABELS {
@@ -223,5 +583,10 @@ mod tests {
         }
         assert_eq!(c.tool_label("one_too_many"), OVERFLOW);
         assert_eq!(c.tool_label("t5"), "t5", "known names keep their label");
+        assert_eq!(
+            Cardinality::default().tool_label("a;b=c"),
+            "a_b_c",
+            "sanitised"
+        );
     }
 }

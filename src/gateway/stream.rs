@@ -11,8 +11,8 @@
 //! Messages that need none of this pass through byte for byte.
 
 use super::config::Backend;
-use super::exchange::Gateway;
 use super::host::{Host, Level};
+use super::instance::Gateway;
 use super::modern::answer::{self, Outcome, Refused};
 use super::modern::StreamEra;
 use super::naming::Naming;

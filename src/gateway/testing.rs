@@ -1,23 +1,61 @@
-//! A fake host for driving the logic natively in unit tests.
+//! A fake host for driving the core natively in unit tests, through the same
+//! port the adapters implement.
 
 use super::config::compile;
-use super::exchange::Gateway;
-use super::host::{CallResponse, Host, HostError, Level, Outbound};
+use super::host::{
+    Attribute, CallId, CallResponse, Configure, Dir, Family, HeaderOp, Host, HostError, HttpStream,
+    Level, LocalResponse, LogField, MetaValue, MetricId, MetricKind, Outbound,
+};
+use super::instance::Gateway;
+use super::stats::series_name;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+thread_local! {
+    /// The series declared by the gateways of this test thread, by id, with
+    /// their flat names (as the proxy-wasm build names them).
+    static SERIES: RefCell<Vec<(MetricKind, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Declares metrics into this thread's registry.
+pub struct FakeConfigure;
+
+impl Configure for FakeConfigure {
+    fn define_metric(&mut self, family: &Family, labels: &[&str]) -> Option<MetricId> {
+        let name = series_name(family, labels);
+        SERIES.with(|s| {
+            let mut s = s.borrow_mut();
+            s.push((family.kind, name));
+            u32::try_from(s.len() - 1).ok().map(MetricId)
+        })
+    }
+}
+
 pub struct FakeHost {
     pub now: Cell<u64>,
     counter: Cell<u8>,
     pub logs: RefCell<Vec<(Level, String)>>,
-    pub calls: Vec<(u32, Outbound)>,
+    pub calls: Vec<(CallId, Outbound)>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    pub properties: RefCell<HashMap<String, Vec<u8>>>,
+    /// Dynamic metadata by namespace and path (joined with `/`).
+    metadata: RefCell<HashMap<String, MetaValue>>,
+    attributes: RefCell<Vec<(Attribute, String)>>,
+    /// Access-log fields as the proxy-wasm build names them (`mcpgw.<name>`).
     pub published: RefCell<HashMap<String, String>>,
+    /// Metrics by flat name: counters add, histograms keep the last sample.
     pub metrics: RefCell<HashMap<String, u64>>,
     pub fail_dispatch: bool,
+    /// The stream (for the hooks).
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Vec<u8>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Vec<u8>,
+    /// Local replies sent.
+    pub sent: Vec<LocalResponse>,
+    /// Times a held request was resumed.
+    pub resumed: u32,
 }
 
 impl Default for FakeHost {
@@ -28,10 +66,17 @@ impl Default for FakeHost {
             logs: RefCell::new(Vec::new()),
             calls: Vec::new(),
             shared: RefCell::new(HashMap::new()),
-            properties: RefCell::new(HashMap::new()),
+            metadata: RefCell::new(HashMap::new()),
+            attributes: RefCell::new(Vec::new()),
             published: RefCell::new(HashMap::new()),
             metrics: RefCell::new(HashMap::new()),
             fail_dispatch: false,
+            request_headers: Vec::new(),
+            request_body: Vec::new(),
+            response_headers: Vec::new(),
+            response_body: Vec::new(),
+            sent: Vec::new(),
+            resumed: 0,
         }
     }
 }
@@ -42,28 +87,47 @@ impl FakeHost {
         self.metrics.borrow().get(name).copied().unwrap_or(0)
     }
 
-    pub fn set_property(&self, path: &[&str], value: &str) {
-        self.properties
-            .borrow_mut()
-            .insert(path.join("/"), value.as_bytes().to_vec());
+    /// What another filter (jwt_authn) left in the dynamic metadata.
+    pub fn set_metadata(&self, namespace: &str, path: &[&str], value: &str) {
+        self.metadata.borrow_mut().insert(
+            format!("{namespace}/{}", path.join("/")),
+            MetaValue::Str(value.to_string()),
+        );
     }
 
-    pub fn clear_properties(&self) {
-        self.properties.borrow_mut().clear();
+    pub fn set_attribute(&self, attribute: Attribute, value: &str) {
+        self.attributes
+            .borrow_mut()
+            .push((attribute, value.to_string()));
+    }
+
+    /// Forget the metadata and attributes (a new stream).
+    pub fn clear_stream_info(&self) {
+        self.metadata.borrow_mut().clear();
+        self.attributes.borrow_mut().clear();
     }
 
     pub fn logged(&self, needle: &str) -> bool {
         self.logs.borrow().iter().any(|(_, m)| m.contains(needle))
     }
 
-    /// The call dispatched to `cluster`, with its token.
-    pub fn call_to(&self, cluster: &str) -> (u32, &Outbound) {
+    /// The call dispatched to `cluster`, with its id.
+    pub fn call_to(&self, cluster: &str) -> (CallId, &Outbound) {
         let (t, o) = self
             .calls
             .iter()
             .find(|(_, o)| o.cluster == cluster)
             .unwrap_or_else(|| panic!("no call to {cluster}: {:?}", self.calls));
         (*t, o)
+    }
+
+    fn add(&self, kind: MetricKind, name: String, value: u64) {
+        let mut m = self.metrics.borrow_mut();
+        let e = m.entry(name).or_insert(0);
+        match kind {
+            MetricKind::Counter => *e += value,
+            MetricKind::Histogram => *e = value,
+        }
     }
 }
 
@@ -82,34 +146,19 @@ impl Host for FakeHost {
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
     }
-    fn dispatch(&mut self, call: &Outbound) -> Result<u32, HostError> {
+    fn dispatch(&mut self, call: &Outbound) -> Result<CallId, HostError> {
         if self.fail_dispatch {
             return Err(HostError);
         }
-        let token = self.calls.len() as u32 + 100;
-        self.calls.push((token, call.clone()));
-        Ok(token)
+        // Wider than proxy-wasm's u32 tokens, as a dynamic module's are.
+        let id = (1 << 40) + self.calls.len() as u64 + 100;
+        self.calls.push((id, call.clone()));
+        Ok(id)
     }
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, u32) {
         match self.shared.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), *cas),
             None => (None, 0),
-        }
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties.borrow().get(&path.join("/")).cloned()
-    }
-    fn set_property(&self, name: &str, value: &str) {
-        self.published
-            .borrow_mut()
-            .insert(name.to_string(), value.to_string());
-    }
-    fn metric(&self, kind: super::host::MetricKind, name: &str, value: u64) {
-        let mut m = self.metrics.borrow_mut();
-        let e = m.entry(name.to_string()).or_insert(0);
-        match kind {
-            super::host::MetricKind::Counter => *e += value,
-            super::host::MetricKind::Histogram => *e = value,
         }
     }
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
@@ -120,6 +169,78 @@ impl Host for FakeHost {
         }
         m.insert(key.to_string(), (value.to_vec(), cur + 1));
         Ok(true)
+    }
+    fn metadata(&self, namespace: &str, path: &[&str]) -> Option<MetaValue> {
+        let key = format!("{namespace}/{}", path.join("/"));
+        self.metadata.borrow().get(&key).cloned()
+    }
+    fn attribute(&self, attribute: Attribute) -> Option<String> {
+        self.attributes
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(a, _)| *a == attribute)
+            .map(|(_, v)| v.clone())
+    }
+    fn set_log_field(&self, field: LogField, value: &str) {
+        self.published
+            .borrow_mut()
+            .insert(format!("mcpgw.{}", field.name()), value.to_string());
+    }
+    fn record(&self, metric: MetricId, value: u64) {
+        let series = SERIES.with(|s| s.borrow().get(metric.0 as usize).cloned());
+        let (kind, name) = series.unwrap_or_else(|| panic!("undeclared metric {metric:?}"));
+        self.add(kind, name, value);
+    }
+    fn record_labelled(&self, family: &Family, labels: &[&str], value: u64) {
+        assert_eq!(family.labels.len(), labels.len(), "{}", family.name);
+        self.add(family.kind, series_name(family, labels), value);
+    }
+}
+
+impl HttpStream for FakeHost {
+    fn headers(&mut self, dir: Dir) -> Vec<(String, String)> {
+        match dir {
+            Dir::Request => self.request_headers.clone(),
+            Dir::Response => self.response_headers.clone(),
+        }
+    }
+    fn body(&mut self, dir: Dir, size: usize) -> Vec<u8> {
+        let b = match dir {
+            Dir::Request => &self.request_body,
+            Dir::Response => &self.response_body,
+        };
+        assert_eq!(b.len(), size, "the hook reads what it was told is there");
+        b.clone()
+    }
+    fn apply(&mut self, dir: Dir, ops: &[HeaderOp]) {
+        let headers = match dir {
+            Dir::Request => &mut self.request_headers,
+            Dir::Response => &mut self.response_headers,
+        };
+        for op in ops {
+            match op {
+                HeaderOp::Set(k, v) => {
+                    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
+                    headers.push((k.clone(), v.clone()));
+                }
+                HeaderOp::Remove(k) => headers.retain(|(n, _)| !n.eq_ignore_ascii_case(k)),
+            }
+        }
+    }
+    fn replace_body(&mut self, dir: Dir, size: usize, body: &[u8]) {
+        let b = match dir {
+            Dir::Request => &mut self.request_body,
+            Dir::Response => &mut self.response_body,
+        };
+        assert_eq!(b.len(), size, "the whole body the hook saw is replaced");
+        *b = body.to_vec();
+    }
+    fn send(&mut self, response: &LocalResponse) {
+        self.sent.push(response.clone());
+    }
+    fn resume_request(&mut self) {
+        self.resumed += 1;
     }
 }
 
@@ -135,7 +256,7 @@ pub fn gateway_with(backends: &str, extra: &str) -> Gateway {
         &|n| (n == "TOKEN").then(|| "s3cret".to_string()),
     )
     .unwrap();
-    Gateway::new(cfg)
+    Gateway::new(cfg, &mut FakeConfigure)
 }
 
 /// A client's request headers: `method` on `/mcp`, accepting JSON and SSE,

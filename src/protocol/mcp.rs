@@ -198,27 +198,38 @@ pub enum Request {
 }
 
 impl Request {
+    /// Every method the gateway knows, with how it handles it.
+    pub const TABLE: [(&'static str, Request); 20] = [
+        ("initialize", Request::Initialize),
+        ("ping", Request::Ping),
+        ("tools/list", Request::List(ListKind::Tools)),
+        ("prompts/list", Request::List(ListKind::Prompts)),
+        ("resources/list", Request::List(ListKind::Resources)),
+        (
+            "resources/templates/list",
+            Request::List(ListKind::ResourceTemplates),
+        ),
+        ("tools/call", Request::CallTool),
+        ("prompts/get", Request::GetPrompt),
+        ("resources/read", Request::ReadResource),
+        ("resources/subscribe", Request::Subscribe),
+        ("resources/unsubscribe", Request::Unsubscribe),
+        ("completion/complete", Request::Complete),
+        ("tasks/list", Request::List(ListKind::Tasks)),
+        ("tasks/get", Request::Task),
+        ("tasks/result", Request::Task),
+        ("tasks/cancel", Request::Task),
+        ("tasks/update", Request::Task),
+        ("logging/setLevel", Request::SetLogLevel),
+        ("server/discover", Request::Discover),
+        ("subscriptions/listen", Request::Listen),
+    ];
+
     pub fn classify(method: &str) -> Request {
-        match method {
-            "initialize" => Request::Initialize,
-            "ping" => Request::Ping,
-            "tools/list" => Request::List(ListKind::Tools),
-            "prompts/list" => Request::List(ListKind::Prompts),
-            "resources/list" => Request::List(ListKind::Resources),
-            "resources/templates/list" => Request::List(ListKind::ResourceTemplates),
-            "tools/call" => Request::CallTool,
-            "prompts/get" => Request::GetPrompt,
-            "resources/read" => Request::ReadResource,
-            "resources/subscribe" => Request::Subscribe,
-            "resources/unsubscribe" => Request::Unsubscribe,
-            "completion/complete" => Request::Complete,
-            "tasks/list" => Request::List(ListKind::Tasks),
-            "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => Request::Task,
-            "logging/setLevel" => Request::SetLogLevel,
-            "server/discover" => Request::Discover,
-            "subscriptions/listen" => Request::Listen,
-            _ => Request::Unknown,
-        }
+        Self::TABLE
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map_or(Request::Unknown, |(_, r)| *r)
     }
 }
 
@@ -233,14 +244,22 @@ pub enum Notification {
 }
 
 impl Notification {
+    /// Every notification the gateway knows.
+    pub const TABLE: [(&'static str, Notification); 4] = [
+        ("notifications/initialized", Notification::Initialized),
+        ("notifications/cancelled", Notification::Cancelled),
+        ("notifications/progress", Notification::Progress),
+        (
+            "notifications/roots/list_changed",
+            Notification::RootsListChanged,
+        ),
+    ];
+
     pub fn classify(method: &str) -> Notification {
-        match method {
-            "notifications/initialized" => Notification::Initialized,
-            "notifications/cancelled" => Notification::Cancelled,
-            "notifications/progress" => Notification::Progress,
-            "notifications/roots/list_changed" => Notification::RootsListChanged,
-            _ => Notification::Other,
-        }
+        Self::TABLE
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map_or(Notification::Other, |(_, n)| *n)
     }
 }
 

@@ -3,6 +3,7 @@
 //! func-e and for Kubernetes with Envoy Gateway.
 
 mod bridge;
+mod child;
 mod envoy_bin;
 #[cfg(test)]
 mod golden;
@@ -11,6 +12,7 @@ mod mcp_config;
 mod mcproute;
 mod model;
 mod plugin;
+mod relay;
 mod render_envoy;
 mod render_kube;
 mod run;
@@ -153,6 +155,20 @@ pub struct RunArgs {
     /// How long an idle stdio session (and its process) is kept.
     #[arg(long, default_value = "30m", value_name = "DURATION")]
     pub stdio_idle_timeout: String,
+    /// Live processes per stdio server (one per client session) at most;
+    /// past it a new session's `initialize` gets a JSON-RPC error. A
+    /// server's "maxProcesses" in the servers file overrides it.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stdio_max_processes: u32,
+    /// Run this stdio server as one process shared by every session (for
+    /// servers that keep no per-client state), like "sharedProcess": true
+    /// in the servers file. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub stdio_shared: Vec<String>,
+    /// When a stdio session ends its process's stdin is closed; if it is
+    /// still running 2s later it gets SIGTERM, and SIGKILL after this long.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub stdio_kill_grace: String,
     /// Skip the startup check of every backend (initialize + tools/list
     /// through the gateway).
     #[arg(long)]

@@ -233,7 +233,15 @@ fn server(
             })
         }
         Kind::Stdio => {
-            known.extend(["command", "args", "env", "cwd", "envFile"]);
+            known.extend([
+                "command",
+                "args",
+                "env",
+                "cwd",
+                "envFile",
+                "maxProcesses",
+                "sharedProcess",
+            ]);
             Target::Stdio(stdio(at, entry, env, base_dir, diags)?)
         }
     };
@@ -342,11 +350,38 @@ fn stdio(
         }
         Some(_) => return Err(format!("{at}.cwd: must be a string (a directory)")),
     };
+    let max_processes = match entry.get("maxProcesses") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| *n > 0)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    format!("{at}.maxProcesses: must be a whole number of processes, at least 1")
+                })?,
+        ),
+    };
+    let shared = match entry.get("sharedProcess") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(format!(
+                "{at}.sharedProcess: must be true (one process for every session) or false"
+            ))
+        }
+    };
+    if shared && max_processes.is_some() {
+        diags.warn(format!(
+            "{at}.maxProcesses: ignored: with \"sharedProcess\": true there is one process"
+        ));
+    }
     Ok(StdioCommand {
         command,
         args,
         env: child_env,
         cwd,
+        max_processes,
+        shared,
     })
 }
 

@@ -195,6 +195,11 @@ pub struct StdioCommand {
     /// Extra environment for the child (values already expanded).
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
+    /// `maxProcesses`: live processes at most (per-session mode); `None`
+    /// takes `mcpgw run --stdio-max-processes`.
+    pub max_processes: Option<usize>,
+    /// `sharedProcess`: one process serves every session.
+    pub shared: bool,
 }
 
 /// MCPRoute `securityPolicy.oauth`: JWT access tokens checked by Envoy's

@@ -48,6 +48,10 @@ struct PluginBackend<'a> {
     timeout: Option<&'static str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     forward_authorization: bool,
+    /// `false` for stdio bridges: they put every message on POST answers
+    /// when they have no GET stream, so a GET can go to an HTTP server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    standalone_stream: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -155,6 +159,8 @@ pub fn plugin_json(
                 tools: Filter::from(&b.tools),
                 timeout: u.timeout,
                 forward_authorization: b.forward_authorization,
+                standalone_stream: matches!(b.target, crate::model::Target::Stdio(_))
+                    .then_some(false),
             }
         })
         .collect();

@@ -149,7 +149,7 @@ fn access_log(dest: &str) -> Y {
         ("upstream_cluster", s("%UPSTREAM_CLUSTER%")),
     ];
     fields.extend(
-        mcpgw_core::gateway::stats::ACCESS_LOG_FIELDS
+        mcpgw_proxy_wasm::names::ACCESS_LOG_FIELDS
             .iter()
             .map(|(k, v)| (*k, s(v))),
     );

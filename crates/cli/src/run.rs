@@ -79,6 +79,20 @@ async fn run(a: RunArgs) -> Result<(), String> {
     )?;
     let idle_ms = mcpgw_core::gateway::config::parse_duration(&a.stdio_idle_timeout)
         .map_err(|e| format!("--stdio-idle-timeout: {e}"))?;
+    let grace_ms = mcpgw_core::gateway::config::parse_duration(&a.stdio_kill_grace)
+        .map_err(|e| format!("--stdio-kill-grace: {e}"))?;
+    for n in &a.stdio_shared {
+        let known = gateway
+            .backends
+            .iter()
+            .any(|b| b.name == *n && matches!(b.target, Target::Stdio(_)));
+        if !known {
+            return Err(format!(
+                "--stdio-shared {n}: no stdio server of that name in {} (names are the keys of \"mcpServers\")",
+                gateway.source
+            ));
+        }
+    }
     let ca = if render_envoy::needs_ca(&gateway) {
         envoy_bin::ca_file(a.listen.ca_file.as_deref())?
     } else {
@@ -121,11 +135,24 @@ async fn run(a: RunArgs) -> Result<(), String> {
     );
     for b in &gateway.backends {
         if let Target::Stdio(cmd) = &b.target {
-            let br = bridge::start(&b.name, cmd.clone(), Duration::from_millis(idle_ms), &ct)
+            let bopts = bridge::Options {
+                idle: Duration::from_millis(idle_ms),
+                max_processes: cmd
+                    .max_processes
+                    .unwrap_or(usize::try_from(a.stdio_max_processes).unwrap_or(16)),
+                shared: cmd.shared || a.stdio_shared.contains(&b.name),
+                grace: Duration::from_millis(grace_ms),
+            };
+            let how = if bopts.shared {
+                "one process shared by every session".to_string()
+            } else {
+                format!("one process per session, at most {}", bopts.max_processes)
+            };
+            let br = bridge::start(&b.name, cmd.clone(), bopts, &ct)
                 .await
                 .map_err(|e| format!("server \"{}\": cannot start its bridge: {e}", b.name))?;
             log(format!(
-                "[{}] stdio server `{} {}` bridged at http://127.0.0.1:{}/mcp (one process per session)",
+                "[{}] stdio server `{} {}` bridged at http://127.0.0.1:{}/mcp ({how})",
                 b.name,
                 cmd.command,
                 cmd.args.join(" "),
@@ -258,9 +285,7 @@ async fn run(a: RunArgs) -> Result<(), String> {
 
 async fn stop_all(ct: &CancellationToken, bridges: Vec<bridge::Bridge>) {
     ct.cancel();
-    for b in bridges {
-        b.stop().await;
-    }
+    futures_util::future::join_all(bridges.into_iter().map(bridge::Bridge::stop)).await;
 }
 
 fn display_host(address: &str) -> &str {

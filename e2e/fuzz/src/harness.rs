@@ -8,17 +8,19 @@
 
 use mcpgw_core::gateway::config::{compile, Config};
 use mcpgw_core::gateway::crypto::{Keyring, Purpose, NONCE_LEN};
-use mcpgw_core::gateway::exchange::{Exchange, Gateway};
 use mcpgw_core::gateway::host::{
-    BodyAction, CallResponse, HeaderOp, HeadersAction, Host, HostError, Level, LocalResponse,
-    MetricKind, Outbound, ResponseBodyAction, ResponseHeadersAction,
+    Attribute, BodyAction, CallId, CallResponse, Configure, Family, HeaderOp, HeadersAction, Host,
+    HostError, Level, LocalResponse, LogField, MetaValue, MetricId, MetricKind, Outbound,
+    ResponseBodyAction, ResponseHeadersAction,
 };
 use mcpgw_core::gateway::merge::{self, ListOptions, ListPage};
 use mcpgw_core::gateway::modern::listen::{Filter, ListenCtx};
 use mcpgw_core::gateway::modern::{Seal, StreamEra};
 use mcpgw_core::gateway::session::{caps, BackendSession, Session};
+use mcpgw_core::gateway::stats::series_name;
 use mcpgw_core::gateway::stream::{self, Answer, SseRewrite, StreamCtx};
 use mcpgw_core::gateway::tokens::{ListCursor, Wrapped};
+use mcpgw_core::gateway::{Exchange, Gateway};
 use mcpgw_core::protocol::http::is_safe_header_value;
 use mcpgw_core::protocol::jsonrpc::{self, Kind, RawObject};
 use mcpgw_core::protocol::mcp::{ListKind, Version};
@@ -47,10 +49,11 @@ pub struct FuzzHost {
     pub now: u64,
     rng: Cell<u64>,
     pub logs: RefCell<Vec<(Level, String)>>,
-    pub calls: Vec<(u32, Outbound)>,
-    next_token: u32,
+    pub calls: Vec<(CallId, Outbound)>,
+    next_token: CallId,
     shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    pub properties: HashMap<String, Vec<u8>>,
+    /// Dynamic metadata by namespace and path, joined with `/`.
+    pub metadata: HashMap<String, MetaValue>,
     pub published: RefCell<HashMap<String, String>>,
     pub metrics: RefCell<HashMap<String, u64>>,
     pub fail_dispatch: bool,
@@ -66,7 +69,7 @@ impl Default for FuzzHost {
             calls: Vec::new(),
             next_token: 100,
             shared: RefCell::new(HashMap::new()),
-            properties: HashMap::new(),
+            metadata: HashMap::new(),
             published: RefCell::new(HashMap::new()),
             metrics: RefCell::new(HashMap::new()),
             fail_dispatch: false,
@@ -97,7 +100,7 @@ impl Host for FuzzHost {
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
     }
-    fn dispatch(&mut self, call: &Outbound) -> Result<u32, HostError> {
+    fn dispatch(&mut self, call: &Outbound) -> Result<CallId, HostError> {
         if self.fail_dispatch {
             return Err(HostError);
         }
@@ -124,21 +127,51 @@ impl Host for FuzzHost {
         );
         Ok(true)
     }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties.get(&path.join("/")).cloned()
+    fn metadata(&self, namespace: &str, path: &[&str]) -> Option<MetaValue> {
+        self.metadata
+            .get(&format!("{namespace}/{}", path.join("/")))
+            .cloned()
     }
-    fn set_property(&self, name: &str, value: &str) {
+    fn attribute(&self, _attribute: Attribute) -> Option<String> {
+        None
+    }
+    fn set_log_field(&self, field: LogField, value: &str) {
         self.published
             .borrow_mut()
-            .insert(name.to_string(), value.to_string());
+            .insert(field.name().to_string(), value.to_string());
     }
-    fn metric(&self, kind: MetricKind, name: &str, value: u64) {
+    fn record(&self, metric: MetricId, value: u64) {
+        // Series are known by id only here (the gateway is shared by threads).
+        self.add(MetricKind::Counter, format!("#{}", metric.0), value);
+    }
+    fn record_labelled(&self, family: &Family, labels: &[&str], value: u64) {
+        assert_eq!(labels.len(), family.labels.len(), "{}", family.name);
+        self.add(family.kind, series_name(family, labels), value);
+    }
+}
+
+impl FuzzHost {
+    fn add(&self, kind: MetricKind, name: String, value: u64) {
         let mut m = self.metrics.borrow_mut();
-        let e = m.entry(name.to_string()).or_insert(0);
+        let e = m.entry(name).or_insert(0);
         match kind {
             MetricKind::Counter => *e = e.saturating_add(value),
             MetricKind::Histogram => *e = value,
         }
+    }
+}
+
+/// Declares metrics with sequential ids, checking every series is well formed.
+#[derive(Default)]
+pub struct FuzzConfigure {
+    next: u32,
+}
+
+impl Configure for FuzzConfigure {
+    fn define_metric(&mut self, family: &Family, labels: &[&str]) -> Option<MetricId> {
+        assert_eq!(labels.len(), family.labels.len(), "{}", family.name);
+        self.next += 1;
+        Some(MetricId(self.next))
     }
 }
 
@@ -185,7 +218,7 @@ pub fn gateway(with_auth: bool) -> Arc<Gateway> {
             Ok(c) => c,
             Err(e) => panic!("the harness config must compile: {e}"),
         };
-        Arc::new(Gateway::new(cfg))
+        Arc::new(Gateway::new(cfg, &mut FuzzConfigure::default()))
     })
     .clone()
 }
@@ -893,7 +926,7 @@ pub fn config(data: &[u8]) {
                 if let Some(auth) = &cfg.auth {
                     check_local(&auth.metadata_response());
                 }
-                let gw = Gateway::new(cfg);
+                let gw = Gateway::new(cfg, &mut FuzzConfigure::default());
                 // The compiled gateway serves a request without panicking.
                 let mut host = FuzzHost::default();
                 let mut ex = Exchange::new(Arc::new(gw));
@@ -1026,11 +1059,11 @@ pub fn exchange(data: &[u8]) {
         ..FuzzHost::default()
     };
     if with_auth {
-        let md = "metadata/filter_metadata/envoy.filters.http.jwt_authn/jwt_payload";
-        host.properties
-            .insert(format!("{md}/iss"), ISSUER.as_bytes().to_vec());
-        host.properties
-            .insert(format!("{md}/sub"), b"alice".to_vec());
+        let md = "envoy.filters.http.jwt_authn/jwt_payload";
+        host.metadata
+            .insert(format!("{md}/iss"), MetaValue::Str(ISSUER.into()));
+        host.metadata
+            .insert(format!("{md}/sub"), MetaValue::Str("alice".into()));
     }
     let mut ex = Exchange::new(gw.clone());
     let client_id = body

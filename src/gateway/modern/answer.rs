@@ -20,8 +20,9 @@
 //! - a 2026-07-28 backend's `input_required` for a 2025-era client becomes
 //!   an error saying why.
 
-use super::super::exchange::{Exchange, Gateway};
+use super::super::exchange::Exchange;
 use super::super::host::{Host, Level};
+use super::super::instance::Gateway;
 use super::super::naming::Naming;
 use super::super::stream::{self, expose_content_uris, Answer, StreamCtx};
 use super::state::{RequestState, TTL_MS};
@@ -29,7 +30,7 @@ use super::StreamEra;
 use crate::protocol::jsonrpc::{
     self, error_json, Kind, RawObject, BACKEND_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND,
 };
-use crate::protocol::modern::{self, LogLevel};
+use crate::protocol::modern::LogLevel;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -357,18 +358,6 @@ impl Exchange {
     }
 }
 
-/// `-32002` and the gateway's own `-32010` are not codes a 2026-07-28
-/// client may receive: the standard code they stand for.
-pub fn modern_code(code: i64) -> i64 {
-    match code {
-        RESOURCE_NOT_FOUND => INVALID_PARAMS,
-        c if modern::is_reserved_code(c) && !(-32022..=-32020).contains(&c) => {
-            jsonrpc::INTERNAL_ERROR
-        }
-        c => c,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,9 +575,6 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"x9","result":{"resultType":"complete"}}"#,
         );
         assert!(a.seen);
-        assert_eq!(modern_code(BACKEND_ERROR), -32603);
-        assert_eq!(modern_code(-32022), -32022);
-        assert_eq!(modern_code(-32601), -32601);
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! backends it needs have been learned (see `eras`).
 
 use super::super::config::Backend;
+use super::super::error::GatewayError;
 use super::super::exchange::{Call, Exchange, FanOp, FanOut, Mode, NameKind, Routed, State};
-use super::super::host::{BodyAction, HeaderOp, HeadersAction, Host, Level, LocalResponse};
+use super::super::host::{
+    BodyAction, HeaderOp, HeadersAction, Host, Level, LocalResponse, LogField,
+};
 use super::super::merge::BackendInit;
 use super::super::naming::{Naming, Resolved};
 use super::super::session::{caps, BackendSession, Session};
-use super::super::stats::ErrorKind;
 use super::super::stream::StreamCtx;
 use super::super::tokens::Wrapped;
 use super::cache::CacheHint;
@@ -18,13 +20,10 @@ use super::discover::{discover_result, server_info_member};
 use super::eras::{self, BackendInfo, Held, Learned, Probe, Status};
 use super::listen::{self, Candidate, Filter, ListenCtx};
 use super::state::{args_digest, RequestState};
-use super::validate::{self, Rejection};
+use super::validate;
 use super::{ModernReq, Seal, StreamEra};
 use crate::protocol::http as h;
-use crate::protocol::jsonrpc::{
-    self, error_json, json_string, Kind, Message, RawObject, INTERNAL_ERROR, INVALID_PARAMS,
-    INVALID_REQUEST,
-};
+use crate::protocol::jsonrpc::{self, json_string, Kind, Message, RawObject};
 use crate::protocol::mcp::{Request, Version};
 use crate::protocol::modern;
 use serde_json::value::RawValue;
@@ -56,6 +55,17 @@ pub(in crate::gateway) struct Learn {
     then: Then,
 }
 
+impl Learn {
+    /// Nothing to learn (tests of what the fan-outs are called).
+    #[cfg(test)]
+    pub(in crate::gateway) fn nothing() -> Learn {
+        Learn {
+            steps: Vec::new(),
+            then: Then::Modern,
+        }
+    }
+}
+
 impl Exchange {
     fn modern_req(&self) -> Option<&ModernReq> {
         self.req.modern.as_deref()
@@ -79,66 +89,22 @@ impl Exchange {
         modern
     }
 
-    /// A JSON-RPC error of the gateway's own for a 2026-07-28 client: no
-    /// reserved code but the specification's, and the status the code takes.
-    pub(in crate::gateway) fn era_error(&self, status: u16, code: i64) -> (u16, i64) {
-        if self.modern_req().is_none() {
-            return (status, code);
-        }
-        let code = super::answer::modern_code(code);
-        let status = if status == 200 {
-            modern::error_status(code)
-        } else {
-            status
-        };
-        (status, code)
-    }
-
-    /// The code and HTTP status of a backend failure's error: as always for
-    /// a 2025-era client (the error answers its request: 200, or 502 when
-    /// nothing is expected back); `-32603` for a 2026-07-28 one, with 502
-    /// when the request's id is unknown (routed from headers), so the client
-    /// can still tell which request failed.
-    pub(in crate::gateway) fn backend_failure_code(&self, expects: bool) -> (i64, u16) {
-        match self.modern_req() {
-            None => (jsonrpc::BACKEND_ERROR, if expects { 200 } else { 502 }),
-            Some(m) => (
-                INTERNAL_ERROR,
-                if expects && !m.header_routed {
-                    200
-                } else {
-                    502
-                },
-            ),
+    /// How the gateway's own errors look to this client.
+    pub(in crate::gateway) fn error_era(&self) -> ErrorEra {
+        ErrorEra {
+            modern: self.modern_req().is_some(),
+            header_routed: self.modern_req().is_some_and(|m| m.header_routed),
         }
     }
 
-    fn reject(&mut self, r: Rejection) -> LocalResponse {
-        let kind = match r.code {
-            jsonrpc::METHOD_NOT_FOUND => ErrorKind::UnknownMethod,
-            INVALID_PARAMS => ErrorKind::InvalidParams,
-            modern::HEADER_MISMATCH => ErrorKind::HeaderMismatch,
-            modern::UNSUPPORTED_VERSION => ErrorKind::UnsupportedVersion,
-            _ => ErrorKind::BadRequest,
-        };
-        self.note(kind);
-        let id = self
-            .req
-            .request_id
-            .as_deref()
-            .and_then(|i| RawValue::from_string(i.to_string()).ok());
-        let body = error_json(id.as_deref(), r.code, &r.message, r.data.as_deref());
-        self.respond(LocalResponse::json(r.status(), body))
+    /// The gateway's error `e` as this client gets it.
+    pub(in crate::gateway) fn era_error(&self, e: GatewayError) -> GatewayError {
+        self.error_era().apply(e)
     }
 
     /// GET and DELETE have no meaning in 2026-07-28.
     pub(in crate::gateway) fn modern_not_allowed(&mut self) -> LocalResponse {
-        self.error(
-            405,
-            INVALID_REQUEST,
-            "Method Not Allowed: protocol 2026-07-28 has no GET stream and no sessions; POST each request (subscriptions/listen for notifications)",
-        )
-        .with_header("allow", "POST")
+        self.fail(GatewayError::modern_method_not_allowed())
     }
 
     // ----- request headers --------------------------------------------------
@@ -155,11 +121,7 @@ impl Exchange {
             m.scope = scope;
         }
         if end_of_stream {
-            return HeadersAction::Respond(self.error(
-                400,
-                jsonrpc::PARSE_ERROR,
-                "Parse error: empty body; POST one JSON-RPC message",
-            ));
+            return HeadersAction::Respond(self.fail(GatewayError::empty_body()));
         }
         if let Some(ops) = self.header_route(host) {
             return HeadersAction::Continue(ops);
@@ -213,7 +175,7 @@ impl Exchange {
         }
         self.req.method = Some(method.clone());
         self.req.stats.method = Some(method.clone());
-        self.publish(host, "method", &method);
+        self.publish(host, LogField::Method, &method);
         self.req.stats.backend = Some(backend_name);
         let mut ops = self.upstream_headers(&session, i);
         let (_, era_ops) = self.era_forward(&session, i, None);
@@ -253,20 +215,18 @@ impl Exchange {
                 // 2026-07-28 defines no client notifications over HTTP (a
                 // client cancels by closing its stream): accepted, dropped.
                 Ok(()) => BodyAction::Respond(self.respond(LocalResponse::empty(202))),
-                Err(r) => BodyAction::Respond(self.reject(r)),
+                Err(e) => BodyAction::Respond(self.fail(e)),
             },
-            Kind::Response | Kind::Error => BodyAction::Respond(self.error(
-                400,
-                INVALID_REQUEST,
-                "Invalid Request: a 2026-07-28 client sends requests and notifications only; servers ask for input with input_required results",
-            )),
+            Kind::Response | Kind::Error => {
+                BodyAction::Respond(self.fail(GatewayError::modern_response_refused()))
+            }
             Kind::Request if msg.method.as_deref() == Some("initialize") => {
                 // `initialize` selects the handshake era, whatever the header said.
                 self.req.modern = None;
                 self.initialize(host, msg, body)
             }
             Kind::Request => match validate::check_request(&headers, msg) {
-                Err(r) => BodyAction::Respond(self.reject(r)),
+                Err(e) => BodyAction::Respond(self.fail(e)),
                 Ok(envelope) => {
                     if let Some(m) = self.req.modern.as_deref_mut() {
                         m.envelope = envelope;
@@ -281,7 +241,7 @@ impl Exchange {
     /// Serve the kept request (again, after learning backends).
     fn modern_continue(&mut self, host: &mut dyn Host) -> BodyAction {
         let Some(body) = self.req.body.take() else {
-            return BodyAction::Respond(self.error(200, INTERNAL_ERROR, "request body lost"));
+            return BodyAction::Respond(self.fail(GatewayError::internal("request body lost")));
         };
         let action = self.modern_dispatch(host, &body);
         self.req.body = Some(body);
@@ -289,8 +249,9 @@ impl Exchange {
     }
 
     fn modern_dispatch(&mut self, host: &mut dyn Host, body: &[u8]) -> BodyAction {
-        let Ok(msg) = jsonrpc::parse(body) else {
-            return BodyAction::Respond(self.error(400, jsonrpc::PARSE_ERROR, "Parse error"));
+        let msg = match jsonrpc::parse(body) {
+            Ok(m) => m,
+            Err(e) => return BodyAction::Respond(self.fail(GatewayError::parse(&e))),
         };
         let method = msg.method.as_deref().unwrap_or("");
         let steps = self.learning_steps(host, &self.backends_needed(method));
@@ -311,10 +272,7 @@ impl Exchange {
             Request::Complete => self.route_completion(host, &session, &msg, body),
             Request::Task => self.route_task(host, &session, &msg, body),
             Request::Listen => self.listen(host, &session, &msg, body),
-            _ => {
-                let m = format!("Method not found: {method}");
-                BodyAction::Respond(self.error(404, jsonrpc::METHOD_NOT_FOUND, &m))
-            }
+            _ => BodyAction::Respond(self.fail(GatewayError::method_not_found(method))),
         }
     }
 
@@ -501,12 +459,7 @@ impl Exchange {
 
     fn refuse_state(&mut self, host: &dyn Host, why: &str) -> LocalResponse {
         host.log(Level::Info, &format!("refused an MRTR requestState: {why}"));
-        self.note(ErrorKind::InvalidParams);
-        self.error(
-            400,
-            INVALID_PARAMS,
-            "Invalid params: invalid or expired requestState",
-        )
+        self.fail(GatewayError::invalid_request_state())
     }
 
     /// The members a list result carries for a 2026-07-28 client (none for
@@ -525,22 +478,18 @@ impl Exchange {
 
     /// A handshake-era backend ended the session this worker held for
     /// 2026-07-28 clients: forget it (the next request opens a new one); the
-    /// message telling the client to retry. `None` for a 2025-era client
-    /// (its own session ended).
+    /// error telling the client to retry. `None` for a 2025-era client (its
+    /// own session ended).
     pub(in crate::gateway) fn held_session_ended(
         &mut self,
         host: &dyn Host,
         i: usize,
-    ) -> Option<String> {
+    ) -> Option<GatewayError> {
         self.modern_req()?;
         self.gw.eras.forget(i);
-        let m = format!(
-            "backend {} ended the session mcpgw held with it; retry the request (a new session is opened)",
-            self.gw.backend_name(i)
-        );
-        host.log(Level::Info, &m);
-        self.note(ErrorKind::BackendFailure);
-        Some(m)
+        let e = GatewayError::held_session_ended(self.gw.backend_name(i));
+        host.log(Level::Info, &e.message);
+        Some(e)
     }
 
     // ----- server/discover --------------------------------------------------
@@ -574,7 +523,7 @@ impl Exchange {
         let params = msg.params.and_then(|p| RawObject::parse(p).ok());
         let filter = match Filter::parse(params.as_ref()) {
             Ok(f) => f,
-            Err(m) => return BodyAction::Respond(self.error(400, INVALID_PARAMS, &m)),
+            Err(m) => return BodyAction::Respond(self.fail(GatewayError::invalid_meta(m))),
         };
         let candidates: Vec<Candidate> = self
             .joined(session)
@@ -634,7 +583,7 @@ impl Exchange {
             m.listen = Some(ctx);
         }
         let Some(params) = params else {
-            return BodyAction::Respond(self.error(400, INVALID_PARAMS, "Invalid params"));
+            return BodyAction::Respond(self.fail(GatewayError::invalid_meta("Invalid params")));
         };
         let p = params.write_with(&[("notifications", &plan.upstream.to_value().to_string())]);
         self.forward_with(session, b, body, "params", &p, true)
@@ -892,6 +841,30 @@ impl Exchange {
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     super::super::host::header(headers, name)
+}
+
+/// How the gateway's own errors look to a client (copied out of the
+/// exchange, to apply while a routed stream is borrowed).
+#[derive(Debug, Clone, Copy)]
+pub(in crate::gateway) struct ErrorEra {
+    modern: bool,
+    /// The request's id is unknown (routed from its headers): an error with
+    /// a null id takes an HTTP failure status so the client can still tell
+    /// which request failed.
+    header_routed: bool,
+}
+
+impl ErrorEra {
+    pub(in crate::gateway) fn apply(self, e: GatewayError) -> GatewayError {
+        if !self.modern {
+            return e;
+        }
+        let mut e = e.for_modern_client();
+        if self.header_routed && e.status == 200 {
+            e.status = 502;
+        }
+        e
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! and what it sends where, for each era of client and backend.
 
 use super::*;
-use crate::gateway::exchange::Gateway;
 use crate::gateway::host::{
     header, BodyAction as B, CallResponse, HeadersAction as H, Outbound, ResponseBodyAction,
     ResponseHeadersAction,
 };
+use crate::gateway::instance::Gateway;
 use crate::gateway::modern::eras::{BackendInfo, Held, Learned};
 use crate::gateway::modern::state::RequestState;
 use crate::gateway::testing::{gateway, json_response, request_headers, FakeHost};
@@ -151,7 +151,7 @@ impl H2 {
         let mut last = B::Wait;
         // Answering may dispatch more calls (learning steps): loop until none.
         loop {
-            let calls: Vec<(u32, Outbound)> = std::mem::take(&mut self.host.calls);
+            let calls: Vec<(u64, Outbound)> = std::mem::take(&mut self.host.calls);
             if calls.is_empty() {
                 return last;
             }

@@ -10,16 +10,12 @@
 //! headers are what load balancers and this gateway route on): the ladder
 //! below is the specification's, first failure wins.
 
+use super::super::error::GatewayError;
 use super::super::host::header;
 use crate::protocol::http;
-use crate::protocol::jsonrpc::{
-    json_string, raw_str, Message, RawObject, INVALID_PARAMS, METHOD_NOT_FOUND,
-};
+use crate::protocol::jsonrpc::{raw_str, Message, RawObject};
 use crate::protocol::mcp::{Version, MODERN_VERSIONS};
-use crate::protocol::modern::{
-    self, decode_header_value, is_plain_header_value, meta, LogLevel, HEADER_MISMATCH,
-    UNSUPPORTED_VERSION,
-};
+use crate::protocol::modern::{self, decode_header_value, is_plain_header_value, meta, LogLevel};
 
 /// The era a request is served in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,51 +86,6 @@ impl ModernHeaders {
     }
 }
 
-/// Why a stateless request is refused: a JSON-RPC error and its HTTP status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: i64,
-    pub message: String,
-    /// Raw JSON for `error.data`.
-    pub data: Option<String>,
-}
-
-impl Rejection {
-    fn new(code: i64, message: impl Into<String>) -> Rejection {
-        Rejection {
-            code,
-            message: message.into(),
-            data: None,
-        }
-    }
-
-    fn mismatch(message: impl Into<String>) -> Rejection {
-        Rejection::new(HEADER_MISMATCH, message)
-    }
-
-    pub fn status(&self) -> u16 {
-        modern::error_status(self.code)
-    }
-}
-
-/// `-32022`, naming every version the gateway serves (both eras: a client
-/// that also speaks a handshake-era version falls back to `initialize`).
-pub fn unsupported(requested: &str) -> Rejection {
-    let supported: Vec<String> = Version::ALL_SERVED
-        .iter()
-        .map(|v| json_string(v.as_str()))
-        .collect();
-    Rejection {
-        code: UNSUPPORTED_VERSION,
-        message: "Unsupported protocol version".into(),
-        data: Some(format!(
-            "{{\"supported\":[{}],\"requested\":{}}}",
-            supported.join(","),
-            json_string(requested)
-        )),
-    }
-}
-
 /// What a valid stateless request carries besides its method and params.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope {
@@ -147,25 +98,25 @@ pub struct Envelope {
 }
 
 /// A notification on the stateless path is accepted (`202`) at a served version.
-pub fn check_notification(h: &ModernHeaders) -> Result<(), Rejection> {
+pub fn check_notification(h: &ModernHeaders) -> Result<(), GatewayError> {
     if h.supported() {
         Ok(())
     } else {
-        Err(unsupported(&h.version))
+        Err(GatewayError::unsupported_protocol_version(&h.version))
     }
 }
 
 /// The validation ladder for a request body against its headers.
-pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, Rejection> {
+pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, GatewayError> {
     if let Some(d) = h.duplicate {
-        return Err(Rejection::mismatch(format!(
+        return Err(GatewayError::header_mismatch(format!(
             "Header mismatch: {d} header appears more than once"
         )));
     }
     // A version the gateway does not serve is said first: a client that
     // sent it may not even be shaped for this era.
     if !h.supported() {
-        return Err(unsupported(&h.version));
+        return Err(GatewayError::unsupported_protocol_version(&h.version));
     }
     let method = msg.method.as_deref().unwrap_or("");
     let params = msg.params.and_then(|p| RawObject::parse(p).ok());
@@ -174,31 +125,25 @@ pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, R
         .and_then(|p| p.get("_meta"))
         .and_then(|m| RawObject::parse(m).ok());
     let Some(meta_obj) = meta_obj else {
-        return Err(Rejection::new(
-            INVALID_PARAMS,
-            format!(
-                "Invalid params: params._meta must be an object carrying {} and {}",
-                meta::PROTOCOL_VERSION,
-                meta::CLIENT_CAPABILITIES
-            ),
-        ));
+        return Err(GatewayError::invalid_meta(format!(
+            "Invalid params: params._meta must be an object carrying {} and {}",
+            meta::PROTOCOL_VERSION,
+            meta::CLIENT_CAPABILITIES
+        )));
     };
     let missing: Vec<&str> = [meta::PROTOCOL_VERSION, meta::CLIENT_CAPABILITIES]
         .into_iter()
         .filter(|k| meta_obj.get(k).is_none())
         .collect();
     if !missing.is_empty() {
-        return Err(Rejection::new(
-            INVALID_PARAMS,
-            format!(
-                "Invalid params: params._meta is missing {}",
-                missing.join(" and ")
-            ),
-        ));
+        return Err(GatewayError::invalid_meta(format!(
+            "Invalid params: params._meta is missing {}",
+            missing.join(" and ")
+        )));
     }
     let body_version = meta_obj.get_str(meta::PROTOCOL_VERSION);
     if h.version.is_empty() || body_version.as_deref() != Some(h.version.as_str()) {
-        return Err(Rejection::mismatch(format!(
+        return Err(GatewayError::header_mismatch(format!(
             "Header mismatch: MCP-Protocol-Version header \"{}\" does not match _meta {}",
             h.version.chars().take(40).collect::<String>(),
             meta::PROTOCOL_VERSION
@@ -206,17 +151,17 @@ pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, R
     }
     match h.method.as_deref() {
         None => {
-            return Err(Rejection::mismatch(
+            return Err(GatewayError::header_mismatch(
                 "Header mismatch: the Mcp-Method header is required",
             ))
         }
         Some(m) if !is_plain_header_value(m) => {
-            return Err(Rejection::mismatch(
+            return Err(GatewayError::header_mismatch(
                 "Header mismatch: Mcp-Method carries characters a header value may not",
             ))
         }
         Some(m) if m != method => {
-            return Err(Rejection::mismatch(format!(
+            return Err(GatewayError::header_mismatch(format!(
                 "Header mismatch: Mcp-Method header \"{}\" does not match body method \"{}\"",
                 m.chars().take(64).collect::<String>(),
                 method.chars().take(64).collect::<String>()
@@ -230,18 +175,18 @@ pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, R
         let header_value = h.name.as_deref();
         match (header_value, body_value.as_deref()) {
             (None, Some(_)) if required => {
-                return Err(Rejection::mismatch(format!(
+                return Err(GatewayError::header_mismatch(format!(
                     "Header mismatch: the Mcp-Name header is required for {method}"
                 )))
             }
             (Some(raw), body) => match decode_header_value(raw) {
                 None => {
-                    return Err(Rejection::mismatch(
+                    return Err(GatewayError::header_mismatch(
                         "Header mismatch: Mcp-Name is malformed (invalid characters or base64)",
                     ))
                 }
                 Some(decoded) if Some(decoded.as_str()) != body => {
-                    return Err(Rejection::mismatch(format!(
+                    return Err(GatewayError::header_mismatch(format!(
                         "Header mismatch: Mcp-Name header does not match params.{member}"
                     )))
                 }
@@ -256,22 +201,15 @@ pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, R
         Some(v) => match raw_str(v).as_deref().and_then(LogLevel::parse) {
             Some(l) => Some(l),
             None => {
-                return Err(Rejection::new(
-                    INVALID_PARAMS,
-                    format!("Invalid params: {} is not a log level", meta::LOG_LEVEL),
-                ))
+                return Err(GatewayError::invalid_meta(format!(
+                    "Invalid params: {} is not a log level",
+                    meta::LOG_LEVEL
+                )))
             }
         },
     };
     if !modern::is_method(method) {
-        return Err(Rejection::new(
-            METHOD_NOT_FOUND,
-            format!(
-                "Method not found: {} (not a method of protocol {})",
-                method.chars().take(64).collect::<String>(),
-                h.version
-            ),
-        ));
+        return Err(GatewayError::not_a_modern_method(method, &h.version));
     }
     let request_state = params
         .as_ref()
@@ -280,10 +218,7 @@ pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, R
         .map(|v| raw_str(v).map(|s| s.into_owned()).ok_or(()))
         .transpose()
         .map_err(|()| {
-            Rejection::new(
-                INVALID_PARAMS,
-                "Invalid params: requestState must be a string",
-            )
+            GatewayError::invalid_meta("Invalid params: requestState must be a string")
         })?;
     Ok(Envelope {
         log_level,
@@ -295,7 +230,8 @@ pub fn check_request(h: &ModernHeaders, msg: &Message<'_>) -> Result<Envelope, R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::jsonrpc::parse;
+    use crate::protocol::jsonrpc::{parse, INVALID_PARAMS, METHOD_NOT_FOUND};
+    use crate::protocol::modern::{HEADER_MISMATCH, UNSUPPORTED_VERSION};
     use serde_json::{json, Value};
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -321,7 +257,7 @@ mod tests {
         .to_string()
     }
 
-    fn check(h: &ModernHeaders, body: &str) -> Result<Envelope, Rejection> {
+    fn check(h: &ModernHeaders, body: &str) -> Result<Envelope, GatewayError> {
         check_request(h, &parse(body.as_bytes()).unwrap())
     }
 
@@ -400,7 +336,7 @@ mod tests {
         for (i, (h, b, code)) in cases.into_iter().enumerate() {
             let r = check(&hdrs(&h), &b).unwrap_err();
             assert_eq!(r.code, code, "case {i}: {}", r.message);
-            assert_eq!(r.status(), 400, "case {i}");
+            assert_eq!(r.status, 400, "case {i}");
         }
         let r = check(
             &hdrs(&[
@@ -435,7 +371,7 @@ mod tests {
                 "io.modelcontextprotocol/clientCapabilities":{}}}})
             .to_string();
             let r = check(&h, &b).unwrap_err();
-            assert_eq!((r.code, r.status()), (METHOD_NOT_FOUND, 404), "{m}");
+            assert_eq!((r.code, r.status), (METHOD_NOT_FOUND, 404), "{m}");
         }
     }
 

@@ -1,0 +1,169 @@
+//! The HTTP filter hooks an adapter forwards its host's events to, in order:
+//! request headers, request body, side-call answers, response headers,
+//! response body, end of stream. Each reads through [`HttpStream`] only what
+//! it needs, applies the step's decision and tells the adapter whether to let
+//! the data go on or hold it ([`Flow`]). What used to be each adapter's own
+//! logic lives here once: which hook reads a body, the request size limit
+//! while the body arrives, when a response is buffered whole, and resuming a
+//! request held for side calls.
+
+use super::exchange::Exchange;
+use super::host::{
+    BodyAction, CallId, CallResponse, Dir, Flow, HeadersAction, Host, HttpStream,
+    ResponseBodyAction, ResponseHeadersAction,
+};
+
+/// What the hooks remember between host events.
+#[derive(Debug, Default)]
+pub struct HookState {
+    /// The response body concerns the gateway (decided on its headers).
+    response_body: bool,
+    /// The size of the request body the gateway read, to replace it after a
+    /// wait.
+    request_body_size: usize,
+}
+
+impl Exchange {
+    /// The request headers arrived.
+    pub fn request_headers<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        end_of_stream: bool,
+    ) -> Flow {
+        let headers = host.headers(Dir::Request);
+        match self.on_request_headers(host, &headers, end_of_stream) {
+            HeadersAction::Continue(ops) => {
+                host.apply(Dir::Request, &ops);
+                Flow::Continue
+            }
+            HeadersAction::NeedBody | HeadersAction::Wait => Flow::Stop,
+            HeadersAction::Respond(r) => {
+                host.send(&r);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Request body data: `size` bytes are held so far.
+    pub fn request_body<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        if !self.wants_request_body() {
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            // Refused as soon as it is too big; otherwise held until complete.
+            if let Some(r) = self.check_request_size(size) {
+                host.send(&r);
+            }
+            return Flow::Stop;
+        }
+        self.hooks.request_body_size = size;
+        let body = host.body(Dir::Request, size);
+        let action = self.on_request_body(host, &body);
+        self.apply_body(host, action, false)
+    }
+
+    /// The answer to side call `id` arrived (or its failure: status 0).
+    pub fn call_done<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        id: CallId,
+        response: CallResponse,
+    ) {
+        let action = self.on_call_response(host, id, response);
+        self.apply_body(host, action, true);
+    }
+
+    /// The response headers arrived (upstream's, or the gateway's own reply).
+    pub fn response_headers<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        _end_of_stream: bool,
+    ) -> Flow {
+        self.on_response_start(host);
+        if !self.wants_response() {
+            return Flow::Continue;
+        }
+        let headers = host.headers(Dir::Response);
+        match self.on_response_headers(host, &headers) {
+            ResponseHeadersAction::Continue(ops) | ResponseHeadersAction::Buffer(ops) => {
+                host.apply(Dir::Response, &ops);
+                self.hooks.response_body = self.wants_response();
+                Flow::Continue
+            }
+            ResponseHeadersAction::Replace(r) => {
+                self.hooks.response_body = false;
+                host.send(&r);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Response body data: `size` bytes are held so far (all of this chunk
+    /// when nothing was held).
+    pub fn response_body<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        if !self.hooks.response_body {
+            return Flow::Continue;
+        }
+        if !end_of_stream && self.buffers_response() {
+            // Rewritten whole at the end: only its size is checked until then.
+            return match self.on_response_body_pending(host, size) {
+                ResponseBodyAction::Buffer => Flow::Stop,
+                _ => Flow::Continue,
+            };
+        }
+        let chunk = host.body(Dir::Response, size);
+        match self.on_response_body(host, &chunk, end_of_stream) {
+            ResponseBodyAction::Continue => Flow::Continue,
+            ResponseBodyAction::Buffer => Flow::Stop,
+            ResponseBodyAction::Replace(b) => {
+                host.replace_body(Dir::Response, size, &b);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The stream is over (completed, reset or abandoned): report it.
+    pub fn stream_done(&mut self, host: &mut dyn Host) {
+        self.on_done(host);
+    }
+
+    /// Apply a body-phase decision; `resume` when the request was held by a wait.
+    fn apply_body<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        action: BodyAction,
+        resume: bool,
+    ) -> Flow {
+        match action {
+            BodyAction::Forward { headers, body } => {
+                host.apply(Dir::Request, &headers);
+                if let Some(b) = body {
+                    host.replace_body(Dir::Request, self.hooks.request_body_size, &b);
+                }
+                if resume {
+                    host.resume_request();
+                }
+                Flow::Continue
+            }
+            BodyAction::Wait => Flow::Stop,
+            BodyAction::Respond(r) => {
+                host.send(&r);
+                Flow::Stop
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "hooks_tests.rs"]
+mod tests;

@@ -1,0 +1,59 @@
+//! One gateway per plugin configuration: the compiled configuration and what
+//! every request of it shares (revocations, the tool-label cap, the cache of
+//! opened sessions, the metric handles, what was learned of backends' eras).
+
+use super::config::Config;
+use super::host::Configure;
+use super::modern::eras::BackendEras;
+use super::revocation::Revocations;
+use super::session::SessionCache;
+use super::stats::{Cardinality, Meters};
+
+/// The compiled configuration plus process-wide helpers; one per plugin config.
+pub struct Gateway {
+    pub cfg: Config,
+    pub revocations: Revocations,
+    pub cardinality: Cardinality,
+    /// Sessions opened on this worker (see `SessionCache`).
+    pub sessions: SessionCache,
+    /// The metric handles, declared with the host at configure time.
+    pub meters: Meters,
+    /// What this worker learned of each backend's protocol era.
+    pub eras: BackendEras,
+}
+
+impl Gateway {
+    /// Backend `i`'s name, for logs, errors and labels.
+    pub(super) fn backend_name(&self, i: usize) -> &str {
+        self.cfg.backends.get(i).map_or("?", |b| b.name.as_str())
+    }
+
+    /// Set the gateway up: its metrics are declared with `host` here, while
+    /// the configuration is being created (the only time some hosts allow it).
+    pub fn new(cfg: Config, host: &mut dyn Configure) -> Gateway {
+        let revocations = Revocations::new(cfg.session_ttl_ms);
+        let meters = Meters::new(&cfg, host);
+        Gateway {
+            eras: BackendEras::new(cfg.backends.len()),
+            cfg,
+            revocations,
+            cardinality: Cardinality::default(),
+            // Per worker, two generations: at most 2,048 opened sessions
+            // (under 1 KB each) stay in the VM's memory; a miss only costs
+            // an AEAD open.
+            sessions: SessionCache::new(1024),
+            meters,
+        }
+    }
+
+    /// What an adapter logs once the gateway is configured.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.cfg.backends.iter().map(|b| b.name.as_str()).collect();
+        format!(
+            "mcpgw {} configured: {} with backends {}",
+            env!("CARGO_PKG_VERSION"),
+            self.cfg.path,
+            names.join(", ")
+        )
+    }
+}
