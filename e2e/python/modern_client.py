@@ -10,7 +10,8 @@ TypeScript SDK, 2025 era only), all prefixed.
 
 The journey: discover (modern modes), lists with their cache hints, a call
 with progress and per-request logging, calls to each backend, MRTR
-elicitation and sampling round trips (answered by this client's callbacks),
+elicitation and sampling round trips (answered by this client's callbacks;
+`modern__confirm` asks even a 2025-era client, which gets an error),
 prompts/get, resources/read of a namespaced URI, and (modern modes) a
 `subscriptions/listen` acknowledgement followed by a tools list change, and
 what a 2025-only backend's request to the client becomes. Every HTTP exchange
@@ -92,6 +93,7 @@ async def main(url: str, mode: str, label: str, out: dict[str, Any], wire: Wire)
                 ("legacy__echo", {"text": label}),
                 ("py__confirm", {"item": f"book-{label}"}),
                 ("py__haiku", {"topic": "gateways"}),
+                ("modern__confirm", {"item": f"gadget-{label}"}),
             ]:
                 try:
                     r = await client.call_tool(name, args)

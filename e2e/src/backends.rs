@@ -21,10 +21,15 @@ use std::{net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 
 use axum::serve::ListenerExt;
 use rmcp::{
-    handler::server::{router::tool::ToolRouter, tool::schema_for_output, wrapper::Parameters},
+    handler::server::{
+        router::tool::ToolRouter,
+        tool::{schema_for_output, InputResponses, RequestState},
+        wrapper::Parameters,
+    },
     model::{
-        CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ProtocolVersion,
-        ServerCapabilities, ServerConfig,
+        CallToolResponse, CallToolResult, ContentBlock, Implementation, InputRequests,
+        InputRequiredResult, ProgressNotificationParam, ProtocolVersion, ServerCapabilities,
+        ServerConfig,
     },
     schemars,
     service::RequestContext,
@@ -503,6 +508,39 @@ impl Beta {
     async fn whoami(&self, ctx: RequestContext<RoleServer>) -> String {
         whoami_text(&ctx)
     }
+
+    /// A 2026-07-28 multi-round-trip call: the first round asks the user
+    /// (elicitation) and hands out its own `requestState`; the retry that
+    /// brings both back orders the item. It asks whatever the client
+    /// declared (a misbehaving server, for the gateway's cross-era tests).
+    #[tool(description = "Order an item once the user confirms (2026-07-28 input_required)")]
+    async fn confirm(
+        &self,
+        Parameters(args): Parameters<ItemArgs>,
+        InputResponses(responses): InputResponses,
+        RequestState(state): RequestState,
+    ) -> CallToolResponse {
+        let mine = format!("{}-state:{}", self.name(), args.item);
+        if responses.is_some_and(|r| r.contains_key("ok")) && state.as_deref() == Some(&mine) {
+            return CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(
+                format!("ordered {}", args.item),
+            )]));
+        }
+        let ask = serde_json::json!({"ok": {"method": "elicitation/create", "params": {
+            "mode": "form",
+            "message": format!("Order {}?", args.item),
+            "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+        }}});
+        let requests: Option<InputRequests> = serde_json::from_value(ask).ok();
+        CallToolResponse::InputRequired(InputRequiredResult::new(requests, Some(mine)))
+    }
+}
+
+/// `confirm` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ItemArgs {
+    /// What to order.
+    pub item: String,
 }
 
 #[tool_handler(router = self.tool_router)]

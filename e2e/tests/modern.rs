@@ -80,11 +80,6 @@ fn check_common(k: &mut Checks, r: &Value, label: &str) {
         &calls["py__haiku"],
         &json!({"text": [format!("haiku: five seven five ({label})")], "error": false}),
     );
-    k.eq(
-        "elicitation asked",
-        &r["elicitations"],
-        &json!([format!("Really order book-{label}?")]),
-    );
     k.that(
         "sampling asked",
         r["samplings"].as_array().map(Vec::len) == Some(1)
@@ -126,6 +121,19 @@ fn check_modern(r: &Value, label: &str, auto: bool) {
     let mut k = Checks::new(label);
     check_common(&mut k, r, label);
     k.eq("protocol version", &r["protocol_version"], &json!(V));
+    k.eq(
+        "elicitation round trip with the rmcp backend",
+        &r["calls"]["modern__confirm"],
+        &json!({"text": [format!("ordered gadget-{label}")], "error": false}),
+    );
+    k.eq(
+        "elicitations asked",
+        &r["elicitations"],
+        &json!([
+            format!("Really order book-{label}?"),
+            format!("Order gadget-{label}?")
+        ]),
+    );
     let d = &r["discover"];
     k.eq("discover result type", &d["resultType"], &json!("complete"));
     k.eq(
@@ -224,6 +232,14 @@ fn check_modern(r: &Value, label: &str, auto: bool) {
         .filter(|e| e["name"] == json!("py__confirm"))
         .collect::<Vec<_>>();
     k.that(
+        "MRTR with the rmcp backend: two rounds",
+        wire.iter()
+            .filter(|e| e["name"] == json!("modern__confirm"))
+            .count()
+            == 2,
+        &json!(wire.len()),
+    );
+    k.that(
         "MRTR: the retry is a new request",
         confirms.len() == 2 && confirms[0]["id"] != confirms[1]["id"],
         &json!(confirms),
@@ -254,6 +270,19 @@ fn check_legacy(r: &Value) {
         "protocol version",
         &r["protocol_version"],
         &json!("2025-11-25"),
+    );
+    // The dual-era Python backend asks in the session era; the
+    // 2026-07-28-only backend's input_required cannot reach this client.
+    k.eq(
+        "elicitations asked",
+        &r["elicitations"],
+        &json!(["Really order book-legacy?"]),
+    );
+    let confirm = &r["calls"]["modern__confirm"];
+    k.that(
+        "a 2026-07-28 backend's input_required becomes an error",
+        confirm["code"] == json!(-32010) && text_has(confirm, "2026-07-28"),
+        confirm,
     );
     let wire = r["wire"].as_array().cloned().unwrap_or_default();
     k.eq("initialize first", &wire[0]["rpc"], &json!("initialize"));

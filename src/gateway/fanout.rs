@@ -384,6 +384,8 @@ impl Exchange {
             .into_iter()
             .map(|(i, e)| {
                 self.gw.meters.backend_failure(host, i);
+                // What was learned of it may be why: asked again next time.
+                self.gw.eras.forget(i);
                 format!("{}: {e}", name_of(i))
             })
             .collect();

@@ -448,6 +448,8 @@ impl Exchange {
             ));
             self.note(ErrorKind::BackendFailure);
             self.count_backend_failure(host, routed_to);
+            // What was learned of it may be why: asked again next time.
+            self.gw.eras.forget(routed_to);
             e.response(if expects {
                 self.req.request_id.as_deref()
             } else {

@@ -144,17 +144,20 @@ impl Exchange {
         }
         let method = hd.method.clone()?;
         let name = hd.decoded_name()?;
-        let session = self.stateless_session(host);
+        // Resolved against every configured backend: a prefixed backend
+        // this worker has not learned yet must not fall to an unprefixed one.
+        let every = self.every_backend_session();
         let naming = Naming::new(&self.gw.cfg);
         let (resolved, what) = match method.as_str() {
-            "tools/call" => (naming.resolve(&session, &name), Some(NameKind::Tool)),
-            "prompts/get" => (naming.resolve(&session, &name), Some(NameKind::Prompt)),
-            "resources/read" => (naming.resolve_uri(&session, &name), None),
+            "tools/call" => (naming.resolve(&every, &name), Some(NameKind::Tool)),
+            "prompts/get" => (naming.resolve(&every, &name), Some(NameKind::Prompt)),
+            "resources/read" => (naming.resolve_uri(&every, &name), None),
             _ => return None,
         };
         let Resolved::Backend(i, original) = resolved else {
             return None;
         };
+        let session = self.stateless_session(host);
         let b = self.gw.cfg.backends.get(i)?;
         let bs = session.backend(&b.name)?;
         let name_free = match what {

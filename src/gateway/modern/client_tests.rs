@@ -410,6 +410,20 @@ fn an_unprefixed_modern_backend_is_routed_from_the_headers_alone() {
         (v["id"].as_str(), v["result"]["resultType"].as_str()),
         (Some("c-9"), Some("complete"))
     );
+    // A prefixed backend this worker has not learned yet: never taken for
+    // the unprefixed one's; the body is read (and the backend learned).
+    let mut ex = Exchange::new(h.gw.clone());
+    h.gw.eras.forget(1);
+    let a = ex.on_request_headers(
+        &mut h.host,
+        &H2::headers(
+            "POST",
+            &[("mcp-method", "tools/call"), ("mcp-name", "old__old_tool")],
+        ),
+        false,
+    );
+    assert_eq!(a, H::NeedBody);
+    h.learn_legacy(1);
     // A prefixed backend's tool needs its body rewritten: read first.
     let mut ex = Exchange::new(h.gw.clone());
     let a = ex.on_request_headers(

@@ -5,7 +5,9 @@
 //! A 2025-era client's request gets `_meta` with the protocol version and
 //! empty client capabilities: such a client cannot answer MRTR input
 //! requests through the gateway, and a backend must not ask for what the
-//! client did not declare.
+//! client did not declare. A 2026-07-28 client's request to a 2025-era
+//! backend loses that envelope (`io.modelcontextprotocol/*` in `_meta`): a
+//! handshake-era session refuses requests that carry it (the Python SDK does).
 
 use super::super::exchange::Exchange;
 use super::super::host::HeaderOp;
@@ -35,6 +37,36 @@ pub fn with_request_meta(body: &[u8]) -> Option<Vec<u8>> {
     }
     let new_meta = meta_obj.write_with(&add);
     let new_params = params.write_with(&[("_meta", &new_meta)]);
+    Some(msg.write_with(&[("params", &new_params)]).into_bytes())
+}
+
+/// The request metadata keys of the 2026-07-28 envelope.
+const ENVELOPE: [&str; 4] = [
+    meta::PROTOCOL_VERSION,
+    meta::CLIENT_CAPABILITIES,
+    meta::CLIENT_INFO,
+    meta::LOG_LEVEL,
+];
+
+/// `body` without the 2026-07-28 envelope in `_meta` (other `_meta` keys,
+/// such as `progressToken` and trace context, stay); `None` when it has none.
+pub fn without_request_meta(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let msg = RawObject::parse_str(text.trim_start_matches('\u{feff}').trim()).ok()?;
+    let params = RawObject::parse(msg.get("params")?).ok()?;
+    let meta_obj = RawObject::parse(params.get("_meta")?).ok()?;
+    if !ENVELOPE.iter().any(|k| meta_obj.get(k).is_some()) {
+        return None;
+    }
+    let new_params = if meta_obj
+        .members
+        .iter()
+        .all(|(k, _)| ENVELOPE.contains(&k.as_ref()))
+    {
+        params.write_without(&["_meta"], &[])
+    } else {
+        params.write_with(&[("_meta", &meta_obj.write_without(&ENVELOPE, &[]))])
+    };
     Some(msg.write_with(&[("params", &new_params)]).into_bytes())
 }
 
@@ -75,6 +107,7 @@ pub fn for_call(
             let headers = routing_headers(&body);
             (body, headers)
         }
+        Some(_) if client_modern => (without_request_meta(&body).unwrap_or(body), Vec::new()),
         _ => (body, Vec::new()),
     }
 }
@@ -109,6 +142,13 @@ impl Exchange {
                         .filter(|(k, _)| k == modern::NAME_HEADER)
                         .map(|(k, v)| HeaderOp::Set(k, v)),
                 );
+            }
+            if !backend_modern {
+                // A handshake-era session refuses the 2026-07-28 envelope.
+                let original = body.as_deref().or(self.req.body.as_deref());
+                if let Some(stripped) = original.and_then(without_request_meta) {
+                    return (Some(stripped), ops);
+                }
             }
             return (body, ops);
         }
@@ -157,6 +197,27 @@ mod tests {
             "2026-07-28"
         );
         assert!(with_request_meta(b"[1]").is_none());
+    }
+
+    #[test]
+    fn handshake_era_backends_get_no_envelope() {
+        let b = without_request_meta(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":7,"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/logLevel":"info"}}}"#).unwrap();
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["params"]["_meta"], json!({"progressToken": 7}));
+        assert_eq!(v["params"]["name"], "x");
+        let b = without_request_meta(br#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#).unwrap();
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["params"], json!({}));
+        assert!(without_request_meta(br#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"progressToken":1}}}"#).is_none());
+        let legacy_bs = BackendSession {
+            name: "o".into(),
+            version: Version::V2025_06_18,
+            session_id: None,
+            caps: 0,
+        };
+        let (b, h) = for_call(true, Some(&legacy_bs), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_vec());
+        assert!(!String::from_utf8(b).unwrap().contains("protocolVersion"));
+        assert!(h.is_empty());
     }
 
     #[test]
