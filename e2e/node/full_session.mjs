@@ -8,7 +8,10 @@
 // session this client lists and calls tools with progress, reads a namespaced
 // resource and a template resource, gets a prompt, completes prompt and
 // template arguments, answers a sampling and an elicitation request raised by
-// the fixture during a tool call, cancels a long call (AbortSignal), resumes a
+// the fixture during a tool call, receives a log message and answers a
+// `roots/list` request that alpha sends on the session's standalone GET
+// stream (with the dynamic module that stream merges both backends'; the
+// proxy-wasm build answers its GET with 405), cancels a long call (AbortSignal), resumes a
 // cut SSE stream with `Last-Event-ID` (the transport does it on its own), and
 // ends the session with DELETE (`terminateSession`). Every HTTP request and
 // its answer is recorded through the transport's `fetch` option (method,
@@ -18,12 +21,19 @@
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+    CreateMessageRequestSchema,
+    ElicitRequestSchema,
+    ListRootsRequestSchema,
+    LoggingMessageNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 
 const SAMPLING_PROMPT = 'What is the capital of Italy?';
 const SAMPLING_ANSWER = 'Rome, from the node client';
 const ELICITATION_MESSAGE = 'Please identify yourself (node)';
 const ELICITATION_CONTENT = { username: 'node-user', email: 'node@example.com' };
+const ANNOUNCEMENT = 'hello from alpha (node)';
+const ROOT = 'file:///node-client';
 
 const url = process.argv[2];
 if (!url) {
@@ -167,7 +177,7 @@ async function main() {
     const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch });
     const client = new Client(
         { name: 'mcpgw-e2e-node', version: '1.0.0' },
-        { capabilities: { sampling: {}, elicitation: { form: {} } } },
+        { capabilities: { sampling: {}, elicitation: { form: {} }, roots: {} } },
     );
     client.onerror = (e) => errors.push(String(e?.message ?? e));
 
@@ -192,6 +202,14 @@ async function main() {
             requested_schema: request.params.requestedSchema,
         };
         return { action: 'accept', content: { ...ELICITATION_CONTENT } };
+    });
+
+    client.setRequestHandler(ListRootsRequestSchema, async (request, extra) => {
+        seen.roots_request_id = extra.requestId;
+        return { roots: [{ uri: ROOT, name: 'node client' }] };
+    });
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+        (seen.logs ??= []).push({ level: n.params.level, logger: n.params.logger ?? null, data: n.params.data });
     });
 
     await client.connect(transport);
@@ -257,6 +275,27 @@ async function main() {
         await whenWire((x) => x === e && x.status !== undefined);
         out.answers_posted.push({ rpc: e.rpc, id: e.id, status: e.status });
     }
+
+    // alpha pushes a log message and a roots/list request on the session's
+    // standalone stream, outside any call.
+    r = await client.callTool({ name: 'alpha__announce', arguments: { text: ANNOUNCEMENT } });
+    const announce = { text: texts(r) };
+    // Without a standalone stream the messages cannot arrive.
+    const standalone = wire.some((e) => e.method === 'GET' && !e.last_event_id && e.status === 200);
+    const deadline = Date.now() + (standalone ? 10000 : 500);
+    while (!(seen.logs ?? []).some((l) => l.data === ANNOUNCEMENT) && Date.now() < deadline) {
+        await sleep(20);
+    }
+    let roots = ['none'];
+    while (roots[0] === 'none' && Date.now() < deadline) {
+        roots = texts(await client.callTool({ name: 'alpha__roots', arguments: {} }));
+        if (roots[0] === 'none') await sleep(100);
+    }
+    if (standalone || roots[0] !== 'none') announce.roots = roots;
+    announce.logs = (seen.logs ?? []).filter((l) => l.data === ANNOUNCEMENT);
+    announce.roots_request_id = seen.roots_request_id ?? null;
+    announce.get_events = wire.filter((e) => e.method === 'GET' && !e.last_event_id).flatMap((e) => e.events);
+    out.announce = announce;
 
     // Cancel a long call: aborting sends notifications/cancelled.
     const cancel = { result: null, outcome: null };

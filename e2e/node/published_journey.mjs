@@ -374,27 +374,32 @@ class View {
         });
     }
 
+    // A check: `tool` answers with exactly the texts `want`.
+    answers(tool, args, want) {
+        return async () => {
+            const got = texts(await this.call(tool, args));
+            return [JSON.stringify(got) === JSON.stringify(want), got];
+        };
+    }
+
+    // A check: `count` to 3 sends a progress notification per step, then its result.
+    counts(args) {
+        return async () => {
+            const steps = [];
+            const got = texts(await this.call('count', args, { onprogress: (p) => steps.push([p.progress, p.total]) }));
+            const ok = JSON.stringify(steps) === JSON.stringify([[1, 3], [2, 3], [3, 3]])
+                && JSON.stringify(got) === JSON.stringify(['counted to 3']);
+            return [ok, steps];
+        };
+    }
+
     // -- e2e/python/features_server.py (Python SDK: progress, sampling, ...) --------
 
     async run_pyfeatures() {
-        const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
-        await this.check('progress', async () => {
-            const steps = [];
-            const r = texts(await this.call('count', { n: 3 }, { onprogress: (p) => steps.push([p.progress, p.total]) }));
-            return [same(steps, [[1, 3], [2, 3], [3, 3]]) && same(r, ['counted to 3']), steps];
-        });
-        await this.check('sampling', async () => {
-            const r = texts(await this.call('ask_llm', { prompt: 'Say hi' }));
-            return [same(r, [`sampled by ${label}`]), r];
-        });
-        await this.check('elicitation', async () => {
-            const r = texts(await this.call('whoami', {}));
-            return [same(r, [`accept: ${label}`]), r];
-        });
-        await this.check('roots', async () => {
-            const r = texts(await this.call('roots', {}));
-            return [same(r, [`file://${spec.root}`]), r];
-        });
+        await this.check('progress', this.counts({ n: 3 }));
+        await this.check('sampling', this.answers('ask_llm', { prompt: 'Say hi' }, [`sampled by ${label}`]));
+        await this.check('elicitation', this.answers('whoami', {}, [`accept: ${label}`]));
+        await this.check('roots', this.answers('roots', {}, [`file://${spec.root}`]));
         await this.check('logging', async () => {
             const since = now();
             const r = texts(await this.call('log', {}));
@@ -404,8 +409,17 @@ class View {
                 got = logs.filter((l) => l.at >= since && l.data === 'hello from the python server').map((l) => l.data);
                 await sleep(50);
             }
-            return [got.length > 0 && same(r, ['logged']), got.slice(0, 1)];
+            return [got.length > 0 && JSON.stringify(r) === JSON.stringify(['logged']), got.slice(0, 1)];
         });
+    }
+
+    // -- the rmcp test server (e2e/src/bin/mcp-stdio-server.rs) ----------------------
+
+    async run_rmcp() {
+        await this.check('echo', this.answers('echo', { text: 'hi' }, ['stdio: hi']));
+        await this.check('progress', this.counts({ n: 3, delay_ms: 20 }));
+        await this.check('sampling', this.answers('sample', { text: 'Say hi' }, [`sampled by ${label}`]));
+        await this.check('roots', this.answers('roots', {}, [`file://${spec.root}`]));
     }
 
     // -- mcp-server-time (Python SDK) ------------------------------------------------

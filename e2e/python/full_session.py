@@ -7,7 +7,10 @@ and the `alpha` test backend (`alpha__*`). In one session this client lists and
 calls tools with progress, reads a namespaced resource and a template
 resource, gets a prompt, completes prompt and template arguments, answers a
 sampling and an elicitation request raised by the fixture during a tool call,
-cancels a long call, resumes a cut SSE stream with `Last-Event-ID`, and ends
+receives a log message and answers a `roots/list` request that alpha sends on
+the session's standalone GET stream (outside any call: with the dynamic module
+that stream merges both backends'; the proxy-wasm build answers its GET with
+405 and the messages stay with alpha), cancels a long call, resumes a cut SSE stream with `Last-Event-ID`, and ends
 the session with DELETE. Every HTTP exchange is recorded by a wrapping httpx2
 transport (method, JSON-RPC method and id, status, the SSE events of the
 answer and how its body ended). Prints one JSON object, also when a step
@@ -35,6 +38,8 @@ SAMPLING_PROMPT = "What is the capital of France?"
 SAMPLING_ANSWER = "Paris, from the python client"
 ELICITATION_MESSAGE = "Please identify yourself (python)"
 ELICITATION_CONTENT = {"username": "py-user", "email": "py@example.com"}
+ANNOUNCEMENT = "hello from alpha (python)"
+ROOT = "file:///python-client"
 
 
 def texts(result: Any) -> list[str]:
@@ -178,6 +183,13 @@ async def main(url: str, out: dict[str, Any], wire: Wire) -> None:
         }
         return types.ElicitResult(action="accept", content=dict(ELICITATION_CONTENT))
 
+    async def on_roots(ctx: Any) -> types.ListRootsResult:
+        seen["roots_request_id"] = ctx.request_id
+        return types.ListRootsResult(roots=[types.Root(uri=ROOT, name="python client")])
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        seen.setdefault("logs", []).append({"level": params.level, "logger": params.logger, "data": params.data})
+
     async with httpx2.AsyncClient(transport=wire, timeout=httpx2.Timeout(30, read=60)) as http:
         transport = streamable_http_client(url, http_client=http)
         async with Client(
@@ -186,6 +198,8 @@ async def main(url: str, out: dict[str, Any], wire: Wire) -> None:
             read_timeout_seconds=30,
             sampling_callback=on_sampling,
             elicitation_callback=on_elicitation,
+            list_roots_callback=on_roots,
+            logging_callback=on_log,
         ) as client:
             out["protocol_version"] = client.protocol_version
             out["server_name"] = client.server_info.name if client.server_info else None
@@ -254,6 +268,31 @@ async def main(url: str, out: dict[str, Any], wire: Wire) -> None:
                     done = await wire.wait_for(lambda x, e=e: x is e and "status" in x)
                     answers.append({"rpc": done["rpc"], "id": done["id"], "status": done["status"]})
             out["answers_posted"] = answers
+
+            # alpha pushes a log message and a roots/list request on the
+            # session's standalone stream, outside any call.
+            r = await client.call_tool("alpha__announce", {"text": ANNOUNCEMENT})
+            announce: dict[str, Any] = {"text": texts(r)}
+            standalone = any(e["method"] == "GET" and not e.get("last_event_id") and e.get("status") == 200 for e in wire.entries)
+            try:
+                # Without a standalone stream the messages cannot arrive.
+                with anyio.fail_after(10 if standalone else 0.5):
+                    while not any(lg["data"] == ANNOUNCEMENT for lg in seen.get("logs", [])):
+                        await anyio.sleep(0.02)
+                    roots = ["none"]
+                    while roots == ["none"]:
+                        roots = texts(await client.call_tool("alpha__roots", {}))
+                        if roots == ["none"]:
+                            await anyio.sleep(0.1)
+                announce["roots"] = roots
+            except TimeoutError:
+                announce["timeout"] = standalone
+            announce["logs"] = [lg for lg in seen.get("logs", []) if lg["data"] == ANNOUNCEMENT]
+            announce["roots_request_id"] = seen.get("roots_request_id")
+            announce["get_events"] = [
+                ev for e in wire.entries if e["method"] == "GET" and not e.get("last_event_id") for ev in e["events"]
+            ]
+            out["announce"] = announce
 
             # Cancel a long call: in legacy mode the SDK POSTs notifications/cancelled.
             cancel: dict[str, Any] = {"result": None, "outcome": None}

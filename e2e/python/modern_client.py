@@ -117,16 +117,18 @@ async def main(url: str, mode: str, label: str, out: dict[str, Any], wire: Wire)
                     except MCPError as e:
                         calls[name] = {"code": e.code, "message": str(e)}
 
-                # Listen: acknowledgement, then a tools list change.
+                # Listen: acknowledgement, then a tools list change (when the
+                # acknowledgement says tools changes will be delivered).
                 async with client.listen(tools_list_changed=True, prompts_list_changed=True) as sub:
                     out["honored"] = dump(sub.honored)
                     added = f"extra_{label.replace('-', '_')}"
                     await client.call_tool("py__add_tool", {"name": added})
-                    with anyio.fail_after(10):
-                        async for event in sub:
-                            if isinstance(event, ToolsListChanged):
-                                out["listen_event"] = "tools_list_changed"
-                                break
+                    if sub.honored.tools_list_changed:
+                        with anyio.fail_after(10):
+                            async for event in sub:
+                                if isinstance(event, ToolsListChanged):
+                                    out["listen_event"] = "tools_list_changed"
+                                    break
                 out["tools_after"] = sorted(t.name for t in (await client.list_tools()).tools)
 
     out["elicitations"] = seen["elicitations"]

@@ -163,6 +163,29 @@ class View:
     async def call(self, name: str, args: dict[str, Any], **kw: Any) -> Any:
         return await self.c.call_tool(self.t(name), args, **kw)
 
+    def answers(self, tool: str, args: dict[str, Any], want: list[str]) -> Callable[[], Awaitable[tuple[bool, Any]]]:
+        """A check: `tool` answers with exactly the texts `want`."""
+
+        async def step() -> tuple[bool, Any]:
+            got = texts(await self.call(tool, args))
+            return got == want, got
+
+        return step
+
+    def counts(self, args: dict[str, Any]) -> Callable[[], Awaitable[tuple[bool, Any]]]:
+        """A check: `count` to 3 sends a progress notification per step, then its result."""
+
+        async def step() -> tuple[bool, Any]:
+            steps: list[list[Any]] = []
+
+            async def on_progress(p: float, total: float | None, message: str | None) -> None:
+                steps.append([p, total])
+
+            got = texts(await self.call("count", args, progress_callback=on_progress))
+            return steps == [[1, 3], [2, 3], [3, 3]] and got == ["counted to 3"], steps
+
+        return step
+
     async def tools(self) -> tuple[bool, Any]:
         names = self.mine([t.name for t in (await self.c.list_tools()).tools])
         return bool(names), names
@@ -467,27 +490,6 @@ class View:
     async def run_pyfeatures(self) -> None:
         j = self.j
 
-        async def progress() -> tuple[bool, Any]:
-            steps: list[list[Any]] = []
-
-            async def on_progress(p: float, total: float | None, message: str | None) -> None:
-                steps.append([p, total])
-
-            r = texts(await self.call("count", {"n": 3}, progress_callback=on_progress))
-            return steps == [[1, 3], [2, 3], [3, 3]] and r == ["counted to 3"], steps
-
-        async def sampling() -> tuple[bool, Any]:
-            r = texts(await self.call("ask_llm", {"prompt": "Say hi"}))
-            return r == [f"sampled by {j.label}"], r
-
-        async def elicitation() -> tuple[bool, Any]:
-            r = texts(await self.call("whoami", {}))
-            return r == [f"accept: {j.label}"], r
-
-        async def roots() -> tuple[bool, Any]:
-            r = texts(await self.call("roots", {}))
-            return r == [f"file://{j.root}"], r
-
         async def logging() -> tuple[bool, Any]:
             since = time.monotonic()
             r = texts(await self.call("log", {}))
@@ -499,11 +501,24 @@ class View:
             return bool(got) and r == ["logged"], got[:1]
 
         for name, fn in [
-            ("progress", progress),
-            ("sampling", sampling),
-            ("elicitation", elicitation),
-            ("roots", roots),
+            ("progress", self.counts({"n": 3})),
+            ("sampling", self.answers("ask_llm", {"prompt": "Say hi"}, [f"sampled by {j.label}"])),
+            ("elicitation", self.answers("whoami", {}, [f"accept: {j.label}"])),
+            ("roots", self.answers("roots", {}, [f"file://{j.root}"])),
             ("logging", logging),
+        ]:
+            await self.check(name, fn)
+
+
+    # -- the rmcp test server (e2e/src/bin/mcp-stdio-server.rs) ----------------------
+
+    async def run_rmcp(self) -> None:
+        j = self.j
+        for name, fn in [
+            ("echo", self.answers("echo", {"text": "hi"}, ["stdio: hi"])),
+            ("progress", self.counts({"n": 3, "delay_ms": 20})),
+            ("sampling", self.answers("sample", {"text": "Say hi"}, [f"sampled by {j.label}"])),
+            ("roots", self.answers("roots", {}, [f"file://{j.root}"])),
         ]:
             await self.check(name, fn)
 

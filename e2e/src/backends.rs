@@ -5,7 +5,9 @@
 //!
 //! * [`Kind::Alpha`]: stateful (legacy `Mcp-Session-Id` sessions), answers POSTs
 //!   with `text/event-stream`. Tools: `echo`, `add`, `count`, `admin_reset`,
-//!   `whoami`, `sleep`.
+//!   `whoami`, `sleep`, and `announce` / `roots`, which exercise the
+//!   session's standalone (GET) stream: a log notification and a
+//!   `roots/list` request sent there, and what the client answered.
 //! * [`Kind::Beta`]: stateless, answers POSTs with `application/json` (falls back
 //!   to SSE when a tool emits notifications before its result). Tools: `echo`,
 //!   `multiply`, `count`, `whoami`.
@@ -29,10 +31,10 @@ use rmcp::{
     model::{
         CallToolResponse, CallToolResult, ContentBlock, Implementation, InputRequests,
         InputRequiredResult, ProgressNotificationParam, ProtocolVersion, ServerCapabilities,
-        ServerConfig,
+        ServerConfig, ServerNotification, SubscriptionFilter,
     },
     schemars,
-    service::RequestContext,
+    service::{RequestContext, SubscriptionContext},
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         session::{local::LocalSessionManager, never::NeverSessionManager},
@@ -340,10 +342,19 @@ async fn sleep_body(ms: u64, ct: &CancellationToken) -> String {
 // Alpha
 // ---------------------------------------------------------------------------
 
-/// The stateful `alpha` backend.
+/// The stateful `alpha` backend (one per session).
 #[derive(Debug, Clone)]
 pub struct Alpha {
     tool_router: ToolRouter<Self>,
+    /// What the client answered to the `roots/list` sent by `announce`.
+    roots: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// `announce` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct AnnounceArgs {
+    /// The text of the log message.
+    pub text: String,
 }
 
 impl Default for Alpha {
@@ -357,7 +368,54 @@ impl Alpha {
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
+            roots: Arc::new(std::sync::Mutex::new(None)),
         }
+    }
+
+    #[tool(
+        description = "Right after answering, send a log message with the text and a roots/list request on the session's standalone stream (not this call's); `roots` tells what the client answered"
+    )]
+    async fn announce(
+        &self,
+        Parameters(args): Parameters<AnnounceArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
+        let peer = ctx.peer.clone();
+        let slot = Arc::clone(&self.roots);
+        tokio::spawn(async move {
+            // After this call's answer: the messages belong to no request.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            #[allow(deprecated)]
+            let note = rmcp::model::LoggingMessageNotificationParam::new(
+                rmcp::model::LoggingLevel::Info,
+                serde_json::Value::String(args.text),
+            )
+            .with_logger("alpha");
+            #[allow(deprecated)]
+            let _ = peer.notify_logging_message(note).await;
+            // Deprecated by SEP-2577 (2026-07-28), still part of 2025-11-25.
+            #[allow(deprecated)]
+            let roots = peer.list_roots().await;
+            let answer = match roots {
+                Ok(r) => serde_json::to_string(&r).unwrap_or_default(),
+                Err(e) => format!("error: {e}"),
+            };
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(answer);
+            }
+        });
+        "announcing".to_owned()
+    }
+
+    #[tool(
+        description = "What the client answered to the roots/list request `announce` sent (`none` while there is no answer)"
+    )]
+    async fn roots(&self) -> String {
+        self.roots
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| "none".to_owned())
     }
 
     #[tool(
@@ -546,13 +604,43 @@ pub struct ItemArgs {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Beta {
     fn get_info(&self) -> ServerConfig {
-        let info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let caps = if self.modern {
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build()
+        } else {
+            ServerCapabilities::builder().enable_tools().build()
+        };
+        let info = ServerConfig::new(caps)
             .with_server_info(Implementation::new(self.name(), env!("CARGO_PKG_VERSION")));
         if self.modern {
             info.with_instructions("Modern speaks only 2026-07-28.")
         } else {
             info
         }
+    }
+
+    /// Modern serves `subscriptions/listen` (tools list changes).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.modern.then(|| requested.clone())
+    }
+
+    /// One tools list change shortly after the acknowledgement, then quiet
+    /// until the client leaves.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                let change = ServerNotification::ToolListChangedNotification(Default::default());
+                let _ = context.sink().send(change).await;
+            }
+            _ = context.cancelled() => return Ok(()),
+        }
+        context.cancelled().await;
+        Ok(())
     }
 
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {

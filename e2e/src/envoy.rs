@@ -1,4 +1,5 @@
-//! A real Envoy 1.40 with the built mcpgw.wasm, started per test.
+//! A real Envoy 1.40 with the built filter (mcpgw.wasm or the dynamic module
+//! libmcpgw.so, see [`Engine`]), started per test.
 //!
 //! Envoy binds port 0 for both the listener and the admin interface and
 //! reports the real ports (admin address file, `/listeners`), so parallel
@@ -42,11 +43,112 @@ pub fn wasm_path() -> PathBuf {
     p
 }
 
+/// The built dynamic module. Tests do not build it; `./build.sh test` does
+/// first.
+pub fn module_path() -> PathBuf {
+    let p = workspace_root().join("target/dynamic-module/libmcpgw.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run ./build.sh module",
+        p.display()
+    );
+    p
+}
+
+/// Which build of mcpgw Envoy runs. Every e2e suite runs with both
+/// ([`crate::per_engine`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// `mcpgw.wasm` in Envoy's V8 (`envoy.filters.http.wasm`).
+    Wasm,
+    /// `libmcpgw.so` (`envoy.filters.http.dynamic_modules`).
+    Module,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 2] = [Engine::Wasm, Engine::Module];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Wasm => "wasm",
+            Engine::Module => "module",
+        }
+    }
+
+    /// The access-log format fields of this build's MCP values.
+    pub fn access_log_format(self) -> String {
+        let fields: &[(&str, &str)] = match self {
+            Engine::Wasm => &mcpgw_proxy_wasm::names::ACCESS_LOG_FIELDS,
+            Engine::Module => &mcpgw_module::names::ACCESS_LOG_FIELDS,
+        };
+        let mut s = String::from("{start_time: \"%START_TIME%\", method: \"%REQ(:METHOD)%\", path: \"%REQ(:PATH)%\", status: \"%RESPONSE_CODE%\", duration_ms: \"%DURATION%\", upstream_cluster: \"%UPSTREAM_CLUSTER%\"");
+        for (k, v) in fields {
+            s.push_str(&format!(", {k}: \"{v}\""));
+        }
+        s.push_str(", traceparent: \"%REQ(TRACEPARENT)%\"}");
+        s
+    }
+
+    /// The HTTP filter entry (YAML list item at the `http_filters`
+    /// indentation, 10 spaces) running mcpgw with `plugin_json`; `env_keys`
+    /// name the environment variables the configuration reads.
+    pub fn filter_yaml(self, plugin_json: &str, env_keys: &[&str]) -> String {
+        let json = serde_json::to_string(plugin_json).unwrap_or_default();
+        match self {
+            Engine::Wasm => {
+                let env = if env_keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "\n                  environment_variables: {{host_env_keys: [{}]}}",
+                        env_keys.join(", ")
+                    )
+                };
+                format!(
+                    r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: mcpgw
+                root_id: mcpgw
+                allow_on_headers_stop_iteration: true
+                failure_policy: FAIL_RELOAD
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {json}
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  vm_id: mcpgw
+                  code: {{local: {{filename: {wasm}}}}}{env}
+"#,
+                    wasm = wasm_path().display()
+                )
+            }
+            // The module reads `${VAR}`s from Envoy's own environment.
+            Engine::Module => format!(
+                r#"          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config:
+                name: {module}
+                metrics_namespace: {namespace}
+                module: {{local: {{filename: {path}}}}}
+              filter_name: {filter}
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {json}
+"#,
+                module = mcpgw_module::names::MODULE_NAME,
+                path = module_path().display(),
+                namespace = mcpgw_module::names::METRICS_NAMESPACE,
+                filter = mcpgw_module::names::FILTER_NAME,
+            ),
+        }
+    }
+}
+
 /// Replaced by the per-instance access log path when Envoy starts.
 pub const ACCESS_LOG_PLACEHOLDER: &str = "__MCPGW_ACCESS_LOG__";
-
-/// The JSON access-log line the shipped configs write (flow style YAML).
-pub const ACCESS_LOG_FORMAT: &str = "{start_time: \"%START_TIME%\", method: \"%REQ(:METHOD)%\", path: \"%REQ(:PATH)%\", status: \"%RESPONSE_CODE%\", duration_ms: \"%DURATION%\", upstream_cluster: \"%UPSTREAM_CLUSTER%\", mcp_method: \"%FILTER_STATE(wasm.mcpgw.method:PLAIN)%\", mcp_tool: \"%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%\", mcp_backend: \"%FILTER_STATE(wasm.mcpgw.backend:PLAIN)%\", jsonrpc_id: \"%FILTER_STATE(wasm.mcpgw.jsonrpc_id:PLAIN)%\", mcp_session: \"%FILTER_STATE(wasm.mcpgw.session:PLAIN)%\", mcp_error: \"%FILTER_STATE(wasm.mcpgw.error:PLAIN)%\", traceparent: \"%REQ(TRACEPARENT)%\"}";
 
 /// An upstream cluster for the generated config.
 #[derive(Clone, Debug)]
@@ -56,14 +158,21 @@ pub struct Cluster {
 }
 
 /// Generate an Envoy config: one listener on port 0 with the mcpgw filter
-/// (`plugin_json` as its configuration) and a STATIC cluster per upstream.
-pub fn render(plugin_json: &str, clusters: &[Cluster], env_keys: &[&str]) -> String {
-    render_with(plugin_json, clusters, env_keys, "")
+/// built as `engine` (`plugin_json` as its configuration) and a STATIC
+/// cluster per upstream.
+pub fn render(
+    engine: Engine,
+    plugin_json: &str,
+    clusters: &[Cluster],
+    env_keys: &[&str],
+) -> String {
+    render_with(engine, plugin_json, clusters, env_keys, "")
 }
 
 /// [`render`], with extra HTTP filters (YAML list items at the `http_filters`
 /// indentation, 10 spaces) placed before mcpgw, e.g. `jwt_authn`.
 pub fn render_with(
+    engine: Engine,
     plugin_json: &str,
     clusters: &[Cluster],
     env_keys: &[&str],
@@ -74,13 +183,18 @@ pub fn render_with(
         clusters,
         env_keys,
         filters_before,
-        &RenderOpts::default(),
+        &RenderOpts {
+            engine: Some(engine),
+            ..RenderOpts::default()
+        },
     )
 }
 
 /// Less common settings for [`render_opts`].
 #[derive(Clone, Debug, Default)]
 pub struct RenderOpts {
+    /// The build of mcpgw (`None`: wasm).
+    pub engine: Option<Engine>,
     /// The listener's port; 0 (the default) lets the OS choose. A fixed port
     /// is for configs that must name their own URL (an OAuth `resource`); get
     /// one from [`free_port`] and start with [`Envoy::try_start`], retrying
@@ -106,7 +220,9 @@ pub fn render_opts(
     filters_before: &str,
     opts: &RenderOpts,
 ) -> String {
-    let wasm = wasm_path();
+    let engine = opts.engine.unwrap_or(Engine::Wasm);
+    let filter = engine.filter_yaml(plugin_json, env_keys);
+    let access_log_format = engine.access_log_format();
     let mut clusters_yaml = String::new();
     for c in clusters {
         clusters_yaml.push_str(&format!(
@@ -121,15 +237,6 @@ pub fn render_opts(
             port = c.port
         ));
     }
-    let env = if env_keys.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "\n                  environment_variables: {{host_env_keys: [{}]}}",
-            env_keys.join(", ")
-        )
-    };
-    let plugin_json_yaml = serde_json::to_string(plugin_json).unwrap_or_default();
     let stats_config = mcpgw_core::gateway::stats::envoy_stats_config_yaml();
     format!(
         r#"admin:
@@ -153,7 +260,7 @@ stats_flush_on_admin: true
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: {ACCESS_LOG_PLACEHOLDER}
               log_format:
-                json_format: {ACCESS_LOG_FORMAT}
+                json_format: {access_log_format}
           route_config:
             virtual_hosts:
             - name: mcp
@@ -164,27 +271,11 @@ stats_flush_on_admin: true
               - match: {{prefix: "/"}}
                 direct_response: {{status: 404, body: {{inline_string: "not found"}}}}
           http_filters:
-{filters_before}          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: mcpgw
-                root_id: mcpgw
-                allow_on_headers_stop_iteration: true
-                failure_policy: FAIL_RELOAD
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {plugin_json_yaml}
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  vm_id: mcpgw
-                  code: {{local: {{filename: {wasm}}}}}{env}
-          - name: envoy.filters.http.router
+{filters_before}{filter}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
 {clusters_yaml}"#,
-        wasm = wasm.display(),
         listener_port = opts.listener_port,
     )
 }
@@ -194,6 +285,8 @@ pub struct Envoy {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub admin_port: u16,
+    /// The build of mcpgw in its configuration (read from the YAML).
+    pub engine: Engine,
 }
 
 impl Envoy {
@@ -219,16 +312,21 @@ impl Envoy {
         let cfg = dir.path().join("envoy.yaml");
         let access_log = dir.path().join("access.log");
         let yaml = yaml.replace(ACCESS_LOG_PLACEHOLDER, &access_log.display().to_string());
-        std::fs::write(&cfg, yaml).expect("write envoy.yaml");
+        std::fs::write(&cfg, &yaml).expect("write envoy.yaml");
         let admin_file = dir.path().join("admin");
         let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log file");
+        let engine = if yaml.contains("envoy.filters.http.dynamic_modules") {
+            Engine::Module
+        } else {
+            Engine::Wasm
+        };
         let mut cmd = Command::new(envoy_bin());
         cmd.arg("-c")
             .arg(&cfg)
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args(["--disable-hot-restart", "--concurrency", "2", "-l", "info"])
-            .args(["--component-log-level", "wasm:debug"])
+            .args(["--component-log-level", "wasm:debug,dynamic_modules:debug"])
             // Access-log lines reach the file quickly (tests read them).
             .args(["--file-flush-interval-msec", "100"])
             .stdin(Stdio::null())
@@ -248,6 +346,7 @@ impl Envoy {
             dir,
             port: 0,
             admin_port: 0,
+            engine,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -279,13 +378,8 @@ impl Envoy {
     /// Fail if the log shows that the wasm VM crashed or the filter panicked.
     pub fn assert_log_clean(&self) {
         let log = self.log();
-        for bad in [
-            "panicked at",
-            "Wasm VM failed",
-            "wasm trap",
-            "Function: proxy_on",
-        ] {
-            assert!(!log.contains(bad), "wasm VM trouble ({bad}):\n{log}");
+        for bad in FILTER_TROUBLE {
+            assert!(!log.contains(bad), "filter trouble ({bad}):\n{log}");
         }
     }
 
@@ -303,15 +397,26 @@ impl Envoy {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
     }
 
-    /// Lines logged by the wasm filter.
-    pub fn wasm_log(&self) -> Vec<String> {
+    /// Lines logged by the filter (either build).
+    pub fn filter_log(&self) -> Vec<String> {
         self.log()
             .lines()
-            .filter(|l| l.contains("wasm log"))
+            .filter(|l| l.contains("wasm log") || l.contains("[dynamic_modules]"))
             .map(str::to_string)
             .collect()
     }
 }
+
+/// Log text that means the filter failed: a wasm VM that trapped or
+/// panicked, a module hook that panicked.
+pub const FILTER_TROUBLE: [&str; 6] = [
+    "panicked at",
+    "Wasm VM failed",
+    "wasm trap",
+    "Function: proxy_on",
+    "mcpgw panicked",
+    "a filter hook panicked",
+];
 
 /// Decode an HTTP/1.1 chunked body.
 /// GET on an Envoy admin interface on 127.0.0.1 (plain HTTP/1.1 with

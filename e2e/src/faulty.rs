@@ -463,9 +463,17 @@ pub fn closed_port() -> u16 {
 // ----- what Envoy shows -------------------------------------------------------------
 
 /// mcpgw's series on `/stats/prometheus`: `"name{labels sorted}" -> value`.
+///
+/// Series are named as the proxy-wasm build's (`mcpgw_...`); the dynamic
+/// module's carry Envoy's `envoy_` prefix, dropped here.
 pub fn mcpgw_stats(envoy: &crate::envoy::Envoy) -> HashMap<String, f64> {
     let text = envoy.admin_get("/stats/prometheus").unwrap_or_default();
     text.lines()
+        .map(|l| {
+            l.strip_prefix("envoy_")
+                .filter(|m| m.starts_with("mcpgw_"))
+                .unwrap_or(l)
+        })
         .filter(|l| l.starts_with("mcpgw_"))
         .filter_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;
@@ -509,11 +517,11 @@ pub async fn wait_counter(envoy: &crate::envoy::Envoy, series: &str, at_least: f
     v
 }
 
-/// Wait (bounded, 5 s) until a wasm log line contains every needle; returns it.
+/// Wait (bounded, 5 s) until a filter log line contains every needle; returns it.
 pub async fn wait_log(envoy: &crate::envoy::Envoy, needles: &[&str]) -> Option<String> {
     for _ in 0..50 {
         if let Some(l) = envoy
-            .wasm_log()
+            .filter_log()
             .into_iter()
             .find(|l| needles.iter().all(|n| l.contains(n)))
         {
@@ -524,22 +532,18 @@ pub async fn wait_log(envoy: &crate::envoy::Envoy, needles: &[&str]) -> Option<S
     None
 }
 
-/// Fail if the wasm VM ever trapped, panicked or was reloaded: Envoy's log,
+/// Fail if the filter ever trapped, panicked or was reloaded: Envoy's log,
 /// and Envoy's own wasm stats (`wasm.<vm>.vm_reload*`: with
 /// `failure_policy: FAIL_RELOAD` every failed VM is counted there).
 pub fn assert_vm_healthy(envoy: &crate::envoy::Envoy) {
     let log = envoy.log();
-    for bad in [
-        "panicked at",
-        "Wasm VM failed",
-        "wasm trap",
-        "Function: proxy_on",
-        "Uncaught",
-        "RuntimeError",
-    ] {
+    for bad in crate::envoy::FILTER_TROUBLE
+        .iter()
+        .chain(&["Uncaught", "RuntimeError"])
+    {
         assert!(
             !log.contains(bad),
-            "wasm VM trouble ({bad}):\n{}",
+            "filter trouble ({bad}):\n{}",
             envoy.log_tail(80)
         );
     }

@@ -14,3 +14,26 @@ pub mod fixture;
 pub mod mcpgw_run;
 pub mod peers;
 pub mod stack;
+
+/// Tests run once per build of mcpgw: for each `async fn name(engine: Engine)`
+/// listed, `per_engine!(name, ...)` makes the tests `name::wasm` and
+/// `name::module` (multi-threaded tokio tests), each calling `name` with its
+/// [`envoy::Engine`].
+#[macro_export]
+macro_rules! per_engine {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread")]
+                async fn wasm() {
+                    super::$name($crate::envoy::Engine::Wasm).await
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn module() {
+                    super::$name($crate::envoy::Engine::Module).await
+                }
+            }
+        )+
+    };
+}

@@ -1,7 +1,7 @@
 //! Ready-made setups: test backends behind a real Envoy running mcpgw.
 
 use crate::backends::{self, Kind, TestServer};
-use crate::envoy::{render, Cluster, Envoy};
+use crate::envoy::{render, Cluster, Engine, Envoy};
 use serde_json::{json, Value};
 
 /// A fixed test key (32 bytes, base64).
@@ -16,12 +16,12 @@ pub struct Stack {
 impl Stack {
     /// alpha (stateful, SSE, credentials from the environment, `admin_reset`
     /// hidden) and beta (stateless, JSON, an API key, only some tools shown).
-    pub async fn two_backends() -> Stack {
-        Self::two_backends_with(|_| {}).await
+    pub async fn two_backends(engine: Engine) -> Stack {
+        Self::two_backends_with(engine, |_| {}).await
     }
 
     /// Like [`Stack::two_backends`], with a chance to edit the plugin config.
-    pub async fn two_backends_with(edit: impl FnOnce(&mut Value)) -> Stack {
+    pub async fn two_backends_with(engine: Engine, edit: impl FnOnce(&mut Value)) -> Stack {
         let alpha = backends::spawn(Kind::Alpha).await;
         let beta = backends::spawn(Kind::Beta).await;
         let mut cfg = json!({
@@ -36,6 +36,7 @@ impl Stack {
         });
         edit(&mut cfg);
         let yaml = render(
+            engine,
             &cfg.to_string(),
             &[
                 Cluster {
@@ -61,7 +62,7 @@ impl Stack {
         self.envoy.url()
     }
 
-    /// Fail if the wasm VM ever crashed or the filter panicked.
+    /// Fail if the filter ever crashed or panicked.
     pub fn assert_vm_healthy(&self) {
         self.envoy.assert_log_clean();
     }
@@ -79,7 +80,7 @@ pub struct FixtureStack {
 impl FixtureStack {
     /// The fixture (which validates `Host`, hence a loopback `authority`) and
     /// alpha (credentials from the environment, `admin_reset` hidden).
-    pub async fn start() -> FixtureStack {
+    pub async fn start(engine: Engine) -> FixtureStack {
         let fixture = crate::fixture::spawn().await;
         let alpha = backends::spawn(Kind::Alpha).await;
         let cfg = json!({
@@ -94,6 +95,7 @@ impl FixtureStack {
             ]
         });
         let yaml = render(
+            engine,
             &cfg.to_string(),
             &[
                 Cluster {
@@ -123,7 +125,7 @@ impl FixtureStack {
         self.envoy.url()
     }
 
-    /// Fail if the wasm VM ever crashed or the filter panicked.
+    /// Fail if the filter ever crashed or panicked.
     pub fn assert_vm_healthy(&self) {
         self.envoy.assert_log_clean();
     }
@@ -142,7 +144,7 @@ pub struct EraStack {
 }
 
 impl EraStack {
-    pub async fn start() -> EraStack {
+    pub async fn start(engine: Engine) -> EraStack {
         use crate::peers::{node_bin, python_bin, PeerServer};
         let (py, legacy, modern) = tokio::join!(
             PeerServer::start(python_bin(), "e2e/python/modern_server.py"),
@@ -159,6 +161,7 @@ impl EraStack {
             ]
         });
         let yaml = render(
+            engine,
             &cfg.to_string(),
             &[
                 Cluster {

@@ -167,7 +167,16 @@ async fn check_common(kind: Kind, expected_tools: &[&str]) {
 async fn alpha_smoke() {
     check_common(
         Kind::Alpha,
-        &["echo", "add", "count", "admin_reset", "whoami", "sleep"],
+        &[
+            "echo",
+            "add",
+            "count",
+            "admin_reset",
+            "whoami",
+            "sleep",
+            "announce",
+            "roots",
+        ],
     )
     .await;
 }

@@ -34,7 +34,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use mcpgw_e2e::backends::{self, Kind};
-use mcpgw_e2e::envoy::{render, workspace_root, Cluster, Envoy};
+use mcpgw_e2e::envoy::{render, workspace_root, Cluster, Engine, Envoy, FILTER_TROUBLE};
 use mcpgw_e2e::fixture;
 use mcpgw_e2e::stack::SESSION_KEY;
 use serde_json::{json, Value};
@@ -363,31 +363,22 @@ fn regressions(
     out
 }
 
-fn wasm_trouble(envoy: &Envoy) -> Option<String> {
+fn filter_trouble(envoy: &Envoy) -> Option<String> {
     let log = envoy.log();
-    [
-        "panicked at",
-        "Wasm VM failed",
-        "wasm trap",
-        "Function: proxy_on",
-    ]
-    .into_iter()
-    .find(|bad| log.contains(bad))
-    .map(|bad| {
-        format!(
-            "wasm VM trouble ({bad}), envoy log:\n{}",
-            envoy.log_tail(60)
-        )
-    })
+    FILTER_TROUBLE
+        .into_iter()
+        .find(|bad| log.contains(bad))
+        .map(|bad| format!("filter trouble ({bad}), envoy log:\n{}", envoy.log_tail(60)))
 }
 
-async fn start_envoy(plugin: Value, clusters: Vec<Cluster>) -> Envoy {
-    let yaml = render(&plugin.to_string(), &clusters, &[]);
+async fn start_envoy(engine: Engine, plugin: Value, clusters: Vec<Cluster>) -> Envoy {
+    let yaml = render(engine, &plugin.to_string(), &clusters, &[]);
     tokio::task::spawn_blocking(move || Envoy::start(&yaml))
         .await
         .expect("envoy start")
 }
 
+/// The suite directly once, then through each build of mcpgw.
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_suite_direct_and_through_the_gateway() {
     let suite = Suite::locate();
@@ -399,49 +390,66 @@ async fn conformance_suite_direct_and_through_the_gateway() {
     let direct = run_suite(&suite, "direct", &fixture.url()).await;
     eprintln!("conformance [direct]: {}", direct.total);
 
-    // 2. mcpgw with the fixture as its only backend.
-    let single = start_envoy(
-        json!({
-            "session": {"key": SESSION_KEY},
-            "backends": [{"name": "fixture", "cluster": "fixture", "authority": authority}]
-        }),
-        vec![Cluster {
-            name: "fixture".into(),
-            port: fixture.port(),
-        }],
-    )
-    .await;
-    let gw_single = run_suite(&suite, "gateway-single", &single.url()).await;
-    eprintln!("conformance [gateway, fixture only]: {}", gw_single.total);
-
-    // 3. mcpgw multiplexing the fixture (bare names) and beta (prefixed).
+    // 2. Through each build: mcpgw with the fixture as its only backend, and
+    // mcpgw multiplexing the fixture (bare names) and beta (prefixed).
     let beta = backends::spawn(Kind::Beta).await;
-    let multi = start_envoy(
-        json!({
-            "session": {"key": SESSION_KEY},
-            "backends": [
-                {"name": "fixture", "cluster": "fixture", "authority": authority, "prefix": "never"},
-                {"name": "beta", "cluster": "beta"}
-            ]
-        }),
-        vec![
-            Cluster {
+    let mut gateways = Vec::new();
+    for engine in Engine::ALL {
+        let single = start_envoy(
+            engine,
+            json!({
+                "session": {"key": SESSION_KEY},
+                "backends": [{"name": "fixture", "cluster": "fixture", "authority": authority}]
+            }),
+            vec![Cluster {
                 name: "fixture".into(),
                 port: fixture.port(),
-            },
-            Cluster {
-                name: "beta".into(),
-                port: beta.port(),
-            },
-        ],
-    )
-    .await;
-    let gw_multi = run_suite(&suite, "gateway-multiplexed", &multi.url()).await;
-    eprintln!("conformance [gateway, fixture + beta]: {}", gw_multi.total);
+            }],
+        )
+        .await;
+        let label: &'static str = match engine {
+            Engine::Wasm => "wasm-single",
+            Engine::Module => "module-single",
+        };
+        let run = run_suite(&suite, label, &single.url()).await;
+        eprintln!("conformance [{label}]: {}", run.total);
+        gateways.push((run, single));
+        let multi = start_envoy(
+            engine,
+            json!({
+                "session": {"key": SESSION_KEY},
+                "backends": [
+                    {"name": "fixture", "cluster": "fixture", "authority": authority, "prefix": "never"},
+                    {"name": "beta", "cluster": "beta"}
+                ]
+            }),
+            vec![
+                Cluster {
+                    name: "fixture".into(),
+                    port: fixture.port(),
+                },
+                Cluster {
+                    name: "beta".into(),
+                    port: beta.port(),
+                },
+            ],
+        )
+        .await;
+        let label: &'static str = match engine {
+            Engine::Wasm => "wasm-multiplexed",
+            Engine::Module => "module-multiplexed",
+        };
+        let run = run_suite(&suite, label, &multi.url()).await;
+        eprintln!("conformance [{label}]: {}", run.total);
+        gateways.push((run, multi));
+    }
 
     // Verdict.
     let mut failures = Vec::new();
-    for run in [&direct, &gw_single, &gw_multi] {
+    let runs: Vec<&Run> = std::iter::once(&direct)
+        .chain(gateways.iter().map(|(r, _)| r))
+        .collect();
+    for run in &runs {
         for p in &run.problems {
             failures.push(format!("[{}] {p}", run.label));
         }
@@ -457,7 +465,7 @@ async fn conformance_suite_direct_and_through_the_gateway() {
     }
     let mut regressed: BTreeSet<String> = BTreeSet::new();
     let mut notes = Vec::new();
-    for gateway in [&gw_single, &gw_multi] {
+    for (gateway, _) in &gateways {
         for (scenario, lost) in regressions(&direct, gateway, &mut notes) {
             regressed.insert(scenario.clone());
             if expected.contains(&scenario) {
@@ -484,14 +492,14 @@ async fn conformance_suite_direct_and_through_the_gateway() {
     for note in &notes {
         eprintln!("conformance note: {note}");
     }
-    for (label, envoy) in [("gateway-single", &single), ("gateway-multiplexed", &multi)] {
-        if let Some(trouble) = wasm_trouble(envoy) {
-            failures.push(format!("[{label}] {trouble}"));
+    for (run, envoy) in &gateways {
+        if let Some(trouble) = filter_trouble(envoy) {
+            failures.push(format!("[{}] {trouble}", run.label));
         }
     }
 
     if !failures.is_empty() {
-        for run in [&direct, &gw_single, &gw_multi] {
+        for run in &runs {
             eprintln!(
                 "---- {} ({}; output in {})\n{}",
                 run.label,

@@ -2,13 +2,20 @@
 //! official rmcp client, a raw HTTP client and the official Python SDK.
 
 use mcpgw_e2e::client::{self, call, connect, text, Raw};
+use mcpgw_e2e::envoy::Engine;
 use mcpgw_e2e::stack::Stack;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rmcp_client_through_the_gateway() {
-    let stack = Stack::two_backends().await;
+mcpgw_e2e::per_engine!(
+    rmcp_client_through_the_gateway,
+    delete_ends_the_session,
+    the_gateway_enforces_the_transport_rules,
+    python_sdk_client_through_the_gateway,
+);
+
+async fn rmcp_client_through_the_gateway(engine: Engine) {
+    let stack = Stack::two_backends(engine).await;
     let (recorder, client) =
         connect(&stack.url(), &[("authorization", "Bearer client-token")]).await;
 
@@ -29,8 +36,10 @@ async fn rmcp_client_through_the_gateway() {
         names,
         [
             "alpha__add",
+            "alpha__announce",
             "alpha__count",
             "alpha__echo",
+            "alpha__roots",
             "alpha__sleep",
             "alpha__whoami",
             "beta__count",
@@ -137,9 +146,8 @@ async fn rmcp_client_through_the_gateway() {
     stack.assert_vm_healthy();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn delete_ends_the_session() {
-    let stack = Stack::two_backends().await;
+async fn delete_ends_the_session(engine: Engine) {
+    let stack = Stack::two_backends(engine).await;
     let raw = Raw::new(&stack.url());
     let sid = raw.session().await;
     let list = raw
@@ -151,7 +159,7 @@ async fn delete_ends_the_session() {
     assert_eq!(list.status, 200);
     assert_eq!(
         list.json()["result"]["tools"].as_array().map(Vec::len),
-        Some(8)
+        Some(10)
     );
 
     let del = raw
@@ -194,9 +202,8 @@ async fn delete_ends_the_session() {
     stack.assert_vm_healthy();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_gateway_enforces_the_transport_rules() {
-    let stack = Stack::two_backends().await;
+async fn the_gateway_enforces_the_transport_rules(engine: Engine) {
+    let stack = Stack::two_backends(engine).await;
     let raw = Raw::new(&stack.url());
     let sid = raw.session().await;
     let post = |headers: Vec<(&'static str, String)>, body: &'static str| {
@@ -338,9 +345,8 @@ async fn the_gateway_enforces_the_transport_rules() {
     stack.assert_vm_healthy();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_sdk_client_through_the_gateway() {
-    let stack = Stack::two_backends().await;
+async fn python_sdk_client_through_the_gateway(engine: Engine) {
+    let stack = Stack::two_backends(engine).await;
     let python = std::env::var("MCPGW_PYTHON").unwrap_or_else(|_| {
         mcpgw_e2e::envoy::workspace_root()
             .join(".venv/bin/python")
@@ -373,8 +379,10 @@ async fn python_sdk_client_through_the_gateway() {
         r["tools"],
         json!([
             "alpha__add",
+            "alpha__announce",
             "alpha__count",
             "alpha__echo",
+            "alpha__roots",
             "alpha__sleep",
             "alpha__whoami",
             "beta__count",

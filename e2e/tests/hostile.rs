@@ -12,7 +12,7 @@
 
 use mcpgw_e2e::backends::{self, Kind, TestServer};
 use mcpgw_e2e::client::{Answer, ACCEPT_BOTH};
-use mcpgw_e2e::envoy::{render, Cluster, Envoy};
+use mcpgw_e2e::envoy::{render, Cluster, Engine, Envoy};
 use mcpgw_e2e::faulty::{
     assert_vm_healthy, counter, wait_counter, wait_log, FaultyBackend, Options, RawBackend,
 };
@@ -20,6 +20,23 @@ use mcpgw_e2e::stack::SESSION_KEY;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+mcpgw_e2e::per_engine!(
+    oversized_bodies_get_413,
+    deep_nesting_and_huge_ids,
+    invalid_utf8_in_bodies,
+    a_non_utf8_request_header_does_not_trap_the_vm,
+    crlf_in_names_and_ids_stays_in_the_body,
+    trace_context_from_the_body_cannot_smuggle_headers,
+    control_characters_in_client_headers_are_stopped_by_envoy,
+    backend_session_ids_with_bad_characters_are_refused,
+    a_non_utf8_backend_session_id_does_not_trap_the_vm,
+    path_tricks_never_reach_a_backend,
+    origins_with_an_allow_list,
+    origins_without_an_allow_list_allow_only_local_pages_on_a_local_gateway,
+    slow_bodies_are_bounded_by_request_timeout,
+    request_timeout_does_not_cut_fanouts_or_long_calls,
+    a_body_over_envoys_buffer_limit_gets_envoys_413,
+);
 
 const BOUND: Duration = Duration::from_secs(10);
 /// The `max_request_bytes` of these tests.
@@ -36,6 +53,7 @@ struct Setup {
 /// `rec` (a recording backend) and `good` (rmcp, stateless) behind Envoy;
 /// `extra`, if given, is a third backend `raw`.
 async fn setup_with(
+    engine: Engine,
     edit_cfg: impl FnOnce(&mut Value),
     edit_yaml: impl FnOnce(String) -> String,
     extra: Option<RawBackend>,
@@ -72,7 +90,7 @@ async fn setup_with(
         });
     }
     edit_cfg(&mut cfg);
-    let yaml = edit_yaml(render(&cfg.to_string(), &clusters, &[]));
+    let yaml = edit_yaml(render(engine, &cfg.to_string(), &clusters, &[]));
     let envoy = tokio::task::spawn_blocking(move || Envoy::start(&yaml))
         .await
         .expect("envoy start");
@@ -88,8 +106,8 @@ async fn setup_with(
     }
 }
 
-async fn setup() -> Setup {
-    setup_with(|_| {}, |y| y, None).await
+async fn setup(engine: Engine) -> Setup {
+    setup_with(engine, |_| {}, |y| y, None).await
 }
 
 impl Setup {
@@ -279,9 +297,8 @@ fn raw_post(sid: &str, extra_headers: &[u8], body: &[u8]) -> Vec<u8> {
 
 // ----- sizes -----------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn oversized_bodies_get_413() {
-    let s = setup().await;
+async fn oversized_bodies_get_413(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     let big = |n: usize| {
         let pad = "x".repeat(n);
@@ -332,9 +349,8 @@ async fn oversized_bodies_get_413() {
     s.still_healthy().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deep_nesting_and_huge_ids() {
-    let s = setup().await;
+async fn deep_nesting_and_huge_ids(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     // 30 000 levels: the gateway does not recurse into what it forwards
     // (serde_json skips raw values iteratively), so it neither overflows nor
@@ -416,9 +432,8 @@ async fn deep_nesting_and_huge_ids() {
 
 // ----- encodings -------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_utf8_in_bodies() {
-    let s = setup().await;
+async fn invalid_utf8_in_bodies(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     let a = s
         .post_raw(
@@ -462,9 +477,8 @@ async fn invalid_utf8_in_bodies() {
 /// and Envoy passes it). proxy-wasm's `get_map` panics on such a value, so
 /// the VM traps on the request headers; the gateway must treat it like any
 /// other header instead.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_non_utf8_request_header_does_not_trap_the_vm() {
-    let s = setup().await;
+async fn a_non_utf8_request_header_does_not_trap_the_vm(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     let (status, head, body) = raw_http(
         s.envoy.port,
@@ -485,9 +499,8 @@ async fn a_non_utf8_request_header_does_not_trap_the_vm() {
 
 // ----- smuggling into upstream headers ---------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn crlf_in_names_and_ids_stays_in_the_body() {
-    let s = setup().await;
+async fn crlf_in_names_and_ids_stays_in_the_body(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     let evil = "echo\r\nx-evil: 1\r\n\r\nGET / HTTP/1.1";
     let a = s
@@ -526,9 +539,8 @@ async fn crlf_in_names_and_ids_stays_in_the_body() {
     s.still_healthy().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn trace_context_from_the_body_cannot_smuggle_headers() {
-    let s = setup().await;
+async fn trace_context_from_the_body_cannot_smuggle_headers(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     let ok_tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let call = |id: u64, meta: Value| {
@@ -566,9 +578,8 @@ async fn trace_context_from_the_body_cannot_smuggle_headers() {
 /// Control characters inside a client's header value never reach the
 /// gateway or a backend: Envoy's codec refuses NUL and other controls (400,
 /// not JSON-RPC) and drops a bare CR (the value is joined, no new header).
-#[tokio::test(flavor = "multi_thread")]
-async fn control_characters_in_client_headers_are_stopped_by_envoy() {
-    let s = setup().await;
+async fn control_characters_in_client_headers_are_stopped_by_envoy(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rec__echo","arguments":{}}}"#;
     let before = s.rec.received().len();
@@ -596,8 +607,7 @@ async fn control_characters_in_client_headers_are_stopped_by_envoy() {
 
 /// A backend's `Mcp-Session-Id` becomes an upstream header on every later
 /// request, so one that is not visible ASCII must not be taken.
-#[tokio::test(flavor = "multi_thread")]
-async fn backend_session_ids_with_bad_characters_are_refused() {
+async fn backend_session_ids_with_bad_characters_are_refused(engine: Engine) {
     for (label, sid_bytes, expect_log) in [
         ("space", &b"abc def"[..], "raw: invalid Mcp-Session-Id"),
         ("tab", &b"abc\tdef"[..], "raw: invalid Mcp-Session-Id"),
@@ -619,7 +629,7 @@ async fn backend_session_ids_with_bad_characters_are_refused() {
         resp.extend_from_slice(b"\r\n\r\n");
         resp.extend_from_slice(body.as_bytes());
         let raw = RawBackend::spawn(resp).await;
-        let s = setup_with(|_| {}, |y| y, Some(raw)).await;
+        let s = setup_with(engine, |_| {}, |y| y, Some(raw)).await;
         let a = s.post(None, &init()).await;
         assert_eq!(a.status, 200, "{label}: {}", a.body);
         assert!(
@@ -631,7 +641,7 @@ async fn backend_session_ids_with_bad_characters_are_refused() {
                 .await
                 .is_some(),
             "{label}: {}",
-            s.envoy.wasm_log().join("\n")
+            s.envoy.filter_log().join("\n")
         );
         assert_eq!(
             wait_counter(
@@ -664,8 +674,7 @@ async fn backend_session_ids_with_bad_characters_are_refused() {
 
 /// The same with a session id that is not UTF-8 (obs-text): proxy-wasm's
 /// `get_map` panics on the side call's response headers.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_non_utf8_backend_session_id_does_not_trap_the_vm() {
+async fn a_non_utf8_backend_session_id_does_not_trap_the_vm(engine: Engine) {
     let body = json!({"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25",
         "capabilities":{"tools":{}},"serverInfo":{"name":"raw"}}})
     .to_string();
@@ -678,7 +687,7 @@ async fn a_non_utf8_backend_session_id_does_not_trap_the_vm() {
     resp.extend_from_slice(b"\r\n\r\n");
     resp.extend_from_slice(body.as_bytes());
     let raw = RawBackend::spawn(resp).await;
-    let s = setup_with(|_| {}, |y| y, Some(raw)).await;
+    let s = setup_with(engine, |_| {}, |y| y, Some(raw)).await;
     let a = s.post(None, &init()).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.header("mcp-session-id").is_some(), "{}", a.body);
@@ -691,9 +700,8 @@ async fn a_non_utf8_backend_session_id_does_not_trap_the_vm() {
 /// is not the gateway's, and since mcpgw strips `x-mcpgw-cluster` on every
 /// path, the routing rule never matches: Envoy's 404, and the backend sees
 /// nothing, whatever the client sets.
-#[tokio::test(flavor = "multi_thread")]
-async fn path_tricks_never_reach_a_backend() {
-    let s = setup().await;
+async fn path_tricks_never_reach_a_backend(engine: Engine) {
+    let s = setup(engine).await;
     let sid = s.session().await;
     let before = s.rec.received().len();
     let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec();
@@ -760,9 +768,8 @@ async fn path_tricks_never_reach_a_backend() {
 
 // ----- origins -----------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn origins_with_an_allow_list() {
-    let s = setup().await;
+async fn origins_with_an_allow_list(engine: Engine) {
+    let s = setup(engine).await;
     let ping = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}"#;
     let post = |host: &'static str, origin: Option<&'static str>| {
         let s = &s;
@@ -849,9 +856,8 @@ async fn origins_with_an_allow_list() {
     s.still_healthy().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn origins_without_an_allow_list_allow_only_local_pages_on_a_local_gateway() {
-    let s = setup_with(|c| c["allowed_origins"] = json!([]), |y| y, None).await;
+async fn origins_without_an_allow_list_allow_only_local_pages_on_a_local_gateway(engine: Engine) {
+    let s = setup_with(engine, |c| c["allowed_origins"] = json!([]), |y| y, None).await;
     let local = format!("127.0.0.1:{}", s.envoy.port);
     let cases: Vec<(&str, &str, u16)> = vec![
         ("evil.com", "http://evil.com", 403),
@@ -892,8 +898,7 @@ async fn origins_without_an_allow_list_allow_only_local_pages_on_a_local_gateway
 /// every 500 ms is served. With the HCM's `request_timeout` (the shipped
 /// configs and `mcpgw` set 30 s) the request is cut at that bound (Envoy's
 /// 408), and the VM is unaffected.
-#[tokio::test(flavor = "multi_thread")]
-async fn slow_bodies_are_bounded_by_request_timeout() {
+async fn slow_bodies_are_bounded_by_request_timeout(engine: Engine) {
     let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let trickle = |port: u16, sid: String, gap: Duration| async move {
         let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -920,7 +925,7 @@ async fn slow_bodies_are_bounded_by_request_timeout() {
     };
 
     // As configured by default: served, however slowly (10 chunks, 5 s).
-    let s = setup().await;
+    let s = setup(engine).await;
     let sid = s.session().await;
     let (out, took) = trickle(s.envoy.port, sid, Duration::from_millis(500)).await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
@@ -934,6 +939,7 @@ async fn slow_bodies_are_bounded_by_request_timeout() {
 
     // With request_timeout: 2s: cut at 2 s.
     let s = setup_with(
+        engine,
         |_| {},
         |y| {
             let out = y.replace(
@@ -959,10 +965,10 @@ async fn slow_bodies_are_bounded_by_request_timeout() {
 /// `request_timeout` stops once the whole request has been received, so it
 /// does not cut the gateway's fan-out wait (initialize, lists) nor a long
 /// routed call: setting it low is safe.
-#[tokio::test(flavor = "multi_thread")]
-async fn request_timeout_does_not_cut_fanouts_or_long_calls() {
+async fn request_timeout_does_not_cut_fanouts_or_long_calls(engine: Engine) {
     use mcpgw_e2e::faulty::Fault;
     let s = setup_with(
+        engine,
         |_| {},
         |y| {
             y.replace(
@@ -1005,9 +1011,9 @@ async fn request_timeout_does_not_cut_fanouts_or_long_calls() {
 /// test config), a 2 MiB body is refused by Envoy itself while mcpgw holds
 /// it: still 413, but Envoy's plain text. The shipped configs set the buffer
 /// limit above `max_request_bytes` so that the JSON-RPC answer wins.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_body_over_envoys_buffer_limit_gets_envoys_413() {
+async fn a_body_over_envoys_buffer_limit_gets_envoys_413(engine: Engine) {
     let s = setup_with(
+        engine,
         |c| {
             c.as_object_mut().map(|o| o.remove("max_request_bytes"));
         },

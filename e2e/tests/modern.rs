@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mcpgw_e2e::checks::{wire_lines, Checks};
+use mcpgw_e2e::envoy::Engine;
 use mcpgw_e2e::peers::{python_bin, run_script};
 use mcpgw_e2e::stack::EraStack;
 use serde_json::{json, Value};
@@ -117,7 +118,7 @@ fn check_common(k: &mut Checks, r: &Value, label: &str) {
     }
 }
 
-fn check_modern(r: &Value, label: &str, auto: bool) {
+fn check_modern(r: &Value, label: &str, auto: bool, engine: Engine) {
     let mut k = Checks::new(label);
     check_common(&mut k, r, label);
     k.eq("protocol version", &r["protocol_version"], &json!(V));
@@ -194,17 +195,32 @@ fn check_modern(r: &Value, label: &str, auto: bool) {
             && text_has(&r["calls"]["legacy__ask"], "does not support"),
         &r["calls"]["legacy__ask"],
     );
-    // Listen: acknowledged with what is honoured, then the change.
-    k.eq(
-        "listen acknowledgement",
-        &r["honored"],
-        &json!({"toolsListChanged": true, "promptsListChanged": true}),
-    );
-    k.eq(
-        "listen event",
-        &r["listen_event"],
-        &json!("tools_list_changed"),
-    );
+    // Listen: acknowledged with what is honoured, then the change. Tools
+    // changes come from three backends (py, modern, bare): the dynamic module
+    // merges their listen streams; one proxy-wasm stream follows one backend,
+    // so it honours only what one backend alone serves (prompts: py).
+    match engine {
+        Engine::Module => {
+            k.eq(
+                "listen acknowledgement",
+                &r["honored"],
+                &json!({"toolsListChanged": true, "promptsListChanged": true}),
+            );
+            k.eq(
+                "listen event",
+                &r["listen_event"],
+                &json!("tools_list_changed"),
+            );
+        }
+        Engine::Wasm => {
+            k.eq(
+                "listen acknowledgement",
+                &r["honored"],
+                &json!({"promptsListChanged": true}),
+            );
+            k.eq("no tools event promised", &r["listen_event"], &Value::Null);
+        }
+    }
     let added = format!("py__extra_{label}");
     k.that(
         "the added tool is listed",
@@ -644,7 +660,7 @@ async fn routing_and_logging(url: &str) {
     assert_eq!(logs, vec![&json!("counting"), &json!("counted")]);
 }
 
-async fn listen_streams(url: &str) {
+async fn listen_streams(url: &str, engine: Engine) {
     // Only a 2025-only backend could serve it: acknowledged empty, closed.
     let a = call(
         url,
@@ -672,96 +688,174 @@ async fn listen_streams(url: &str) {
         "L1"
     );
     // A namespaced URI: subscribed at py with py's own URI, reported namespaced.
-    let body = request(
+    let mut l2 = ListenStream::open(
+        url,
         json!("L2"),
-        "subscriptions/listen",
-        json!({"notifications": {"resourceSubscriptions": ["py+py://doc"]}}),
-    );
-    let resp = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", V)
-        .header("mcp-method", "subscriptions/listen")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("listen");
-    assert_eq!(resp.status(), 200);
-    let mut stream = resp.bytes_stream();
-    let mut buf = String::new();
-    let mut frames: Vec<Value> = Vec::new();
-    let mut touched = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while frames.len() < 2 {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("listen frames in time")
-            .expect("stream open")
-            .expect("chunk");
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            if let Some(v) = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            {
-                frames.push(v);
-            }
-        }
-        if !frames.is_empty() && !touched {
-            touched = true;
-            let a = call(
-                url,
-                &request(
-                    json!(11),
-                    "tools/call",
-                    json!({"name": "py__touch", "arguments": {"uri": "py://doc"}}),
-                ),
-            )
-            .await;
-            assert_eq!(
-                a.json["result"]["content"][0]["text"], "touched py://doc",
-                "{}",
-                a.json
-            );
-        }
-    }
+        json!({"resourceSubscriptions": ["py+py://doc"]}),
+    )
+    .await;
+    let ack = l2.next_frame().await;
+    let touched = call(
+        url,
+        &request(
+            json!(11),
+            "tools/call",
+            json!({"name": "py__touch", "arguments": {"uri": "py://doc"}}),
+        ),
+    )
+    .await;
     assert_eq!(
-        frames[0]["method"],
-        "notifications/subscriptions/acknowledged"
+        touched.json["result"]["content"][0]["text"], "touched py://doc",
+        "{}",
+        touched.json
     );
+    let update = l2.next_frame().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
     assert_eq!(
-        frames[0]["params"]["notifications"],
+        ack["params"]["notifications"],
         json!({"resourceSubscriptions": ["py+py://doc"]})
     );
-    assert_eq!(frames[1]["method"], "notifications/resources/updated");
-    assert_eq!(frames[1]["params"]["uri"], "py+py://doc");
-    for f in &frames {
+    assert_eq!(update["method"], "notifications/resources/updated");
+    assert_eq!(update["params"]["uri"], "py+py://doc");
+    for f in [&ack, &update] {
         assert_eq!(
             f["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L2",
             "{f}"
         );
     }
+    drop(l2);
+
+    // Tools changes, served by py, modern and bare.
+    let mut l3 = ListenStream::open(url, json!("L3"), json!({"toolsListChanged": true})).await;
+    let ack = l3.next_frame().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "L3"
+    );
+    match engine {
+        Engine::Module => {
+            // Three backend streams merged into one: the gateway's one
+            // acknowledgement, then each backend's change as it comes (modern
+            // and bare announce one on their own, py after a tool is added).
+            assert_eq!(
+                ack["params"]["notifications"],
+                json!({"toolsListChanged": true})
+            );
+            let added = call(
+                url,
+                &request(
+                    json!(12),
+                    "tools/call",
+                    json!({"name": "py__add_tool", "arguments": {"name": "extra_listen"}}),
+                ),
+            )
+            .await;
+            assert_eq!(
+                added.json["result"]["content"][0]["text"],
+                "added extra_listen"
+            );
+            for _ in 0..3 {
+                let f = l3.next_frame().await;
+                assert_eq!(f["method"], "notifications/tools/list_changed", "{f}");
+                assert_eq!(
+                    f["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L3",
+                    "{f}"
+                );
+            }
+            assert!(
+                !l3.raw.contains("\nid:") && !l3.raw.starts_with("id:"),
+                "2026-07-28 listen events carry no ids: {}",
+                l3.raw
+            );
+        }
+        Engine::Wasm => {
+            // One stream cannot follow three backends: nothing is promised,
+            // and the subscription ends at once.
+            assert_eq!(ack["params"]["notifications"], json!({}));
+            let end = l3.next_frame().await;
+            assert_eq!(end["id"], "L3");
+            assert_eq!(end["result"]["resultType"], "complete");
+        }
+    }
 }
 
-#[tokio::test]
-async fn both_eras_through_one_endpoint() {
-    let stack = EraStack::start().await;
+/// A `subscriptions/listen` request's open SSE answer, read frame by frame.
+struct ListenStream {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+    /// Everything read so far.
+    raw: String,
+}
+
+impl ListenStream {
+    async fn open(url: &str, id: Value, notifications: Value) -> ListenStream {
+        let body = request(
+            id,
+            "subscriptions/listen",
+            json!({"notifications": notifications}),
+        );
+        let resp = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", V)
+            .header("mcp-method", "subscriptions/listen")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("listen");
+        assert_eq!(resp.status(), 200);
+        ListenStream {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+            raw: String::new(),
+        }
+    }
+
+    /// The next event's JSON data (within 15 s).
+    async fn next_frame(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let event: String = self.buf.drain(..end + 2).collect();
+                if let Some(v) = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                {
+                    return v;
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("listen frames in time; read so far:\n{}", self.raw))
+                .expect("stream open")
+                .expect("chunk");
+            let text = String::from_utf8_lossy(&chunk);
+            self.raw.push_str(&text);
+            self.buf.push_str(&text);
+        }
+    }
+}
+
+mcpgw_e2e::per_engine!(both_eras_through_one_endpoint);
+
+async fn both_eras_through_one_endpoint(engine: Engine) {
+    let stack = EraStack::start(engine).await;
     let url = stack.url();
     let (pinned, auto, legacy) = tokio::join!(
         run_client(&url, V, "pinned"),
         run_client(&url, "auto", "auto"),
         run_client(&url, "legacy", "legacy"),
     );
-    check_modern(&pinned, "pinned", false);
-    check_modern(&auto, "auto", true);
+    check_modern(&pinned, "pinned", false, engine);
+    check_modern(&auto, "auto", true, engine);
     check_legacy(&legacy);
     error_cases(&url).await;
     mrtr_state(&url).await;
     routing_and_logging(&url).await;
-    listen_streams(&url).await;
+    listen_streams(&url, engine).await;
     stack.envoy.assert_log_clean();
     let _ = (stack.py.log(), stack.legacy.log());
 }

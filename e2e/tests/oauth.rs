@@ -4,10 +4,18 @@
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use mcpgw_e2e::backends::{self, Kind, TestServer};
 use mcpgw_e2e::client::{Answer, Raw, ACCEPT_BOTH};
-use mcpgw_e2e::envoy::{render_with, workspace_root, Cluster, Envoy};
+use mcpgw_e2e::envoy::{render_with, workspace_root, Cluster, Engine, Envoy};
+use mcpgw_e2e::faulty::wait_log;
 use mcpgw_e2e::stack::SESSION_KEY;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
+mcpgw_e2e::per_engine!(
+    tokens_are_checked_and_challenged,
+    per_tool_authorization_and_step_up,
+    sessions_cannot_be_replayed_by_another_user,
+    metadata_endpoints_and_cors,
+    claims_come_from_metadata_when_no_payload_is_forwarded,
+);
 
 const ISSUER: &str = "https://auth.test";
 const RESOURCE: &str = "https://mcp.test/mcp";
@@ -67,13 +75,13 @@ fn forged() -> String {
 }
 
 impl OAuthStack {
-    async fn start() -> OAuthStack {
-        Self::start_with(true).await
+    async fn start(engine: Engine) -> OAuthStack {
+        Self::start_with(engine, true).await
     }
 
     /// `payload_header: false` is how Envoy Gateway configures jwt_authn (it
     /// cannot forward the payload): mcpgw reads the claims from the metadata.
-    async fn start_with(payload_header: bool) -> OAuthStack {
+    async fn start_with(engine: Engine, payload_header: bool) -> OAuthStack {
         let alpha = backends::spawn(Kind::Alpha).await;
         let beta = backends::spawn(Kind::Beta).await;
         let plugin = json!({
@@ -127,6 +135,7 @@ impl OAuthStack {
 "#
         );
         let yaml = render_with(
+            engine,
             &plugin.to_string(),
             &[
                 Cluster {
@@ -186,9 +195,8 @@ fn initialize() -> Value {
     json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tokens_are_checked_and_challenged() {
-    let s = OAuthStack::start().await;
+async fn tokens_are_checked_and_challenged(engine: Engine) {
+    let s = OAuthStack::start(engine).await;
     // No token: the challenge points at the metadata and names the scope.
     let a = s.post(None, None, initialize()).await;
     assert_eq!(a.status, 401);
@@ -261,9 +269,8 @@ fn base64_url(s: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn per_tool_authorization_and_step_up() {
-    let s = OAuthStack::start().await;
+async fn per_tool_authorization_and_step_up(engine: Engine) {
+    let s = OAuthStack::start(engine).await;
     let t = token(Algorithm::RS256, json!({}));
     let sid = s.session(&t).await;
     let list = s
@@ -329,9 +336,8 @@ async fn per_tool_authorization_and_step_up() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sessions_cannot_be_replayed_by_another_user() {
-    let s = OAuthStack::start().await;
+async fn sessions_cannot_be_replayed_by_another_user(engine: Engine) {
+    let s = OAuthStack::start(engine).await;
     let alice = token(Algorithm::RS256, json!({"sub": "alice"}));
     let bob = token(Algorithm::ES256, json!({"sub": "bob"}));
     let sid = s.session(&alice).await;
@@ -346,9 +352,8 @@ async fn sessions_cannot_be_replayed_by_another_user() {
     assert_eq!(s.post(None, Some(&sid), ping).await.status, 401);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn metadata_endpoints_and_cors() {
-    let s = OAuthStack::start().await;
+async fn metadata_endpoints_and_cors(engine: Engine) {
+    let s = OAuthStack::start(engine).await;
     let base = s.envoy.url().replace("/mcp", "");
     let http = reqwest::Client::new();
     for path in [
@@ -430,10 +435,20 @@ async fn metadata_endpoints_and_cors() {
     assert_eq!(r.status(), 403);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn claims_come_from_metadata_when_no_payload_is_forwarded() {
-    let s = OAuthStack::start_with(false).await;
+/// Envoy Gateway's jwt_authn forwards no payload: the proxy-wasm build reads
+/// the claims from the metadata. The dynamic module cannot read inside it
+/// (the ABI reads a namespace's top-level keys only): it refuses the valid
+/// token with a 401 and says what to configure.
+async fn claims_come_from_metadata_when_no_payload_is_forwarded(engine: Engine) {
+    let s = OAuthStack::start_with(engine, false).await;
     let t = token(Algorithm::RS256, json!({}));
+    if engine == Engine::Module {
+        let a = s.post(Some(&t), None, initialize()).await;
+        assert_eq!(a.status, 401, "{}", a.body);
+        let logged = wait_log(&s.envoy, &["forward_payload_header"]).await;
+        assert!(logged.is_some(), "{}", s.envoy.filter_log().join("\n"));
+        return;
+    }
     let sid = s.session(&t).await;
     let call = |name: &str| json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":name,"arguments":{"text":"x"}}});
     let ok = s.post(Some(&t), Some(&sid), call("alpha__echo")).await;

@@ -16,7 +16,9 @@
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use mcpgw_e2e::backends::{self, Kind, TestServer};
-use mcpgw_e2e::envoy::{free_port, render_opts, workspace_root, Cluster, Envoy, RenderOpts};
+use mcpgw_e2e::envoy::{
+    free_port, render_opts, workspace_root, Cluster, Engine, Envoy, RenderOpts,
+};
 use mcpgw_e2e::stack::SESSION_KEY;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+mcpgw_e2e::per_engine!(python_sdk_oauth_client_full_flow,);
 
 const REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
 
@@ -131,7 +134,7 @@ struct FlowStack {
 }
 
 impl FlowStack {
-    async fn start() -> FlowStack {
+    async fn start(engine: Engine) -> FlowStack {
         let alpha = backends::spawn(Kind::Alpha).await;
         let mut failures = Vec::new();
         // The listener port is picked (bound, read, released) before Envoy
@@ -197,6 +200,7 @@ impl FlowStack {
                 &jwt_authn,
                 &RenderOpts {
                     listener_port: port,
+                    engine: Some(engine),
                 },
             );
             match tokio::task::spawn_blocking(move || Envoy::try_start(&yaml))
@@ -219,7 +223,7 @@ impl FlowStack {
         panic!("no free listener port in 3 tries:\n{}", failures.join("\n"));
     }
 
-    /// Fail if the wasm VM ever crashed or the filter panicked.
+    /// Fail if the filter ever crashed or panicked.
     fn assert_vm_healthy(&self) {
         self.envoy.assert_log_clean();
     }
@@ -252,9 +256,8 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_sdk_oauth_client_full_flow() {
-    let stack = FlowStack::start().await;
+async fn python_sdk_oauth_client_full_flow(engine: Engine) {
+    let stack = FlowStack::start(engine).await;
     let resource = stack.resource.clone();
     let issuer = stack.auth_server.issuer.clone();
     let origin = resource.trim_end_matches("/mcp").to_string();

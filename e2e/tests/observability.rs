@@ -3,11 +3,14 @@
 //! MCP fields, and trace headers reaching the backends.
 
 use mcpgw_e2e::client::{Raw, ACCEPT_BOTH};
+use mcpgw_e2e::envoy::Engine;
 use mcpgw_e2e::faulty::{mcpgw_stats, normalize_series};
 use mcpgw_e2e::stack::Stack;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
+
+mcpgw_e2e::per_engine!(metrics_access_logs_and_traces,);
 
 fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
     let key = normalize_series(key);
@@ -19,9 +22,8 @@ fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn metrics_access_logs_and_traces() {
-    let stack = Stack::two_backends().await;
+async fn metrics_access_logs_and_traces(engine: Engine) {
+    let stack = Stack::two_backends(engine).await;
     let raw = Raw::new(&stack.url());
     let sid = raw.session().await;
     let call = |name: &str, id: u64| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"text":"x"}}});
@@ -159,7 +161,12 @@ async fn metrics_access_logs_and_traces() {
     // Histograms reach the admin view at the next stats flush (1 s in the tests).
     let mut text = String::new();
     for _ in 0..50 {
-        text = stack.envoy.admin_get("/stats/prometheus").expect("stats");
+        // The module's series carry Envoy's `envoy_` prefix.
+        text = stack
+            .envoy
+            .admin_get("/stats/prometheus")
+            .expect("stats")
+            .replace("envoy_mcpgw_", "mcpgw_");
         if text.contains("mcpgw_fanout_duration_ms_count{method=\"initialize\"} 1") {
             break;
         }

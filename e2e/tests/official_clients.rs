@@ -12,7 +12,10 @@
 //! Each client lists and calls tools with progress, reads a namespaced
 //! resource and a template resource, gets a prompt, completes a prompt and a
 //! template argument, answers a sampling and an elicitation request raised by
-//! the fixture during a tool call, cancels a long call, resumes an SSE stream
+//! the fixture during a tool call, receives a log message and answers a
+//! `roots/list` request that alpha sends on the session's standalone GET
+//! stream (the dynamic module merges both backends' GET streams into it; the
+//! proxy-wasm build answers the GET with 405), cancels a long call, resumes an SSE stream
 //! cut by the fixture with `GET` + `Last-Event-ID`, and ends the session with
 //! `DELETE`. The scripts record every HTTP exchange they make (method, JSON-RPC
 //! method and id, status, SSE events, how the body ended) and print one JSON
@@ -22,9 +25,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mcpgw_e2e::checks::{wire_lines, Checks};
+use mcpgw_e2e::envoy::Engine;
 use mcpgw_e2e::peers::{node_bin, python_bin, run_script};
 use mcpgw_e2e::stack::FixtureStack;
 use serde_json::{json, Value};
+
+mcpgw_e2e::per_engine!(python_sdk_full_session, typescript_sdk_full_session,);
 
 /// Upper bound for one client's whole session (a passing run takes a few
 /// seconds; a hang would otherwise wait for the SDKs' own timeouts).
@@ -34,10 +40,12 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// backend stops the tool (it would sleep 20 s otherwise) and drops its answer.
 const CANCEL_STREAM_END_S: f64 = 5.0;
 
-const TOOLS: [&str; 19] = [
+const TOOLS: [&str; 21] = [
     "alpha__add",
+    "alpha__announce",
     "alpha__count",
     "alpha__echo",
+    "alpha__roots",
     "alpha__sleep",
     "alpha__whoami",
     "fixture__json_schema_2020_12_tool",
@@ -70,6 +78,10 @@ struct Client {
     /// How the SDK surfaces the cancelled call: Python's task is cancelled,
     /// TypeScript's promise rejects with the abort reason.
     cancel_outcome: &'static str,
+    /// The log message alpha is asked to send on the standalone stream.
+    announcement: &'static str,
+    /// The root the client answers alpha's `roots/list` with.
+    root: &'static str,
 }
 
 fn python_client() -> Client {
@@ -81,6 +93,8 @@ fn python_client() -> Client {
         elicitation_message: "Please identify yourself (python)",
         elicitation_content: json!({"username": "py-user", "email": "py@example.com"}),
         cancel_outcome: "cancelled",
+        announcement: "hello from alpha (python)",
+        root: "file:///python-client",
     }
 }
 
@@ -93,6 +107,8 @@ fn node_client() -> Client {
         elicitation_message: "Please identify yourself (node)",
         elicitation_content: json!({"username": "node-user", "email": "node@example.com"}),
         cancel_outcome: "rejected",
+        announcement: "hello from alpha (node)",
+        root: "file:///node-client",
     }
 }
 
@@ -149,7 +165,7 @@ fn answers(event: &Value, id: &Value) -> bool {
     (event["rpc"] == "response" || event["rpc"] == "error") && event["id"] == *id
 }
 
-fn check_session(r: &Value, c: &Client) {
+fn check_session(r: &Value, c: &Client, engine: Engine) {
     let mut k = Checks::new(c.label);
 
     // initialize: mcpgw itself, 2025-11-25, the capabilities it can route.
@@ -458,9 +474,53 @@ fn check_session(r: &Value, c: &Client) {
         }),
         &json!({"request_id": rc["request_id"], "resume_gets": rc["resume_gets"]}),
     );
-    // With two stateful backends a GET without Last-Event-ID is refused (405;
-    // the SDKs carry on without the standalone stream).
-    k.eq("standalone GET streams", &r["plain_gets"], &json!([405]));
+    // The standalone stream: alpha's log message and roots/list request, sent
+    // outside any call.
+    let an = &r["announce"];
+    k.eq("alpha__announce", &an["text"], &json!(["announcing"]));
+    match engine {
+        Engine::Module => {
+            // Both backends' GET streams, merged into the one the SDK opened.
+            k.eq("standalone GET streams", &r["plain_gets"], &json!([200]));
+            k.eq(
+                "the log message alpha sent on the standalone stream",
+                &an["logs"],
+                &json!([{"level": "info", "logger": "alpha", "data": c.announcement}]),
+            );
+            k.that(
+                "alpha's roots/list request came with a gateway id",
+                an["roots_request_id"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("mcpgw.")),
+                &an["roots_request_id"],
+            );
+            k.that(
+                "the client's roots reached alpha",
+                an["roots"][0].as_str().is_some_and(|t| t.contains(c.root)),
+                &an["roots"],
+            );
+            let on_get = |rpc: &str| {
+                an["get_events"]
+                    .as_array()
+                    .is_some_and(|ev| ev.iter().any(|e| e["rpc"] == rpc))
+            };
+            k.that(
+                "both arrived on the GET stream",
+                on_get("notifications/message") && on_get("roots/list"),
+                &an["get_events"],
+            );
+        }
+        Engine::Wasm => {
+            // With two stateful backends a GET without Last-Event-ID is
+            // refused (405; the SDKs carry on without the standalone stream).
+            k.eq("standalone GET streams", &r["plain_gets"], &json!([405]));
+            k.eq(
+                "nothing arrives without a standalone stream",
+                &an["logs"],
+                &json!([]),
+            );
+        }
+    }
     k.eq(
         "the session works after the resumption",
         &r["after_resume"],
@@ -499,18 +559,16 @@ fn check_session(r: &Value, c: &Client) {
     k.finish(r);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_sdk_full_session() {
-    let stack = FixtureStack::start().await;
+async fn python_sdk_full_session(engine: Engine) {
+    let stack = FixtureStack::start(engine).await;
     let summary = run_client(python_bin(), "e2e/python/full_session.py", &stack.url()).await;
-    check_session(&summary, &python_client());
+    check_session(&summary, &python_client(), engine);
     stack.assert_vm_healthy();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn typescript_sdk_full_session() {
-    let stack = FixtureStack::start().await;
+async fn typescript_sdk_full_session(engine: Engine) {
+    let stack = FixtureStack::start(engine).await;
     let summary = run_client(node_bin(), "e2e/node/full_session.mjs", &stack.url()).await;
-    check_session(&summary, &node_client());
+    check_session(&summary, &node_client(), engine);
     stack.assert_vm_healthy();
 }

@@ -8,7 +8,8 @@
 //! written with the Python SDK; one shared process), and a small Python SDK
 //! server (`e2e/python/features_server.py`) for what the Python SDK sends
 //! from inside a tool (progress, sampling, elicitation, roots, logs), which
-//! the time server does not. Three official clients
+//! the time server does not, and the rmcp test server (progress, sampling and
+//! roots from an rmcp child). Three official clients
 //! run the same journey (`e2e/python/published_journey.py` in `legacy` and
 //! in `auto` mode, `e2e/node/published_journey.mjs` with the TypeScript SDK)
 //! directly against each server (stdio or its URL) and through mcpgw (one
@@ -46,13 +47,14 @@ use std::time::{Duration, Instant};
 const JOURNEY_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The servers: gateway name, journey kind.
-const SERVERS: [(&str, &str); 6] = [
+const SERVERS: [(&str, &str); 7] = [
     ("everything", "everything"),
     ("everyhttp", "everything"),
     ("memory", "memory"),
     ("filesystem", "filesystem"),
     ("time", "time"),
     ("pyfeatures", "pyfeatures"),
+    ("rmcp", "rmcp"),
 ];
 
 /// server-everything in streamableHttp mode on a free port.
@@ -109,6 +111,7 @@ fn stdio_command(server: &str, root: &Path, memory_file: &Path) -> Value {
             json!({"command": node, "args": [pkg("@modelcontextprotocol/server-filesystem/dist/index.js"), root.display().to_string()]})
         }
         "time" => json!({"command": venv_program("mcp-server-time").display().to_string()}),
+        "rmcp" => json!({"command": env!("CARGO_BIN_EXE_mcp-stdio-server")}),
         "pyfeatures" => json!({"command": python_bin().display().to_string(),
                                "args": [workspace_root().join("e2e/python/features_server.py").display().to_string()]}),
         other => panic!("no stdio server {other}"),

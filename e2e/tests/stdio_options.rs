@@ -4,7 +4,9 @@
 //! * `stubborn`: the published `mcp-server-time` (Python SDK) under a shell
 //!   that ignores SIGTERM and outlives its stdin, with `"maxProcesses": 1`;
 //! * `shared`: the rmcp test server with `"sharedProcess": true`;
-//! * `local`: the rmcp test server, one process per session.
+//! * `local`: the rmcp test server, one process per session;
+//! * `fs`: the published `server-filesystem`, which asks the client for its
+//!   roots outside any call.
 //!
 //! A second session past the limit is admitted without a process and gets
 //! the documented JSON-RPC error on its calls; ending the first session stops
@@ -12,11 +14,12 @@
 //! `--stdio-kill-grace`), which frees the slot, and the waiting session's
 //! next call starts its own process. Both sessions see the one shared
 //! process and their own `local` processes; the log reports each process's
-//! memory.
+//! memory. A server request that cannot reach the client is refused to the
+//! server after the bridge's hold, with an error naming it.
 
 use mcpgw_e2e::client::Raw;
 use mcpgw_e2e::mcpgw_run::Gateway;
-use mcpgw_e2e::peers::venv_program;
+use mcpgw_e2e::peers::{node_bin, node_package, venv_program};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -77,7 +80,9 @@ async fn process_limit_shared_process_and_kill_after_grace() {
                 "maxProcesses": 1
             },
             "shared": {"command": rmcp_server, "sharedProcess": true},
-            "local": {"command": rmcp_server}
+            "local": {"command": rmcp_server},
+            "fs": {"command": node_bin(), "args": [
+                node_package("@modelcontextprotocol/server-filesystem/dist/index.js"), dir.path()]}
         }})
         .to_string(),
     )
@@ -197,6 +202,48 @@ async fn process_limit_shared_process_and_kill_after_grace() {
     assert!(later.get("result").is_some(), "{later}");
     let second = started_pid(&gw.log(), "stubborn", 1).expect("a second stubborn process");
     assert_ne!(second, pid);
+
+    // A server's request outside any call, with no stream to the client
+    // (several stateful servers: no GET), is refused after the hold, with an
+    // error naming the server: server-filesystem asks for the roots right
+    // after `initialized` and goes on with its own directory.
+    let init = raw
+        .post(
+            None,
+            &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion":"2025-11-25","capabilities":{"roots":{}},
+                "clientInfo":{"name":"raw","version":"1"}}}),
+        )
+        .await;
+    let s3 = init.header("mcp-session-id").expect("session").to_string();
+    let asked = Instant::now();
+    raw.post(
+        Some(&s3),
+        &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    tokio::task::block_in_place(|| {
+        gw.wait_for(
+            "[fs] Failed to request initial roots from client: MCP error -32603: mcpgw could not deliver roots/list to the client of stdio server fs",
+            Duration::from_secs(20),
+        )
+    });
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(10),
+        "held about 3s, then refused: {waited:?}"
+    );
+    assert!(
+        gw.log()
+            .contains("refused roots/list from the server: no stream to the client within 3s"),
+        "{}",
+        gw.log()
+    );
+    let allowed = call(&raw, &s3, 8, "fs__list_allowed_directories").await;
+    assert!(
+        text(&allowed).contains(&dir.path().display().to_string()),
+        "{allowed}"
+    );
 
     let status = tokio::task::block_in_place(|| gw.stop());
     assert!(status.success(), "{status}:\n{}", gw.log());

@@ -8,7 +8,12 @@
 //! in the stream's dynamic metadata; the payload itself is read from the
 //! header `jwt_authn` forwards (`forward_payload_header`), and only after its
 //! issuer and subject are confirmed against that metadata, so a client-sent
-//! header never counts.
+//! header never counts. A host that cannot read inside the metadata's payload
+//! (an Envoy dynamic module: the ABI reads a namespace's top-level keys only)
+//! sees that the payload is there, and takes the forwarded header as it
+//! stands: `jwt_authn` removes every provider's payload header from the
+//! request before it verifies, and adds it only for a token it verified; a
+//! repeated header is refused.
 //!
 //! What mcpgw adds: the protected-resource metadata documents, the
 //! `WWW-Authenticate` challenges (401, and 403 step-up with the scopes that
@@ -448,23 +453,47 @@ pub fn authenticate(auth: &Auth, headers: &[(String, String)], host: &dyn Host) 
     };
     // The metadata exists only when jwt_authn verified a token on this request.
     let verified_iss = md("iss");
-    let Some(verified_iss) = verified_iss else {
+    let opaque = verified_iss.is_none()
+        && host
+            .metadata(&auth.jwt_filter, &[&auth.metadata_key])
+            .is_some();
+    if verified_iss.is_none() && !opaque {
         return match bearer {
             Some(_) => Authn::Invalid("token was not accepted by jwt_authn".into()),
             None => Authn::Missing,
         };
-    };
+    }
+    let forwarded: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(&auth.payload_header))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if forwarded.len() > 1 {
+        return Authn::Invalid(format!(
+            "{} appears {} times",
+            auth.payload_header,
+            forwarded.len()
+        ));
+    }
     // The forwarded payload has every claim with its JSON type; without it
     // (Envoy Gateway cannot forward it) the claims the policy needs are read
     // one by one from the metadata.
-    let payload = match header(headers, &auth.payload_header).and_then(decode_payload) {
+    let payload = match forwarded.first().and_then(|p| decode_payload(p)) {
         Some(p) => p,
+        None if opaque => {
+            return Authn::Invalid(format!(
+                "jwt_authn verified a token, but this build reads no claims from metadata: configure jwt_authn's forward_payload_header: {}",
+                auth.payload_header
+            ))
+        }
         None => claims_from_metadata(&auth.claim_names, &claim),
     };
     let iss = payload.get("iss").and_then(Value::as_str).unwrap_or("");
     let sub = payload.get("sub").and_then(Value::as_str).unwrap_or("");
-    if iss != verified_iss || md("sub").unwrap_or_default() != sub {
-        return Authn::Invalid("payload header does not match the verified token".into());
+    if let Some(verified_iss) = verified_iss {
+        if iss != verified_iss || md("sub").unwrap_or_default() != sub {
+            return Authn::Invalid("payload header does not match the verified token".into());
+        }
     }
     // RFC 8707: the token must have been issued for this resource.
     let aud_ok = match payload.get("aud") {
@@ -521,6 +550,7 @@ fn json_value(v: MetaValue) -> Option<Value> {
         MetaValue::Num(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::from(n as i64),
         MetaValue::Num(n) => Value::Number(serde_json::Number::from_f64(n)?),
         MetaValue::List(items) => Value::Array(items.into_iter().filter_map(json_value).collect()),
+        MetaValue::Opaque => return None,
     })
 }
 
@@ -959,5 +989,39 @@ mod tests {
         assert!(
             matches!(authenticate(&a, &h3, &host), Authn::Invalid(m) if m.contains("audience"))
         );
+    }
+
+    #[test]
+    fn hosts_that_cannot_read_the_payload_take_the_forwarded_header_as_verified() {
+        let a = auth(serde_json::json!({}));
+        let host = FakeHost::default();
+        let jwt = "envoy.filters.http.jwt_authn";
+        let payload = URL_SAFE_NO_PAD.encode(
+            serde_json::json!({"iss": "https://auth.example.com", "sub": "alice", "aud": "https://mcp.example.com/mcp", "scope": "mcp"}).to_string(),
+        );
+        let h = headers(&[
+            ("authorization", "Bearer abc"),
+            ("x-mcpgw-jwt-payload", &payload),
+        ]);
+        // No metadata: jwt_authn verified nothing; the header does not count.
+        assert!(matches!(authenticate(&a, &h, &host), Authn::Invalid(_)));
+        // Verified (the payload is there, unreadable): the forwarded payload counts.
+        host.set_opaque_metadata(jwt, "jwt_payload");
+        let Authn::Ok(p) = authenticate(&a, &h, &host) else {
+            panic!()
+        };
+        assert_eq!(p.subject, "alice");
+        // A second payload header (one the client sent and one jwt_authn
+        // added, if it did not strip the client's) is refused.
+        let mut twice = h.clone();
+        twice.push(("x-mcpgw-jwt-payload".into(), payload.clone()));
+        assert!(
+            matches!(authenticate(&a, &twice, &host), Authn::Invalid(m) if m.contains("2 times"))
+        );
+        // Without the forwarded payload there are no claims to read: refused, saying why.
+        assert!(matches!(
+            authenticate(&a, &headers(&[("authorization", "Bearer abc")]), &host),
+            Authn::Invalid(m) if m.contains("forward_payload_header")
+        ));
     }
 }

@@ -17,7 +17,7 @@ use super::naming::Resolved;
 use super::session::{caps, session_tag, BackendSession, Session, SessionError};
 use super::stats::{ErrorKind, RequestStats};
 use super::stream::{SseRewrite, StreamCtx};
-use super::tokens::Wrapped;
+use super::tokens::{StreamCursor, Wrapped};
 use crate::protocol::http::{self as h, accepts, media_type, path_only};
 use crate::protocol::jsonrpc::{
     self, error_json, result_json, Kind, Message, RawObject, INTERNAL_ERROR,
@@ -71,6 +71,9 @@ pub(super) enum State {
     AwaitBody,
     FanOut(FanOut),
     Routed(Box<Routed>),
+    /// Several backends' event streams merged into our own streamed reply
+    /// (`fanin.rs`).
+    Merged(Box<super::fanin::FanIn>),
     /// Answered locally; our own reply passes through the response path.
     Answered,
 }
@@ -273,6 +276,9 @@ impl Exchange {
     /// The request is over: report its metrics.
     pub fn on_done(&mut self, host: &mut dyn Host) {
         self.check_cut_stream(host);
+        for id in self.close_fan_in() {
+            host.close_stream(id);
+        }
         let meters = &self.gw.meters;
         if self.req.stats.reported
             || !meters.enabled()
@@ -588,9 +594,10 @@ impl Exchange {
             Ok(s) => s,
             Err(r) => return HeadersAction::Respond(r),
         };
-        // Resuming a stream: the event id names its backend.
-        let resume = header(headers, h::LAST_EVENT_ID)
-            .and_then(|id| Wrapped::open_event_id(&self.gw.cfg.keys, id.trim(), &session.sid))
+        let last_event_id = header(headers, h::LAST_EVENT_ID).map(str::trim);
+        // Resuming one backend's stream: the event id names it.
+        let resume = last_event_id
+            .and_then(|id| Wrapped::open_event_id(&self.gw.cfg.keys, id, &session.sid))
             .and_then(|w| {
                 self.gw
                     .cfg
@@ -598,30 +605,38 @@ impl Exchange {
                     .map(|(i, _)| (i, w.original))
             })
             .filter(|(i, _)| self.session_backend(&session, *i).is_some());
+        // Only backends holding a session can push messages outside a POST.
+        let joined: Vec<(usize, bool)> = self
+            .joined(&session)
+            .map(|(i, bs)| (i, bs.session_id.is_some()))
+            .collect();
+        let stateful: Vec<usize> = joined.iter().filter(|(_, s)| *s).map(|(i, _)| *i).collect();
+        let pushers: Vec<usize> = stateful
+            .iter()
+            .copied()
+            .filter(|i| {
+                self.gw
+                    .cfg
+                    .backends
+                    .get(*i)
+                    .is_some_and(|b| b.standalone_stream)
+            })
+            .collect();
+        if resume.is_none() && host.can_stream() {
+            // Resuming a merged stream: the cursor holds every backend's position.
+            let cursor = last_event_id
+                .and_then(|id| StreamCursor::open(&self.gw.cfg.keys, id, &session.sid));
+            if pushers.len() > 1 || (cursor.is_some() && !pushers.is_empty()) {
+                let positions = cursor.map(|c| c.positions).unwrap_or_default();
+                return self.open_merged(host, &session, &pushers, positions);
+            }
+        }
         let target = match resume {
             Some((i, original)) => Some((i, Some(original))),
             None => {
-                // Only backends holding a session can push messages outside a
-                // POST; if exactly one does, its stream is the whole stream.
-                // Backends that need no GET stream (`standalone_stream:
+                // If exactly one backend can push, its stream is the whole
+                // stream. Backends that need no GET stream (`standalone_stream:
                 // false`, the stdio bridges) give way to the one that does.
-                let joined: Vec<(usize, bool)> = self
-                    .joined(&session)
-                    .map(|(i, bs)| (i, bs.session_id.is_some()))
-                    .collect();
-                let stateful: Vec<usize> =
-                    joined.iter().filter(|(_, s)| *s).map(|(i, _)| *i).collect();
-                let pushers: Vec<usize> = stateful
-                    .iter()
-                    .copied()
-                    .filter(|i| {
-                        self.gw
-                            .cfg
-                            .backends
-                            .get(*i)
-                            .is_some_and(|b| b.standalone_stream)
-                    })
-                    .collect();
                 match (joined.as_slice(), pushers.as_slice(), stateful.as_slice()) {
                     ([(only, _)], _, _) | (_, [only], _) | (_, [], [only]) => Some((*only, None)),
                     _ => None,
@@ -650,6 +665,55 @@ impl Exchange {
             mode: Mode::Pending,
         }));
         HeadersAction::Continue(ops)
+    }
+
+    /// The GET stream of several backends, merged (`fanin.rs`); `positions`
+    /// is the cursor the client resumes from.
+    fn open_merged(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        targets: &[usize],
+        positions: Vec<(String, String)>,
+    ) -> HeadersAction {
+        let mut calls = Vec::with_capacity(targets.len());
+        for &i in targets {
+            let Some(b) = self.gw.cfg.backends.get(i) else {
+                continue;
+            };
+            let Some(mut call) = self.call(session, i, "GET", Vec::new()) else {
+                continue;
+            };
+            for (k, v) in call.headers.iter_mut() {
+                if k == "accept" {
+                    *v = h::EVENT_STREAM.to_string();
+                }
+            }
+            if let Some((_, id)) = positions.iter().find(|(n, _)| *n == b.name) {
+                call.headers
+                    .push((h::LAST_EVENT_ID.to_string(), id.clone()));
+            }
+            call.timeout_ms = 0;
+            calls.push((i, call));
+        }
+        let positions = positions
+            .into_iter()
+            .filter(|(n, _)| {
+                targets
+                    .iter()
+                    .any(|i| self.gw.backend_name(*i) == n.as_str())
+            })
+            .collect();
+        match self.open_fan_in(host, session.sid, calls, positions) {
+            Some(()) => HeadersAction::Wait,
+            None => {
+                let e = GatewayError::backend_failed(
+                    "no backend event stream could be opened".into(),
+                    false,
+                );
+                HeadersAction::Respond(self.fail(e))
+            }
+        }
     }
 
     // ----- DELETE ---------------------------------------------------------------

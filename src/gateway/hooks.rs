@@ -1,6 +1,7 @@
 //! The HTTP filter hooks an adapter forwards its host's events to, in order:
 //! request headers, request body, side-call answers, response headers,
-//! response body, end of stream. Each reads through [`HttpStream`] only what
+//! response body, end of stream; on hosts that stream side calls, also the
+//! pieces of those streams and the client's readiness. Each reads through [`HttpStream`] only what
 //! it needs, applies the step's decision and tells the adapter whether to let
 //! the data go on or hold it ([`Flow`]). What used to be each adapter's own
 //! logic lives here once: which hook reads a body, the request size limit
@@ -9,8 +10,8 @@
 
 use super::exchange::Exchange;
 use super::host::{
-    BodyAction, CallId, CallResponse, Dir, Flow, HeadersAction, Host, HttpStream,
-    ResponseBodyAction, ResponseHeadersAction,
+    BodyAction, CallId, CallResponse, Dir, Flow, HeadersAction, Host, HttpStream, LocalResponse,
+    ResponseBodyAction, ResponseHeadersAction, StreamOutput, StreamStart,
 };
 
 /// What the hooks remember between host events.
@@ -21,6 +22,8 @@ pub struct HookState {
     /// The size of the request body the gateway read, to replace it after a
     /// wait.
     request_body_size: usize,
+    /// The access-log fields were published (the response started).
+    published: bool,
 }
 
 impl Exchange {
@@ -38,9 +41,28 @@ impl Exchange {
             }
             HeadersAction::NeedBody | HeadersAction::Wait => Flow::Stop,
             HeadersAction::Respond(r) => {
-                host.send(&r);
+                self.send(host, &r);
                 Flow::Stop
             }
+        }
+    }
+
+    /// Answer with the gateway's own reply. Its access-log fields are
+    /// published first: a host may not run the response hooks for a reply
+    /// the filter made itself (an Envoy dynamic module does not).
+    fn send<H: Host + HttpStream>(&mut self, host: &mut H, r: &LocalResponse) {
+        self.hooks.published = true;
+        self.on_response_start(host);
+        host.send(r);
+    }
+
+    /// The response starts: publish the access-log fields, unless the
+    /// gateway's own reply did (the response hooks of a host that runs them
+    /// for the filter's own replies, proxy-wasm).
+    fn response_started(&mut self, host: &mut dyn Host) {
+        if !self.hooks.published {
+            self.hooks.published = true;
+            self.on_response_start(host);
         }
     }
 
@@ -57,7 +79,7 @@ impl Exchange {
         if !end_of_stream {
             // Refused as soon as it is too big; otherwise held until complete.
             if let Some(r) = self.check_request_size(size) {
-                host.send(&r);
+                self.send(host, &r);
             }
             return Flow::Stop;
         }
@@ -84,7 +106,7 @@ impl Exchange {
         host: &mut H,
         _end_of_stream: bool,
     ) -> Flow {
-        self.on_response_start(host);
+        self.response_started(host);
         if !self.wants_response() {
             return Flow::Continue;
         }
@@ -97,7 +119,7 @@ impl Exchange {
             }
             ResponseHeadersAction::Replace(r) => {
                 self.hooks.response_body = false;
-                host.send(&r);
+                self.send(host, &r);
                 Flow::Stop
             }
         }
@@ -137,6 +159,62 @@ impl Exchange {
         self.on_done(host);
     }
 
+    /// The answer headers of streaming side call `id` arrived.
+    pub fn stream_headers<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        id: CallId,
+        headers: &[(String, String)],
+    ) {
+        let out = self.on_stream_headers(host, id, headers);
+        self.apply_stream(host, out);
+    }
+
+    /// Answer data of streaming side call `id`.
+    pub fn stream_data<H: Host + HttpStream>(
+        &mut self,
+        host: &mut H,
+        id: CallId,
+        data: &[u8],
+        end_of_stream: bool,
+    ) {
+        let blocked = host.downstream_blocked();
+        let out = self.on_stream_data(host, id, data, end_of_stream, blocked);
+        self.apply_stream(host, out);
+    }
+
+    /// Streaming side call `id` is over: completed, or `reset` (failed or
+    /// cut) before completing.
+    pub fn stream_end<H: Host + HttpStream>(&mut self, host: &mut H, id: CallId, reset: bool) {
+        let out = self.on_stream_end(host, id, reset);
+        self.apply_stream(host, out);
+    }
+
+    /// The client reads its streamed answer again.
+    pub fn downstream_ready<H: Host + HttpStream>(&mut self, host: &mut H) {
+        let out = self.on_downstream_ready();
+        self.apply_stream(host, out);
+    }
+
+    /// Apply a merged stream's decision.
+    fn apply_stream<H: Host + HttpStream>(&mut self, host: &mut H, out: StreamOutput) {
+        match out.start {
+            Some(StreamStart::Reply(r)) => self.send(host, &r),
+            Some(StreamStart::Stream(headers)) => {
+                self.hooks.published = true;
+                self.on_response_start(host);
+                host.send_headers(200, &headers, false);
+            }
+            None => {}
+        }
+        if !out.data.is_empty() || out.end {
+            host.send_data(&out.data, out.end);
+        }
+        for id in out.close {
+            host.close_stream(id);
+        }
+    }
+
     /// Apply a body-phase decision; `resume` when the request was held by a wait.
     fn apply_body<H: Host + HttpStream>(
         &mut self,
@@ -157,7 +235,7 @@ impl Exchange {
             }
             BodyAction::Wait => Flow::Stop,
             BodyAction::Respond(r) => {
-                host.send(&r);
+                self.send(host, &r);
                 Flow::Stop
             }
         }

@@ -6,10 +6,12 @@
 //!   configuration), where the gateway declares its metrics and gets typed
 //!   handles back ([`MetricId`]);
 //! - [`Host`]: the services a request may use: time, randomness, logs, side
-//!   calls to clusters ([`CallId`]s are `u64`), process-wide shared data,
-//!   typed metadata and attribute reads, access-log fields and metrics;
+//!   calls to clusters ([`CallId`]s are `u64`; buffered, and on hosts that
+//!   can, streaming), process-wide shared data, typed metadata and attribute
+//!   reads, access-log fields and metrics;
 //! - [`HttpStream`]: the request and response themselves (headers, body,
-//!   header changes, local replies, resuming a held request).
+//!   header changes, local replies whole or streamed, resuming a held
+//!   request).
 //!
 //! An adapter implements them over its host's calls and forwards its host's
 //! events to the hooks of [`Exchange`](super::Exchange) (`hooks.rs`), each of
@@ -25,6 +27,10 @@
 //!    host event: `request_headers`, `request_body`, `call_done` (a side
 //!    call's answer, or status 0 for its failure), `response_headers`,
 //!    `response_body`, `stream_done`; map each [`Flow`] to the host's status.
+//!    A host that streams side calls ([`Host::can_stream`]) also forwards
+//!    `stream_headers`, `stream_data` and `stream_end` of the streams the core
+//!    opened, and `downstream_ready` when a client that stopped reading
+//!    ([`HttpStream::downstream_blocked`]) reads again.
 //!
 //! Notes for a native adapter (an Envoy dynamic module): a hook may be
 //! re-entered through a callback it makes, so keep per-stream state behind
@@ -33,10 +39,11 @@
 //! [`Gateway`](super::Gateway)'s caches (opened sessions, the tool-label cap)
 //! take short locks, so keep one `Gateway` per worker (as the wasm build has
 //! one per VM) to keep the request path free of shared locks. Such a host can
-//! do what proxy-wasm cannot, and the port grows
-//! in the same style when the core uses it: streaming side calls sharing the
-//! [`CallId`] space (their headers, data and end reported to hooks by id) and
-//! streamed local replies on [`HttpStream`] (headers, then data as it comes).
+//! do what proxy-wasm cannot: streaming side calls sharing the [`CallId`]
+//! space ([`Host::open_stream`]) and streamed local replies
+//! ([`HttpStream::send_headers`], [`HttpStream::send_data`]), which merge
+//! several backends' event streams (`fanin.rs`). Their defaults say "cannot",
+//! which is what a proxy-wasm host answers.
 //!
 //! Below the hooks, the logic's own steps return decisions
 //! ([`HeadersAction`], [`BodyAction`], ...) that the hooks apply through
@@ -121,7 +128,10 @@ pub trait Host {
     fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError>;
     /// A value another filter left in this stream's dynamic metadata, under
     /// `namespace` (a filter's name) and then `path` (struct keys), typed.
-    /// `None` when absent or when the host cannot type it.
+    /// `None` when absent or when the host cannot type it;
+    /// [`MetaValue::Opaque`] when it is there but the host cannot read it (an
+    /// Envoy dynamic module reads only a namespace's top-level keys, and
+    /// not their structs).
     fn metadata(&self, namespace: &str, path: &[&str]) -> Option<MetaValue>;
     /// A stream attribute.
     fn attribute(&self, attribute: Attribute) -> Option<String>;
@@ -134,6 +144,25 @@ pub trait Host {
     /// The same for a series of a family whose label values are only known
     /// per request (tool names): `labels` in the family's label order.
     fn record_labelled(&self, family: &Family, labels: &[&str], value: u64);
+
+    /// Whether this host streams side calls ([`Host::open_stream`]) and local
+    /// replies ([`HttpStream::send_headers`]).
+    fn can_stream(&self) -> bool {
+        false
+    }
+    /// Start a streaming side call; its answer comes back piece by piece
+    /// through the `stream_*` hooks of [`Exchange`](super::Exchange) with the
+    /// returned id (the same id space as [`Host::dispatch`]). No timeout: it
+    /// lasts until it ends or is closed.
+    fn open_stream(&mut self, call: &Outbound) -> Result<CallId, HostError> {
+        let _ = call;
+        Err(HostError)
+    }
+    /// Cancel a streaming side call; no hook reports it afterwards (one that
+    /// does is ignored).
+    fn close_stream(&mut self, id: CallId) {
+        let _ = id;
+    }
 }
 
 /// What the host offers while a plugin configuration is being set up.
@@ -159,6 +188,23 @@ pub trait HttpStream {
     fn send(&mut self, response: &LocalResponse);
     /// Let a request held by an earlier [`Flow::Stop`] go on upstream.
     fn resume_request(&mut self);
+
+    /// Start answering the client with a streamed reply of the gateway's own
+    /// (`:status` is added by the host); data follows with
+    /// [`HttpStream::send_data`]. Only on hosts that [`Host::can_stream`].
+    fn send_headers(&mut self, status: u16, headers: &[(String, String)], end_of_stream: bool) {
+        let _ = (status, headers, end_of_stream);
+    }
+    /// More of a streamed reply started with [`HttpStream::send_headers`].
+    fn send_data(&mut self, data: &[u8], end_of_stream: bool) {
+        let _ = (data, end_of_stream);
+    }
+    /// Whether the client is not keeping up with a streamed reply (the
+    /// proxy's buffer for it is over its high watermark); the host calls the
+    /// `downstream_ready` hook when it is below its low watermark again.
+    fn downstream_blocked(&self) -> bool {
+        false
+    }
 }
 
 /// Which half of the exchange.
@@ -186,6 +232,8 @@ pub enum MetaValue {
     Num(f64),
     Bool(bool),
     List(Vec<MetaValue>),
+    /// Present, but not readable by this host (a struct).
+    Opaque,
 }
 
 /// Stream attributes the gateway reads.
@@ -325,6 +373,38 @@ pub enum ResponseHeadersAction {
     Buffer(Vec<HeaderOp>),
     /// Replace the upstream response entirely.
     Replace(LocalResponse),
+}
+
+/// How the client's answer to a merged stream starts.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamStart {
+    /// A streamed 200 with these headers; data follows.
+    Stream(Vec<(String, String)>),
+    /// A whole reply instead: nothing could be streamed.
+    Reply(LocalResponse),
+}
+
+/// Decision after an event of a streaming side call.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StreamOutput {
+    /// Start the client's answer.
+    pub start: Option<StreamStart>,
+    /// Send this to the client (a streamed reply already started).
+    pub data: Vec<u8>,
+    /// The client's answer ends after `data`.
+    pub end: bool,
+    /// Streaming side calls to close.
+    pub close: Vec<CallId>,
+}
+
+impl StreamOutput {
+    /// Nothing for the client; close side call `id`.
+    pub fn close(id: CallId) -> StreamOutput {
+        StreamOutput {
+            close: vec![id],
+            ..StreamOutput::default()
+        }
+    }
 }
 
 /// Decision on a chunk of an upstream response body.

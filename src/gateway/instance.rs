@@ -1,6 +1,8 @@
-//! One gateway per plugin configuration: the compiled configuration and what
-//! every request of it shares (revocations, the tool-label cap, the cache of
-//! opened sessions, the metric handles, what was learned of backends' eras).
+//! One gateway per plugin configuration (and, in hosts that share one
+//! configuration between threads, per worker): the compiled configuration and
+//! what every request of it shares (revocations, the tool-label cap, the
+//! cache of opened sessions, the metric handles, what was learned of
+//! backends' eras).
 
 use super::config::Config;
 use super::host::Configure;
@@ -8,16 +10,17 @@ use super::modern::eras::BackendEras;
 use super::revocation::Revocations;
 use super::session::SessionCache;
 use super::stats::{Cardinality, Meters};
+use std::sync::Arc;
 
 /// The compiled configuration plus process-wide helpers; one per plugin config.
 pub struct Gateway {
-    pub cfg: Config,
+    pub cfg: Arc<Config>,
     pub revocations: Revocations,
     pub cardinality: Cardinality,
     /// Sessions opened on this worker (see `SessionCache`).
     pub sessions: SessionCache,
     /// The metric handles, declared with the host at configure time.
-    pub meters: Meters,
+    pub meters: Arc<Meters>,
     /// What this worker learned of each backend's protocol era.
     pub eras: BackendEras,
 }
@@ -33,17 +36,33 @@ impl Gateway {
     pub fn new(cfg: Config, host: &mut dyn Configure) -> Gateway {
         let revocations = Revocations::new(cfg.session_ttl_ms);
         let meters = Meters::new(&cfg, host);
+        Gateway::with_parts(Arc::new(cfg), revocations, Arc::new(meters))
+    }
+
+    fn with_parts(cfg: Arc<Config>, revocations: Revocations, meters: Arc<Meters>) -> Gateway {
         Gateway {
             eras: BackendEras::new(cfg.backends.len()),
             cfg,
             revocations,
             cardinality: Cardinality::default(),
             // Per worker, two generations: at most 2,048 opened sessions
-            // (under 1 KB each) stay in the VM's memory; a miss only costs
-            // an AEAD open.
+            // (under 1 KB each) stay in the worker's memory; a miss only
+            // costs an AEAD open.
             sessions: SessionCache::new(1024),
             meters,
         }
+    }
+
+    /// Another gateway of the same configuration and metric handles, with
+    /// caches of its own: for hosts that share one configuration between
+    /// worker threads (an Envoy dynamic module), one per worker keeps the
+    /// short locks of the caches uncontended.
+    pub fn for_worker(&self) -> Gateway {
+        Gateway::with_parts(
+            Arc::clone(&self.cfg),
+            self.revocations,
+            Arc::clone(&self.meters),
+        )
     }
 
     /// What an adapter logs once the gateway is configured.

@@ -2,7 +2,8 @@
 //! host port (`host`) and the filter hooks (`hooks`). A request's path through
 //! it is `exchange` (classify and decide) -> `naming` / `filter` (which
 //! backend, visible or not) -> fan out and `merge`, or route and `stream`
-//! (rewrite the answer as it flows back); refusals are typed (`error`). State
+//! (rewrite the answer as it flows back), or merge several backends' event
+//! streams (`fanin`); refusals are typed (`error`). State
 //! that must outlive a request lives in sealed ids (`session`, `tokens`, built
 //! on `crypto`); what all requests of one configuration share is `instance`.
 //! The stateless 2026-07-28 revision (validation, discover, MRTR state,
@@ -14,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod exchange;
+mod fanin;
 mod fanout;
 pub mod filter;
 pub mod hooks;

@@ -19,6 +19,7 @@ use super::host::Host;
 const SHARDS: u64 = 16;
 const ENTRY: usize = 8;
 
+#[derive(Debug, Clone, Copy)]
 pub struct Revocations {
     width_ms: u64,
     slots: u64,

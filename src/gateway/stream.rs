@@ -344,7 +344,8 @@ impl SseRewrite {
         }
     }
 
-    /// Rewrite a chunk; complete events go to `out`, partial ones wait.
+    /// Rewrite a chunk; complete events go to `out`, partial ones wait. Event
+    /// ids are sealed with the backend (resumption finds it again).
     pub fn feed(
         &mut self,
         gw: &Gateway,
@@ -353,10 +354,43 @@ impl SseRewrite {
         chunk: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), sse::SseError> {
+        let name = ctx.backend(gw).map(|b| b.name.clone()).unwrap_or_default();
+        self.feed_with(gw, ctx, chunk, out, &mut |id| {
+            if id.is_empty() {
+                return id;
+            }
+            let w = Wrapped {
+                sid: ctx.sid,
+                backend: name.clone(),
+                original: id,
+            };
+            let mut nonce = [0u8; 24];
+            if host.random(&mut nonce).is_err() {
+                host.log(
+                    Level::Error,
+                    "no randomness for an event id; dropping the id",
+                );
+                return String::new();
+            }
+            w.seal_event_id(&gw.cfg.keys, &nonce)
+        })
+    }
+
+    /// [`SseRewrite::feed`], with `event_id` giving the id the client sees
+    /// for each event id of the backend (an empty one included).
+    pub fn feed_with(
+        &mut self,
+        gw: &Gateway,
+        ctx: &StreamCtx,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+        event_id: &mut dyn FnMut(String) -> String,
+    ) -> Result<(), sse::SseError> {
         self.parser.feed(chunk, &mut self.items)?;
-        let Some(backend) = ctx.backend(gw) else {
+        if ctx.backend(gw).is_none() {
+            self.items.clear();
             return Ok(());
-        };
+        }
         let modern_client = ctx.era.as_ref().is_some_and(|e| e.client_modern);
         for mut item in self.items.drain(..) {
             if let Item::Event(ev) = &mut item {
@@ -371,25 +405,7 @@ impl SseRewrite {
                 }
                 if let Some(id) = ev.id.take() {
                     self.resumable = true;
-                    ev.id = Some(if id.is_empty() {
-                        id
-                    } else {
-                        let w = Wrapped {
-                            sid: ctx.sid,
-                            backend: backend.name.clone(),
-                            original: id,
-                        };
-                        let mut nonce = [0u8; 24];
-                        if host.random(&mut nonce).is_err() {
-                            host.log(
-                                Level::Error,
-                                "no randomness for an event id; dropping the id",
-                            );
-                            String::new()
-                        } else {
-                            w.seal_event_id(&gw.cfg.keys, &nonce)
-                        }
-                    });
+                    ev.id = Some(event_id(id));
                 }
                 if ev.event_type() == "message" {
                     if let Some(data) = ev.data.as_deref() {

@@ -56,6 +56,18 @@ pub struct FakeHost {
     pub sent: Vec<LocalResponse>,
     /// Times a held request was resumed.
     pub resumed: u32,
+    /// Streams side calls and replies (a dynamic module) or not (proxy-wasm).
+    pub streaming: bool,
+    /// Streaming side calls opened, with their ids.
+    pub streams: Vec<(CallId, Outbound)>,
+    /// Streaming side calls closed.
+    pub closed: Vec<CallId>,
+    /// A streamed reply: its status and headers, the data sent, whether it ended.
+    pub streamed: Option<(u16, Vec<(String, String)>)>,
+    pub streamed_data: Vec<u8>,
+    pub streamed_end: bool,
+    /// The client does not read.
+    pub blocked: bool,
 }
 
 impl Default for FakeHost {
@@ -77,6 +89,13 @@ impl Default for FakeHost {
             response_body: Vec::new(),
             sent: Vec::new(),
             resumed: 0,
+            streaming: false,
+            streams: Vec::new(),
+            closed: Vec::new(),
+            streamed: None,
+            streamed_data: Vec::new(),
+            streamed_end: false,
+            blocked: false,
         }
     }
 }
@@ -101,6 +120,14 @@ impl FakeHost {
             .push((attribute, value.to_string()));
     }
 
+    /// Metadata present but unreadable, as an Envoy dynamic module sees a
+    /// struct under a namespace's top-level key.
+    pub fn set_opaque_metadata(&self, namespace: &str, key: &str) {
+        self.metadata
+            .borrow_mut()
+            .insert(format!("{namespace}/{key}"), MetaValue::Opaque);
+    }
+
     /// Forget the metadata and attributes (a new stream).
     pub fn clear_stream_info(&self) {
         self.metadata.borrow_mut().clear();
@@ -109,6 +136,16 @@ impl FakeHost {
 
     pub fn logged(&self, needle: &str) -> bool {
         self.logs.borrow().iter().any(|(_, m)| m.contains(needle))
+    }
+
+    /// The streaming side call opened to `cluster`, with its id.
+    pub fn stream_to(&self, cluster: &str) -> (CallId, &Outbound) {
+        let (t, o) = self
+            .streams
+            .iter()
+            .find(|(_, o)| o.cluster == cluster)
+            .unwrap_or_else(|| panic!("no stream to {cluster}: {:?}", self.streams));
+        (*t, o)
     }
 
     /// The call dispatched to `cluster`, with its id.
@@ -196,6 +233,20 @@ impl Host for FakeHost {
         assert_eq!(family.labels.len(), labels.len(), "{}", family.name);
         self.add(family.kind, series_name(family, labels), value);
     }
+    fn can_stream(&self) -> bool {
+        self.streaming
+    }
+    fn open_stream(&mut self, call: &Outbound) -> Result<CallId, HostError> {
+        if !self.streaming || self.fail_dispatch {
+            return Err(HostError);
+        }
+        let id = (2 << 40) + self.streams.len() as u64;
+        self.streams.push((id, call.clone()));
+        Ok(id)
+    }
+    fn close_stream(&mut self, id: CallId) {
+        self.closed.push(id);
+    }
 }
 
 impl HttpStream for FakeHost {
@@ -241,6 +292,20 @@ impl HttpStream for FakeHost {
     }
     fn resume_request(&mut self) {
         self.resumed += 1;
+    }
+    fn send_headers(&mut self, status: u16, headers: &[(String, String)], end_of_stream: bool) {
+        assert!(self.streamed.is_none(), "one answer per stream");
+        self.streamed = Some((status, headers.to_vec()));
+        self.streamed_end = end_of_stream;
+    }
+    fn send_data(&mut self, data: &[u8], end_of_stream: bool) {
+        assert!(self.streamed.is_some(), "data after headers");
+        assert!(!self.streamed_end, "nothing after the end");
+        self.streamed_data.extend_from_slice(data);
+        self.streamed_end = end_of_stream;
+    }
+    fn downstream_blocked(&self) -> bool {
+        self.blocked
     }
 }
 

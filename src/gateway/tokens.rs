@@ -4,7 +4,9 @@
 //! - list cursors: the pending cursor of every backend that has more pages;
 //! - server-to-client request ids: backend + the original id, exactly (a
 //!   number stays a number, a string a string);
-//! - SSE event ids: backend + the original event id, for `Last-Event-ID`.
+//! - SSE event ids: backend + the original event id, for `Last-Event-ID`;
+//! - event ids of merged streams (`fanin`): the last event id of every
+//!   backend, so one `Last-Event-ID` resumes each from its own position.
 //!
 //! Each is sealed (see `crypto`) and bound to the session it was minted in,
 //! so a client cannot forge one, nor carry one into another session.
@@ -140,6 +142,47 @@ impl Wrapped {
     }
 }
 
+/// Merged-stream cursors are event ids too, told apart by their format.
+const CURSOR_FORMAT: u8 = 2;
+
+/// The event id of a merged stream: every backend's last event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCursor {
+    pub sid: [u8; 16],
+    /// (backend name, that backend's last event id)
+    pub positions: Vec<(String, String)>,
+}
+
+impl StreamCursor {
+    pub fn seal(&self, keys: &Keyring, nonce: &[u8; NONCE_LEN]) -> String {
+        let mut w = Writer::default();
+        w.u8(CURSOR_FORMAT).bytes(&self.sid);
+        w.u8(u8::try_from(self.positions.len()).unwrap_or(u8::MAX));
+        for (b, id) in self.positions.iter().take(usize::from(u8::MAX)) {
+            w.str(b).str(id);
+        }
+        keys.seal(Purpose::EventId, nonce, &w.buf)
+    }
+
+    /// Open a cursor minted in session `sid`.
+    pub fn open(keys: &Keyring, token: &str, sid: &[u8; 16]) -> Option<StreamCursor> {
+        let plain = keys.open(Purpose::EventId, token)?;
+        let mut r = Reader::new(&plain);
+        if r.u8()? != CURSOR_FORMAT || &r.array::<16>()? != sid {
+            return None;
+        }
+        let n = r.u8()?;
+        let mut positions = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            positions.push((r.str()?.to_string(), r.str()?.to_string()));
+        }
+        r.is_empty().then_some(StreamCursor {
+            sid: *sid,
+            positions,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +212,31 @@ mod tests {
             ListCursor::open(&keys, "garbage", &[4; 16], ListKind::Tools),
             None
         );
+    }
+
+    #[test]
+    fn stream_cursors_are_bound_and_distinct_from_event_ids() {
+        let keys = Keyring::new(&[1; 32], &[]);
+        let c = StreamCursor {
+            sid: [4; 16],
+            positions: vec![("a".into(), "e7".into()), ("b".into(), "0".into())],
+        };
+        let t = c.seal(&keys, &[2; 24]);
+        assert_eq!(StreamCursor::open(&keys, &t, &[4; 16]), Some(c));
+        assert_eq!(
+            StreamCursor::open(&keys, &t, &[5; 16]),
+            None,
+            "other session"
+        );
+        assert_eq!(Wrapped::open_event_id(&keys, &t, &[4; 16]), None);
+        let single = Wrapped {
+            sid: [4; 16],
+            backend: "a".into(),
+            original: "e7".into(),
+        }
+        .seal_event_id(&keys, &[3; 24]);
+        assert_eq!(StreamCursor::open(&keys, &single, &[4; 16]), None);
+        assert_eq!(StreamCursor::open(&keys, "garbage", &[4; 16]), None);
     }
 
     #[test]

@@ -379,6 +379,19 @@ impl<S: Sink> Relay<S> {
 
     /// A message from the child (one line of its stdout).
     pub fn on_child_message(&mut self, text: &str, now: Instant) -> Actions<S> {
+        // A batch (allowed before 2025-06-18): each message on its own.
+        if text.trim_start().starts_with('[') {
+            if let Ok(items) = serde_json::from_str::<Vec<Box<RawValue>>>(text) {
+                let mut out = Actions::default();
+                for item in items {
+                    let one = self.on_child_message(item.get(), now);
+                    out.deliver.extend(one.deliver);
+                    out.to_child.extend(one.to_child);
+                    out.notes.extend(one.notes);
+                }
+                return out;
+            }
+        }
         let mut out = Actions::default();
         let Some(mut m) = parse(text) else {
             out.notes.push(format!(
@@ -867,6 +880,26 @@ mod tests {
             .unwrap()
             .contains("stdio server time exited"));
         assert!(!r.busy());
+    }
+
+    #[test]
+    fn a_batch_from_the_child_is_relayed_message_by_message() {
+        let mut r = Relay::new("s", false);
+        let a = Rec::default();
+        let (id, _) = send(
+            &mut r,
+            serde_json::json!({"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t","_meta":{"progressToken":5}}}),
+            &a,
+        );
+        let batch = serde_json::json!([
+            {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":5,"progress":1}},
+            {"jsonrpc":"2.0","id":id,"result":{"content":[]}}
+        ]);
+        child(&mut r, batch);
+        let got: Vec<Value> = a.texts().iter().map(|t| json(t)).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0]["method"], "notifications/progress");
+        assert_eq!(got[1]["id"], "x");
     }
 
     #[test]

@@ -568,6 +568,7 @@ pub fn jsonrpc(data: &[u8]) {
                     uris: vec!["a+x://1".into()],
                     ..Default::default()
                 },
+                merged: false,
             }),
             ..Default::default()
         })),

@@ -3,14 +3,20 @@
 //!
 //! Tools: `echo` (`stdio: <text>`), `pid` (this process's id, so tests can
 //! tell sessions' processes apart), `env` (the value of an environment
-//! variable), `count` (progress notifications, then a result) and `exit`
-//! (the process exits, to test restarts). It logs one line to stderr at start.
+//! variable), `count` (progress notifications, then a result), `sample`
+//! (asks the client's LLM: sampling), `roots` (asks the client's roots) and
+//! `exit` (the process exits, to test restarts). It logs one line to stderr
+//! at start.
+
+// Sampling and roots are deprecated as of 2026-07-28 (SEP-2577); this server
+// speaks the handshake era, where they are how a server asks its client.
+#![allow(deprecated)]
 
 use mcpgw_e2e::backends::{CountArgs, EchoArgs};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig,
+    CallToolResult, ContentBlock, CreateMessageRequestParams, Implementation,
+    ProgressNotificationParam, SamplingMessage, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -67,6 +73,42 @@ impl Stdio {
             "counted to {}",
             args.n
         ))]))
+    }
+
+    #[tool(description = "Ask the client's LLM (sampling) and return its answer")]
+    async fn sample(
+        &self,
+        Parameters(args): Parameters<EchoArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<String, ErrorData> {
+        let params =
+            CreateMessageRequestParams::new(vec![SamplingMessage::user_text(args.text)], 20);
+        let result = ctx
+            .peer
+            .create_message(params)
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("sampling failed: {e}"), None))?;
+        let content = serde_json::to_value(&result.message.content).unwrap_or_default();
+        Ok(content
+            .get("text")
+            .or_else(|| content.get(0).and_then(|c| c.get("text")))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    #[tool(description = "The client's roots, one URI a line")]
+    async fn roots(&self, ctx: RequestContext<RoleServer>) -> Result<String, ErrorData> {
+        let r = ctx
+            .peer
+            .list_roots()
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("roots/list failed: {e}"), None))?;
+        Ok(r.roots
+            .iter()
+            .map(|r| r.uri.clone())
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 
     #[tool(description = "Exit the server process (tests restarts)")]

@@ -587,6 +587,7 @@ mod tests {
                     uris: vec!["py+x://1".into()],
                     ..Default::default()
                 },
+                merged: false,
             }),
             ..modern_era()
         };

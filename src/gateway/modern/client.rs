@@ -545,39 +545,25 @@ impl Exchange {
             })
             .collect();
         let naming = Naming::new(&self.gw.cfg);
-        let plan = listen::plan(&filter, &candidates, |u| {
-            match naming.resolve_uri(session, u) {
-                Resolved::Backend(i, own) => Some((i, own.into_owned())),
-                _ => None,
+        let owner = |u: &str| match naming.resolve_uri(session, u) {
+            Resolved::Backend(i, own) => Some((i, own.into_owned())),
+            _ => None,
+        };
+        let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
+        if host.can_stream() {
+            let plans = listen::plan_each(&filter, &candidates, owner);
+            if plans.len() > 1 {
+                return self.listen_merged(host, session, params.as_ref(), body, plans, id);
             }
-        });
+        }
+        let plan = listen::plan(&filter, &candidates, owner);
         let ctx = ListenCtx {
-            id: self.req.request_id.clone().unwrap_or_else(|| "null".into()),
+            id,
             honoured: plan.honoured.clone(),
+            merged: false,
         };
         let Some(b) = plan.backend else {
-            host.log(
-                Level::Info,
-                "subscriptions/listen: no backend can deliver what was asked; acknowledged empty and closed",
-            );
-            let (ack, end) = ctx.local_stream();
-            let mut out = Vec::with_capacity(ack.len() + end.len() + 64);
-            for data in [ack, end] {
-                crate::protocol::sse::Event {
-                    event: Some("message".into()),
-                    ..crate::protocol::sse::Event::data(data)
-                }
-                .write(&mut out);
-            }
-            let r = LocalResponse {
-                status: 200,
-                headers: vec![
-                    (h::CONTENT_TYPE.into(), h::EVENT_STREAM.into()),
-                    ("cache-control".into(), "no-cache".into()),
-                ],
-                body: out,
-            };
-            return BodyAction::Respond(self.respond(r));
+            return self.listen_nothing(host, &ctx);
         };
         if let Err(r) = self.authorize(host, b) {
             return BodyAction::Respond(r);
@@ -590,6 +576,97 @@ impl Exchange {
         };
         let p = params.write_with(&[("notifications", &plan.upstream.to_value().to_string())]);
         self.forward_with(session, b, body, "params", &p, true)
+    }
+
+    /// Nothing can be honoured: acknowledged empty and ended at once.
+    fn listen_nothing(&mut self, host: &dyn Host, ctx: &ListenCtx) -> BodyAction {
+        host.log(
+            Level::Info,
+            "subscriptions/listen: no backend can deliver what was asked; acknowledged empty and closed",
+        );
+        let (ack, end) = ctx.local_stream();
+        let mut out = Vec::with_capacity(ack.len() + end.len() + 64);
+        for data in [ack, end] {
+            crate::protocol::sse::Event {
+                event: Some("message".into()),
+                ..crate::protocol::sse::Event::data(data)
+            }
+            .write(&mut out);
+        }
+        let r = LocalResponse {
+            status: 200,
+            headers: vec![
+                (h::CONTENT_TYPE.into(), h::EVENT_STREAM.into()),
+                ("cache-control".into(), "no-cache".into()),
+            ],
+            body: out,
+        };
+        BodyAction::Respond(self.respond(r))
+    }
+
+    /// Several backends serve what was asked, on a host that merges
+    /// streams: one listen stream per backend, asked for what it serves,
+    /// merged into the client's (`fanin.rs`). The candidates are the
+    /// backends the caller may see.
+    fn listen_merged(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        params: Option<&RawObject<'_>>,
+        body: &[u8],
+        plans: Vec<listen::Plan>,
+        id: String,
+    ) -> BodyAction {
+        let Some(params) = params else {
+            return BodyAction::Respond(self.fail(GatewayError::invalid_meta("Invalid params")));
+        };
+        let mut calls = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let Some(b) = plan.backend else {
+                continue;
+            };
+            let p = params.write_with(&[("notifications", &plan.upstream.to_value().to_string())]);
+            let Some(call) = super::super::exchange::replace_member(body, "params", &p)
+                .and_then(|upstream| self.call(session, b, "POST", upstream))
+            else {
+                continue;
+            };
+            let mut era = self
+                .stream_era(session, b)
+                .map(|e| (*e).clone())
+                .unwrap_or_default();
+            era.listen = Some(ListenCtx {
+                id: id.clone(),
+                honoured: plan.honoured,
+                merged: true,
+            });
+            let ctx = StreamCtx {
+                backend: b,
+                sid: session.sid,
+                method: Some("subscriptions/listen".into()),
+                request_id: self.req.request_id.clone(),
+                era: Some(Arc::new(era)),
+            };
+            calls.push((ctx, call));
+        }
+        let ctx = ListenCtx {
+            id,
+            honoured: Filter::default(),
+            merged: false,
+        };
+        if calls.is_empty() {
+            return self.listen_nothing(host, &ctx);
+        }
+        match self.open_listen_fan_in(host, session.sid, calls, ctx) {
+            Some(()) => BodyAction::Wait,
+            None => {
+                let e = GatewayError::backend_failed(
+                    "no backend listen stream could be opened".into(),
+                    true,
+                );
+                BodyAction::Respond(self.fail(e))
+            }
+        }
     }
 
     // ----- learning backends --------------------------------------------------

@@ -4,7 +4,7 @@
 use super::*;
 use crate::gateway::host::{
     header, BodyAction as B, CallResponse, HeadersAction as H, Outbound, ResponseBodyAction,
-    ResponseHeadersAction,
+    ResponseHeadersAction, StreamStart,
 };
 use crate::gateway::instance::Gateway;
 use crate::gateway::modern::eras::{BackendInfo, Held, Learned};
@@ -593,6 +593,139 @@ fn listen_follows_the_one_backend_that_can_honour_it() {
             && text.contains("\"notifications\":{}")
     );
     assert!(text.contains("\"id\":\"L2\""));
+}
+
+/// The data of each event in `data`, parsed.
+fn frames(data: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(data)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn listen_merges_every_backend_that_serves_it_on_a_streaming_host() {
+    let mut h = H2::new(r#"[{"name":"m","cluster":"c_m"},{"name":"n","cluster":"c_n"}]"#);
+    h.host.streaming = true;
+    h.learn_modern(
+        0,
+        json!({"tools":{"listChanged":true},"resources":{"subscribe":true}}),
+    );
+    h.learn_modern(
+        1,
+        json!({"tools":{"listChanged":true},"prompts":{"listChanged":true}}),
+    );
+    let listen = req(
+        json!("L"),
+        "subscriptions/listen",
+        json!({"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourceSubscriptions":["m+x://1"]}}),
+    );
+    let (mut ex, a) = h.post(&listen, &[]);
+    assert_eq!(a, Ok(B::Wait));
+    let (m, to_m) = h.host.stream_to("c_m");
+    let (n, to_n) = h.host.stream_to("c_n");
+    let asked = |o: &Outbound| -> Value {
+        serde_json::from_slice::<Value>(&o.body).unwrap()["params"]["notifications"].clone()
+    };
+    assert_eq!(
+        asked(to_m),
+        json!({"toolsListChanged":true,"resourceSubscriptions":["x://1"]})
+    );
+    assert_eq!(
+        asked(to_n),
+        json!({"toolsListChanged":true,"promptsListChanged":true})
+    );
+    for o in [to_m, to_n] {
+        assert_eq!(
+            header(&o.headers, "mcp-method"),
+            Some("subscriptions/listen")
+        );
+        assert_eq!(
+            header(&o.headers, "mcp-protocol-version"),
+            Some("2026-07-28")
+        );
+        assert_eq!(header(&o.headers, "mcp-session-id"), None);
+    }
+    let sse = vec![
+        (":status".to_string(), "200".to_string()),
+        ("content-type".to_string(), "text/event-stream".to_string()),
+    ];
+    // n opens and talks while m has not answered: held.
+    let out = ex.on_stream_headers(&mut h.host, n, &sse);
+    assert!(out.start.is_none());
+    let ack = r#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":{"toolsListChanged":true,"promptsListChanged":true}}}"#;
+    let tools = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+    let out = ex.on_stream_data(
+        &mut h.host,
+        n,
+        format!("data: {ack}\n\ndata: {tools}\n\n").as_bytes(),
+        false,
+        false,
+    );
+    assert!(out.start.is_none() && out.data.is_empty());
+    // m fails: the answer starts with the gateway's one acknowledgement of
+    // what n was asked for, then what n said (its own ack dropped).
+    let out = ex.on_stream_headers(&mut h.host, m, &[(":status".into(), "503".into())]);
+    assert!(matches!(out.start, Some(StreamStart::Stream(_))), "{out:?}");
+    assert_eq!(out.close, vec![m]);
+    let f = frames(&out.data);
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!(f[0]["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        f[0]["params"]["notifications"],
+        json!({"toolsListChanged":true,"promptsListChanged":true})
+    );
+    assert_eq!(f[1]["method"], "notifications/tools/list_changed");
+    for x in &f {
+        assert_eq!(
+            x["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            "L"
+        );
+    }
+    // n ends the subscription: its answer ends the client's stream.
+    let end = r#"{"jsonrpc":"2.0","id":"L","result":{}}"#;
+    let out = ex.on_stream_data(
+        &mut h.host,
+        n,
+        format!("data: {end}\n\n").as_bytes(),
+        true,
+        false,
+    );
+    let f = frames(&out.data);
+    assert_eq!(f[0]["id"], "L");
+    assert_eq!(
+        f[0]["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "L"
+    );
+    assert!(out.end);
+
+    // Every stream fails: one JSON-RPC error for the listen request.
+    let (mut ex, _) = h.post(&listen, &[]);
+    let ids: Vec<_> = h
+        .host
+        .streams
+        .iter()
+        .rev()
+        .take(2)
+        .map(|(i, _)| *i)
+        .collect();
+    let out = ex.on_stream_headers(&mut h.host, ids[0], &[(":status".into(), "500".into())]);
+    assert!(out.start.is_none());
+    let out = ex.on_stream_headers(&mut h.host, ids[1], &[(":status".into(), "502".into())]);
+    let Some(StreamStart::Reply(r)) = out.start else {
+        panic!("{out:?}")
+    };
+    let v = body_of(&r);
+    assert_eq!(v["id"], "L");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("listen"),
+        "{v}"
+    );
+    assert!(
+        !crate::protocol::modern::is_reserved_code(v["error"]["code"].as_i64().unwrap()),
+        "{v}"
+    );
 }
 
 #[test]

@@ -12,6 +12,12 @@
 //! Items several backends serve, or none, are left out of the
 //! acknowledgement. With nothing to honour the gateway acknowledges an
 //! empty filter and ends the subscription gracefully at once.
+//!
+//! A host that streams side calls (the dynamic module) merges them
+//! (`fanin.rs`): every backend that serves an item is asked for the items it
+//! serves ([`plan_each`]), its own acknowledgement is dropped, and the
+//! gateway acknowledges once for all, when every backend stream has
+//! answered, with what the opened ones were asked for.
 
 use crate::protocol::jsonrpc::{raw_array, raw_str, RawObject};
 use serde_json::{json, Map, Value};
@@ -193,12 +199,79 @@ pub fn plan(
     }
 }
 
+/// One listen stream per backend that serves any item, for a host that
+/// merges streams: each asked for the items it serves (an item several
+/// backends serve is asked of each). Empty: nothing can be honoured.
+pub fn plan_each(
+    filter: &Filter,
+    candidates: &[Candidate],
+    owner: impl Fn(&str) -> Option<(usize, String)>,
+) -> Vec<Plan> {
+    let uris: Vec<(usize, &String, String)> = filter
+        .uris
+        .iter()
+        .filter_map(|u| {
+            let (b, own) = owner(u)?;
+            candidates
+                .iter()
+                .any(|c| c.backend == b && c.subscribe)
+                .then_some((b, u, own))
+        })
+        .collect();
+    candidates
+        .iter()
+        .filter_map(|c| {
+            let mine: Vec<&(usize, &String, String)> =
+                uris.iter().filter(|(b, _, _)| *b == c.backend).collect();
+            let honoured = Filter {
+                tools: filter.tools && c.tools,
+                prompts: filter.prompts && c.prompts,
+                resources: filter.resources && c.resources,
+                uris: mine.iter().map(|(_, u, _)| (*u).clone()).collect(),
+            };
+            if honoured.is_empty() {
+                return None;
+            }
+            let upstream = Filter {
+                uris: mine.iter().map(|(_, _, own)| own.clone()).collect(),
+                ..honoured.clone()
+            };
+            Some(Plan {
+                backend: Some(c.backend),
+                honoured,
+                upstream,
+            })
+        })
+        .collect()
+}
+
+impl Filter {
+    /// Everything `self` or `other` asks for (URIs once each).
+    pub fn union(&self, other: &Filter) -> Filter {
+        let mut uris = self.uris.clone();
+        for u in &other.uris {
+            if !uris.contains(u) {
+                uris.push(u.clone());
+            }
+        }
+        Filter {
+            tools: self.tools || other.tools,
+            prompts: self.prompts || other.prompts,
+            resources: self.resources || other.resources,
+            uris,
+        }
+    }
+}
+
 /// A listen stream's identity and promise, for rewriting its frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenCtx {
     /// The listen request's id (raw JSON): every frame's subscription id.
     pub id: String,
     pub honoured: Filter,
+    /// One of several merged backend streams: its acknowledgement is
+    /// dropped (the gateway acknowledges once for all).
+    pub merged: bool,
 }
 
 impl ListenCtx {
@@ -217,6 +290,7 @@ impl ListenCtx {
     ) -> Option<Value> {
         let h = &self.honoured;
         let keep = match method {
+            "notifications/subscriptions/acknowledged" if self.merged => false,
             "notifications/subscriptions/acknowledged" => {
                 let theirs = Filter::of_value(params.get("notifications"));
                 let theirs_uris: Vec<String> = theirs.uris.iter().map(|u| expose(u)).collect();
@@ -269,17 +343,25 @@ impl ListenCtx {
         }
     }
 
+    /// The gateway's own acknowledgement of `honoured`.
+    pub fn acknowledgement(&self, honoured: &Filter) -> String {
+        let mut ack = json!({"notifications": honoured.to_value()});
+        self.tag(&mut ack);
+        json!({"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":ack})
+            .to_string()
+    }
+
     /// The gateway's own stream when nothing can be honoured: the
     /// acknowledgement (an empty filter), then the graceful end.
     pub fn local_stream(&self) -> (String, String) {
-        let mut ack = json!({"notifications": {}});
-        self.tag(&mut ack);
         let mut end = json!({"resultType": "complete"});
         self.tag(&mut end);
         (
-            json!({"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":ack})
-                .to_string(),
-            format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{end}}}", self.id),
+            self.acknowledgement(&Filter::default()),
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{end}}}",
+                self.id
+            ),
         )
     }
 }
@@ -416,6 +498,7 @@ mod tests {
                 resources: false,
                 uris: vec!["a+x://1".into()],
             },
+            merged: false,
         };
         let expose = |u: &str| format!("a+{u}");
         let ack = ctx
@@ -462,5 +545,84 @@ mod tests {
             "L1"
         );
         assert_eq!(end["result"]["resultType"], "complete");
+        // Merged with other backends' streams: the gateway acknowledges.
+        let merged = ListenCtx {
+            merged: true,
+            ..ctx.clone()
+        };
+        assert!(merged
+            .notification(
+                "notifications/subscriptions/acknowledged",
+                json!({"notifications":{"toolsListChanged":true}}),
+                &expose,
+            )
+            .is_none());
+        let ack: Value = serde_json::from_str(&merged.acknowledgement(&ctx.honoured)).unwrap();
+        assert_eq!(
+            ack["params"]["notifications"],
+            json!({"toolsListChanged":true,"resourceSubscriptions":["a+x://1"]})
+        );
+        assert_eq!(
+            ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            "L1"
+        );
+    }
+
+    #[test]
+    fn merged_streams_ask_each_backend_for_what_it_serves() {
+        let f = Filter {
+            tools: true,
+            prompts: true,
+            resources: false,
+            uris: vec!["a+x://1".into(), "b+y://2".into(), "c+z://3".into()],
+        };
+        // Both serve tools; only b serves prompts; only a subscriptions.
+        let plans = plan_each(
+            &f,
+            &[cand(0, true, false, true), cand(1, true, true, false)],
+            owner,
+        );
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].backend, Some(0));
+        assert_eq!(
+            plans[0].honoured,
+            Filter {
+                tools: true,
+                uris: vec!["a+x://1".into()],
+                ..Default::default()
+            }
+        );
+        assert_eq!(plans[0].upstream.uris, vec!["x://1".to_string()]);
+        assert_eq!(
+            plans[1].honoured,
+            Filter {
+                tools: true,
+                prompts: true,
+                ..Default::default()
+            },
+            "b+y://2: b does not offer subscriptions"
+        );
+        assert_eq!(
+            plans[0].honoured.union(&plans[1].honoured),
+            Filter {
+                tools: true,
+                prompts: true,
+                resources: false,
+                uris: vec!["a+x://1".into()],
+            }
+        );
+        // A backend serving nothing asked is not asked.
+        let plans = plan_each(
+            &Filter {
+                prompts: true,
+                ..Default::default()
+            },
+            &[cand(0, true, false, true), cand(1, true, true, false)],
+            owner,
+        );
+        assert_eq!(
+            plans.iter().map(|p| p.backend).collect::<Vec<_>>(),
+            vec![Some(1)]
+        );
     }
 }

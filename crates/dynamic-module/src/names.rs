@@ -1,0 +1,61 @@
+//! What the dynamic-module build calls things in Envoy: the filter-state keys
+//! of the access-log fields and the module's name. `mcpgw render` writes
+//! access-log formats from this table, and the filter publishes under the
+//! same keys.
+
+use mcpgw_core::gateway::host::LogField;
+
+/// The module name in Envoy's `dynamic_module_config` (Envoy loads
+/// `lib<name>.so`).
+pub const MODULE_NAME: &str = "mcpgw";
+
+/// The file Envoy loads.
+pub const LIBRARY_FILE: &str = "libmcpgw.so";
+
+/// The `filter_name` the module answers to.
+pub const FILTER_NAME: &str = "mcpgw";
+
+/// The `metrics_namespace` of the module's configuration: its metrics are
+/// `mcpgw.<name>` in Envoy's stats. Envoy's Prometheus output prefixes
+/// `envoy_` to them (`envoy_mcpgw_requests_total`), unlike proxy-wasm's
+/// (`mcpgw_requests_total`), whose namespace it strips.
+pub const METRICS_NAMESPACE: &str = "mcpgw";
+
+/// The filter-state key a field is published under (a plain string object,
+/// readable as `%FILTER_STATE(<key>:PLAIN)%`).
+pub fn filter_state_key(field: LogField) -> &'static str {
+    match field {
+        LogField::Method => "mcpgw.method",
+        LogField::Tool => "mcpgw.tool",
+        LogField::Backend => "mcpgw.backend",
+        LogField::JsonRpcId => "mcpgw.jsonrpc_id",
+        LogField::Session => "mcpgw.session",
+        LogField::Error => "mcpgw.error",
+    }
+}
+
+/// The access-log fields, as (JSON key, Envoy format string).
+pub const ACCESS_LOG_FIELDS: [(&str, &str); 6] = [
+    ("mcp_method", "%FILTER_STATE(mcpgw.method:PLAIN)%"),
+    ("mcp_tool", "%FILTER_STATE(mcpgw.tool:PLAIN)%"),
+    ("mcp_backend", "%FILTER_STATE(mcpgw.backend:PLAIN)%"),
+    ("jsonrpc_id", "%FILTER_STATE(mcpgw.jsonrpc_id:PLAIN)%"),
+    ("mcp_session", "%FILTER_STATE(mcpgw.session:PLAIN)%"),
+    ("mcp_error", "%FILTER_STATE(mcpgw.error:PLAIN)%"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_has_its_format_under_its_own_name() {
+        for (field, (_, format)) in LogField::ALL.iter().zip(ACCESS_LOG_FIELDS) {
+            assert_eq!(filter_state_key(*field), format!("mcpgw.{}", field.name()));
+            assert_eq!(
+                format,
+                format!("%FILTER_STATE({}:PLAIN)%", filter_state_key(*field))
+            );
+        }
+    }
+}
