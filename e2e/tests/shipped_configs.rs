@@ -59,6 +59,19 @@ fn shipped_configs_validate() {
             "{}: access log",
             path.display()
         );
+        // And the audit log, with every field of the record.
+        assert!(
+            text.contains(&mcpgw_proxy_wasm::names::audit_log_filter()),
+            "{}: audit log filter",
+            path.display()
+        );
+        for (k, v) in mcpgw_proxy_wasm::names::audit_log_fields() {
+            assert!(
+                text.contains(&format!("{k}: \"{v}\"")),
+                "{}: audit field {k}",
+                path.display()
+            );
+        }
         assert!(
             log.contains("mcpgw") && log.contains("configured"),
             "{}: filter not loaded:\n{log}",

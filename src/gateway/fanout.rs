@@ -12,6 +12,7 @@ use super::host::{
     BodyAction, CallId, CallResponse, Host, Level, LocalResponse, LogField, Outbound,
 };
 use super::merge;
+use super::policy::Resource;
 use super::session::{caps, session_tag, BackendSession, Session};
 use super::stream::{self, StreamCtx};
 use super::tokens::ListCursor;
@@ -47,8 +48,15 @@ impl Exchange {
                 self.req.authority.clone()
             }
         });
-        let (body, era_headers) =
-            super::modern::upstream::for_call(self.client_is_modern(), bs, body);
+        // A held session is shared by every 2026-07-28 client of this worker.
+        let held_id = (self.client_is_modern() && bs.is_some_and(|s| !s.version.is_modern()))
+            .then(|| self.gw.next_held_id());
+        let (body, era_headers) = super::modern::upstream::for_call(
+            self.client_is_modern(),
+            bs,
+            body,
+            held_id.as_deref(),
+        );
         let mut headers = vec![
             (":method".to_string(), method.to_string()),
             (":path".to_string(), b.path.clone()),
@@ -409,7 +417,7 @@ impl Exchange {
         let sid = self.req.session.as_ref().map(|s| s.sid).unwrap_or_default();
         let gw = std::sync::Arc::clone(&self.gw);
         let seal = |b: &Backend, id: &str| stream::wrap_task_id(&gw, &sid, b, id);
-        let allowed = |b: &Backend, tool: Option<&str>| self.visible(&b.name, tool);
+        let allowed = |r: Resource<'_>| self.visible(r);
         let opts = merge::ListOptions {
             seal_task: &seal,
             allowed: &allowed,
@@ -569,12 +577,14 @@ impl Exchange {
         session: &Session,
         what: NameKind,
         name: &str,
+        params: Option<String>,
         candidates: &[usize],
     ) -> BodyAction {
         let pages: Vec<(usize, Option<String>)> = candidates.iter().map(|i| (*i, None)).collect();
         let lookup = Lookup {
             what,
             name: name.to_string(),
+            params,
             found: Vec::new(),
         };
         self.lookup_pages(host, session, lookup, &pages)
@@ -659,7 +669,11 @@ impl Exchange {
         match l.found.as_slice() {
             [only] => {
                 let only = *only;
-                if let Err(r) = self.authorize(host, only) {
+                let params = l
+                    .params
+                    .as_deref()
+                    .and_then(|p| serde_json::value::RawValue::from_string(p.to_string()).ok());
+                if let Err(r) = self.check_name(host, only, l.what, &l.name, params.as_deref()) {
                     return BodyAction::Respond(r);
                 }
                 self.forward(&session, only, None, true)

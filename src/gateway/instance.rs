@@ -10,6 +10,7 @@ use super::modern::eras::BackendEras;
 use super::revocation::Revocations;
 use super::session::SessionCache;
 use super::stats::{Cardinality, Meters};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The compiled configuration plus process-wide helpers; one per plugin config.
@@ -23,6 +24,9 @@ pub struct Gateway {
     pub meters: Arc<Meters>,
     /// What this worker learned of each backend's protocol era.
     pub eras: BackendEras,
+    /// Numbers the ids of 2026-07-28 requests sent through the sessions this
+    /// worker holds with 2025-era backends.
+    held_ids: AtomicU64,
 }
 
 impl Gateway {
@@ -42,6 +46,7 @@ impl Gateway {
     fn with_parts(cfg: Arc<Config>, revocations: Revocations, meters: Arc<Meters>) -> Gateway {
         Gateway {
             eras: BackendEras::new(cfg.backends.len()),
+            held_ids: AtomicU64::new(0),
             cfg,
             revocations,
             cardinality: Cardinality::default(),
@@ -63,6 +68,13 @@ impl Gateway {
             self.revocations,
             Arc::clone(&self.meters),
         )
+    }
+
+    /// A request id no other request through this worker's held sessions
+    /// uses (raw JSON).
+    pub fn next_held_id(&self) -> String {
+        let n = self.held_ids.fetch_add(1, Ordering::Relaxed);
+        format!("\"mcpgw-held-{n}\"")
     }
 
     /// What an adapter logs once the gateway is configured.

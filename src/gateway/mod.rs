@@ -10,7 +10,9 @@
 //! listen, backend eras) is in `modern`, over the same steps.
 
 mod access;
+pub mod audit;
 pub mod auth;
+pub mod cel;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod instance;
 pub mod merge;
 pub mod modern;
 pub mod naming;
+pub mod policy;
 pub mod revocation;
 mod route;
 pub mod session;

@@ -117,7 +117,9 @@ pub fn rewrite(
             legacy(answer)
         }
         Kind::Response | Kind::Error => {
-            let is_answer = match (&ctx.request_id, msg.id) {
+            // Through a held session the answer carries the gateway's id.
+            let want = era.held_id.as_ref().or(ctx.request_id.as_ref());
+            let is_answer = match (want, msg.id) {
                 (Some(want), Some(id)) => want == id.get(),
                 (None, Some(_)) => era.any_id,
                 _ => false,
@@ -127,10 +129,14 @@ pub fn rewrite(
             }
             answer.seen = true;
             answer.error = msg.kind == Kind::Error;
-            match (msg.kind, msg.result, msg.error) {
+            let out = match (msg.kind, msg.result, msg.error) {
                 (Kind::Response, Some(result), _) => result_outcome(gw, ctx, era, text, result),
                 (_, _, Some(error)) if era.client_modern => error_outcome(text, error),
                 _ => Outcome::Keep,
+            };
+            match (&era.held_id, &ctx.request_id) {
+                (Some(_), Some(client_id)) => with_id(out, text, client_id),
+                _ => out,
             }
         }
     }
@@ -235,6 +241,19 @@ fn result_outcome(
         replace_result(text, &v.to_string())
     } else {
         Outcome::Keep
+    }
+}
+
+/// `out` (or the kept `text`) answering with the client's own `id`.
+fn with_id(out: Outcome, text: &str, id: &str) -> Outcome {
+    let current = match &out {
+        Outcome::Drop => return out,
+        Outcome::Keep => text,
+        Outcome::Replace(t) => t.as_str(),
+    };
+    match RawObject::parse_str(current.trim()) {
+        Ok(o) => Outcome::Replace(o.write_with(&[("id", id)])),
+        Err(_) => out,
     }
 }
 

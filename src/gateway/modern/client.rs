@@ -12,6 +12,7 @@ use super::super::host::{
 };
 use super::super::merge::BackendInit;
 use super::super::naming::{Naming, Resolved};
+use super::super::policy::{Access, Resource};
 use super::super::session::{caps, BackendSession, Session};
 use super::super::stream::StreamCtx;
 use super::super::tokens::Wrapped;
@@ -71,9 +72,9 @@ impl Exchange {
         self.req.modern.as_deref()
     }
 
-    /// Lists and reads differ per caller when authorization rules apply.
+    /// Lists and reads differ per caller when an authorization policy applies.
     pub(in crate::gateway) fn per_caller(&self) -> bool {
-        self.gw.cfg.auth.as_ref().is_some_and(|a| !a.default_allow)
+        self.gw.cfg.authorization.is_some()
     }
 
     /// The request's era from its version header (set before any other check).
@@ -160,16 +161,34 @@ impl Exchange {
         let session = self.stateless_session(host);
         let b = self.gw.cfg.backends.get(i)?;
         let bs = session.backend(&b.name)?;
-        let name_free = match what {
-            Some(NameKind::Tool) => b.tools.allows_all() && !self.per_caller(),
-            Some(NameKind::Prompt) => b.prompts.allows_all(),
-            None => true,
-        };
-        if original != name || !bs.version.is_modern() || !name_free || !self.visible(&b.name, None)
-        {
+        // The policy may read the arguments, and an audited tool's argument
+        // values are recorded: both need the body.
+        let name_free = !self.per_caller()
+            && match what {
+                Some(NameKind::Tool) => {
+                    b.tools.allows_all() && !self.gw.cfg.audit.keeps_values_of(&b.name, &name)
+                }
+                Some(NameKind::Prompt) => b.prompts.allows_all(),
+                None => true,
+            };
+        if original != name || !bs.version.is_modern() || !name_free {
             return None;
         }
         let backend_name = b.name.clone();
+        // No policy (above): the audit record's decision, as a read body would have it.
+        let resource = match what {
+            Some(NameKind::Tool) => Resource::tool(&backend_name, &original),
+            Some(NameKind::Prompt) => Resource::prompt(&backend_name, &original),
+            None => Resource::uri(&backend_name, &original),
+        };
+        let access = Access {
+            resource,
+            method: &method,
+            params: None,
+        };
+        if self.authorize(host, access).is_err() {
+            return None;
+        }
         if matches!(what, Some(NameKind::Tool)) {
             self.req.tool = Some(name);
         }
@@ -394,6 +413,7 @@ impl Exchange {
             listen: m.and_then(|m| m.listen.clone()),
             per_caller: self.per_caller(),
             now_ms: m.map_or(0, |m| m.now_ms),
+            held_id: m.and_then(|m| m.held_id.clone()),
         }))
     }
 
@@ -528,17 +548,12 @@ impl Exchange {
             Ok(f) => f,
             Err(m) => return BodyAction::Respond(self.fail(GatewayError::invalid_meta(m))),
         };
+        let filter = self.subscribable(host, session, filter);
+        // List changes carry nothing but the fact (the lists that follow are
+        // filtered per caller): every 2026-07-28 backend may deliver them.
         let candidates: Vec<Candidate> = self
             .joined(session)
-            .filter(|(i, bs)| {
-                bs.version.is_modern()
-                    && self
-                        .gw
-                        .cfg
-                        .backends
-                        .get(*i)
-                        .is_some_and(|b| self.visible(&b.name, None))
-            })
+            .filter(|(_, bs)| bs.version.is_modern())
             .filter_map(|(i, _)| {
                 let l = self.gw.eras.learned(i)?;
                 Some(Candidate::of_capabilities(i, &l.info.capabilities))
@@ -565,9 +580,6 @@ impl Exchange {
         let Some(b) = plan.backend else {
             return self.listen_nothing(host, &ctx);
         };
-        if let Err(r) = self.authorize(host, b) {
-            return BodyAction::Respond(r);
-        }
         if let Some(m) = self.req.modern.as_deref_mut() {
             m.listen = Some(ctx);
         }
@@ -576,6 +588,42 @@ impl Exchange {
         };
         let p = params.write_with(&[("notifications", &plan.upstream.to_value().to_string())]);
         self.forward_with(session, b, body, "params", &p, true)
+    }
+
+    /// `filter` without the resource subscriptions the policy refuses the
+    /// caller: the decision a 2025-era `resources/subscribe` of the same URI
+    /// gets. A refused URI is left out of the acknowledgement (never asked of
+    /// a backend).
+    fn subscribable(&self, host: &dyn Host, session: &Session, mut filter: Filter) -> Filter {
+        let Some(policy) = self.gw.cfg.authorization.as_ref() else {
+            return filter;
+        };
+        let naming = Naming::new(&self.gw.cfg);
+        let caller = self.caller();
+        filter.uris.retain(|u| {
+            let Resolved::Backend(i, own) = naming.resolve_uri(session, u) else {
+                return true;
+            };
+            // As the client would send it in `resources/subscribe`.
+            let params = serde_json::json!({ "uri": u }).to_string();
+            let params = RawValue::from_string(params).ok();
+            let access = Access {
+                resource: Resource::uri(self.gw.backend_name(i), &own),
+                method: "resources/subscribe",
+                params: params.as_deref(),
+            };
+            let allowed = policy.authorize(&caller, &access).allowed();
+            if !allowed {
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "subscriptions/listen: {u} is not allowed for this caller; not honoured"
+                    ),
+                );
+            }
+            allowed
+        });
+        filter
     }
 
     /// Nothing can be honoured: acknowledged empty and ended at once.

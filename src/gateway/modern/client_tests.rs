@@ -546,6 +546,52 @@ fn a_2025_backends_request_to_a_modern_client_is_refused_for_it() {
     );
 }
 
+/// Stateless clients share the session held with a 2025-era backend, and
+/// reuse ids: each request goes there with an id of its own, and each client
+/// gets its answer under its own id.
+#[test]
+fn requests_through_a_held_session_never_share_an_id() {
+    let mut h = H2::new(MIXED);
+    h.learn_modern(0, json!({"tools":{}}));
+    h.learn_legacy(1);
+    let call = req(json!(7), "tools/call", json!({"name":"old__echo"}));
+    let (mut first, a1) = h.post(&call, &[]);
+    let (_, a2) = h.post(&call, &[]);
+    let sent_id = |a: &Result<B, H>| -> Value {
+        let Ok(B::Forward {
+            body: Some(body), ..
+        }) = a
+        else {
+            panic!("{a:?}")
+        };
+        serde_json::from_slice::<Value>(body).unwrap()["id"].clone()
+    };
+    let (id1, id2) = (sent_id(&a1), sent_id(&a2));
+    assert_ne!(id1, json!(7));
+    assert_ne!(id1, id2, "one held session, two requests in flight");
+    let answer = format!(
+        "data: {}\n\n",
+        json!({"jsonrpc":"2.0","id":id1,"result":{"content":[]}})
+    );
+    let out = h.stream_back(&mut first, answer.as_bytes(), true);
+    let f = frames(&out);
+    assert_eq!(
+        (f[0]["id"].clone(), f[0]["result"]["resultType"].clone()),
+        (json!(7), json!("complete"))
+    );
+    // A list fan-out through the held session: numbered too.
+    let (_, a) = h.post(&req(json!(7), "tools/list", json!({})), &[]);
+    assert_eq!(a, Ok(B::Wait));
+    let (_, to_old) = h.host.call_to("c_old");
+    let v: Value = serde_json::from_slice(&to_old.body).unwrap();
+    assert!(
+        v["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("mcpgw-held-")),
+        "{v}"
+    );
+}
+
 #[test]
 fn listen_follows_the_one_backend_that_can_honour_it() {
     let mut h = H2::new(MIXED);
@@ -887,5 +933,83 @@ fn tasks_are_routed_by_their_sealed_id() {
     assert_eq!(
         (r.status, body_of(&r)["error"]["code"].as_i64()),
         (400, Some(-32602))
+    );
+}
+
+/// The authorization policy decides for a 2026-07-28 client exactly as for a
+/// session client: the list shows what a call would allow (and is private),
+/// a refused call reaches no backend (its headers alone never route it), a
+/// refused resource subscription is not honoured.
+#[test]
+fn the_policy_governs_the_2026_path_as_the_session_path() {
+    let policy = r#","authorization":{"rules":[
+        {"name":"echo","target":{"tools":[{"backend":"m","name":"echo"}]}},
+        {"name":"ok docs","target":{"resources":[{"backend":"m","prefix":"x://ok/"}]}}
+    ]}"#;
+    let mut h = H2 {
+        gw: Arc::new(crate::gateway::testing::gateway_with(
+            r#"[{"name":"m","cluster":"c_m","prefix":"never"}]"#,
+            policy,
+        )),
+        host: FakeHost::default(),
+    };
+    h.learn_modern(
+        0,
+        json!({"tools":{"listChanged":true},"resources":{"subscribe":true}}),
+    );
+    let (mut ex, a) = h.post(&req(json!(1), "tools/list", json!({})), &[]);
+    assert_eq!(a, Ok(B::Wait));
+    let B::Respond(r) = h.answer(&mut ex, |_, body| {
+        let result = json!({"tools":[{"name":"echo","inputSchema":{}},{"name":"wipe","inputSchema":{}}],
+            "resultType":"complete","ttlMs":30000,"cacheScope":"public"});
+        json_response(&json!({"jsonrpc":"2.0","id":body["id"],"result":result}).to_string())
+    }) else {
+        panic!()
+    };
+    let b = body_of(&r);
+    assert_eq!(b["result"]["tools"].as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b["result"]["tools"][0]["name"], "echo");
+    assert_eq!(b["result"]["cacheScope"], "private", "filtered per caller");
+    // The refused call: the body is read (no header routing under a policy),
+    // then 403 before any backend.
+    let wipe = req(
+        json!(2),
+        "tools/call",
+        json!({"name":"wipe","arguments":{}}),
+    );
+    let (_, a) = h.post(&wipe, &[]);
+    let r = respond(a);
+    assert_eq!(r.status, 403);
+    assert!(h.host.calls.is_empty() && h.host.streams.is_empty());
+    let v = body_of(&r);
+    assert!(
+        !crate::protocol::modern::is_reserved_code(v["error"]["code"].as_i64().unwrap()),
+        "{v}"
+    );
+    // The allowed one is forwarded.
+    let echo = req(
+        json!(3),
+        "tools/call",
+        json!({"name":"echo","arguments":{}}),
+    );
+    let (_, a) = h.post(&echo, &[]);
+    assert!(matches!(a, Ok(B::Forward { .. })), "{a:?}");
+    // Listen: only the allowed URI is asked for and acknowledged.
+    let listen = req(
+        json!("L"),
+        "subscriptions/listen",
+        json!({"notifications":{"resourceSubscriptions":["x://ok/1","x://secret"]}}),
+    );
+    let (_, a) = h.post(&listen, &[]);
+    let Ok(B::Forward {
+        body: Some(body), ..
+    }) = a
+    else {
+        panic!("{a:?}")
+    };
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        sent["params"]["notifications"],
+        json!({"resourceSubscriptions":["x://ok/1"]})
     );
 }

@@ -63,6 +63,9 @@ pub struct ModernReq {
     pub seal: Option<Seal>,
     /// When the request arrived.
     pub now_ms: u64,
+    /// The id the request went to a held 2025-era session with (see
+    /// `upstream::for_held_session`).
+    pub held_id: Option<String>,
 }
 
 /// What a sealed `requestState` binds (see `state`).
@@ -91,4 +94,7 @@ pub struct StreamEra {
     pub per_caller: bool,
     /// When the request started (request-state expiry).
     pub now_ms: u64,
+    /// The request went to a held session with this id (raw JSON): the
+    /// backend's answer carries it, the client gets its own back.
+    pub held_id: Option<String>,
 }

@@ -70,6 +70,25 @@ pub fn without_request_meta(body: &[u8]) -> Option<Vec<u8>> {
     Some(msg.write_with(&[("params", &new_params)]).into_bytes())
 }
 
+/// A 2026-07-28 client's message for a session the gateway holds with a
+/// 2025-era backend: without the 2026-07-28 envelope and, for a request,
+/// with `id` (raw JSON) in place of the client's. Stateless clients share the
+/// held session, and their ids would collide in it (the backend pairs each
+/// answer and each stream with a request id). `None`: unchanged.
+pub fn for_held_session(body: &[u8], id: Option<&str>) -> Option<Vec<u8>> {
+    let stripped = without_request_meta(body);
+    let Some(id) = id else {
+        return stripped;
+    };
+    let base = stripped.as_deref().unwrap_or(body);
+    let renumbered = std::str::from_utf8(base)
+        .ok()
+        .and_then(|t| RawObject::parse_str(t.trim_start_matches('\u{feff}').trim()).ok())
+        .filter(|m| m.get("method").is_some() && m.get("id").is_some())
+        .map(|m| m.write_with(&[("id", id)]).into_bytes());
+    renumbered.or(stripped)
+}
+
 /// `Mcp-Method` and, for the methods that have one, `Mcp-Name`, from a body.
 pub fn routing_headers(body: &[u8]) -> Vec<(String, String)> {
     let Ok(msg) = jsonrpc::parse(body) else {
@@ -96,6 +115,7 @@ pub fn for_call(
     client_modern: bool,
     bs: Option<&BackendSession>,
     body: Vec<u8>,
+    held_id: Option<&str>,
 ) -> (Vec<u8>, Vec<(String, String)>) {
     match bs {
         Some(bs) if bs.version.is_modern() && !body.is_empty() => {
@@ -107,7 +127,7 @@ pub fn for_call(
             let headers = routing_headers(&body);
             (body, headers)
         }
-        Some(_) if client_modern => (without_request_meta(&body).unwrap_or(body), Vec::new()),
+        Some(_) if client_modern => (for_held_session(&body, held_id).unwrap_or(body), Vec::new()),
         _ => (body, Vec::new()),
     }
 }
@@ -121,7 +141,7 @@ impl Exchange {
     /// (beyond the session headers `upstream_headers` sets). `body` is the
     /// rewritten body, if any; `None` forwards the client's.
     pub(in crate::gateway) fn era_forward(
-        &self,
+        &mut self,
         session: &Session,
         i: usize,
         body: Option<Vec<u8>>,
@@ -144,10 +164,15 @@ impl Exchange {
                 );
             }
             if !backend_modern {
-                // A handshake-era session refuses the 2026-07-28 envelope.
+                // A handshake-era session refuses the 2026-07-28 envelope;
+                // the session is shared, so the request gets an id of its own.
+                let id = self.gw.next_held_id();
                 let original = body.as_deref().or(self.req.body.as_deref());
-                if let Some(stripped) = original.and_then(without_request_meta) {
-                    return (Some(stripped), ops);
+                if let Some(held) = original.and_then(|b| for_held_session(b, Some(&id))) {
+                    if let Some(m) = self.req.modern.as_deref_mut() {
+                        m.held_id = Some(id);
+                    }
+                    return (Some(held), ops);
                 }
             }
             return (body, ops);
@@ -215,9 +240,21 @@ mod tests {
             session_id: None,
             caps: 0,
         };
-        let (b, h) = for_call(true, Some(&legacy_bs), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_vec());
-        assert!(!String::from_utf8(b).unwrap().contains("protocolVersion"));
+        let (b, h) = for_call(true, Some(&legacy_bs), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_vec(), Some("\"mcpgw-held-4\""));
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["params"], json!({}));
+        assert_eq!(v["id"], "mcpgw-held-4", "the held session's own id");
         assert!(h.is_empty());
+        // Only requests are renumbered (an answer to the backend keeps its id),
+        // and a body without the envelope is renumbered all the same.
+        let answer = br#"{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"m"}}"#;
+        assert_eq!(for_held_session(answer, Some("\"x\"")), None);
+        let bare = for_held_session(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            Some("\"x\""),
+        )
+        .unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&bare).unwrap()["id"], "x");
     }
 
     #[test]
@@ -246,15 +283,15 @@ mod tests {
             ..modern_bs.clone()
         };
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#.to_vec();
-        let (b, h) = for_call(false, Some(&modern_bs), body.clone());
+        let (b, h) = for_call(false, Some(&modern_bs), body.clone(), None);
         assert!(String::from_utf8(b).unwrap().contains("protocolVersion"));
         assert_eq!(h.len(), 1);
         assert_eq!(
-            for_call(false, Some(&legacy_bs), body.clone()),
+            for_call(false, Some(&legacy_bs), body.clone(), None),
             (body.clone(), vec![])
         );
         assert_eq!(
-            for_call(true, Some(&modern_bs), body.clone()).0,
+            for_call(true, Some(&modern_bs), body.clone(), None).0,
             body,
             "a modern client's body is already complete"
         );
