@@ -155,17 +155,7 @@ pub fn plan(
     let tools = filter.tools.then(|| sole(|c| c.tools)).flatten();
     let prompts = filter.prompts.then(|| sole(|c| c.prompts)).flatten();
     let resources = filter.resources.then(|| sole(|c| c.resources)).flatten();
-    let uris: Vec<(usize, &String, String)> = filter
-        .uris
-        .iter()
-        .filter_map(|u| {
-            let (b, own) = owner(u)?;
-            candidates
-                .iter()
-                .any(|c| c.backend == b && c.subscribe)
-                .then_some((b, u, own))
-        })
-        .collect();
+    let uris = subscribable_uris(filter, candidates, &owner);
     let mut best: Option<(usize, usize)> = None;
     for c in candidates {
         let b = c.backend;
@@ -199,15 +189,14 @@ pub fn plan(
     }
 }
 
-/// One listen stream per backend that serves any item, for a host that
-/// merges streams: each asked for the items it serves (an item several
-/// backends serve is asked of each). Empty: nothing can be honoured.
-pub fn plan_each(
-    filter: &Filter,
+/// The filter's URIs whose backend offers subscriptions: (backend, the
+/// client's URI, the backend's own).
+fn subscribable_uris<'f>(
+    filter: &'f Filter,
     candidates: &[Candidate],
-    owner: impl Fn(&str) -> Option<(usize, String)>,
-) -> Vec<Plan> {
-    let uris: Vec<(usize, &String, String)> = filter
+    owner: &impl Fn(&str) -> Option<(usize, String)>,
+) -> Vec<(usize, &'f String, String)> {
+    filter
         .uris
         .iter()
         .filter_map(|u| {
@@ -217,7 +206,18 @@ pub fn plan_each(
                 .any(|c| c.backend == b && c.subscribe)
                 .then_some((b, u, own))
         })
-        .collect();
+        .collect()
+}
+
+/// One listen stream per backend that serves any item, for a host that
+/// merges streams: each asked for the items it serves (an item several
+/// backends serve is asked of each). Empty: nothing can be honoured.
+pub fn plan_each(
+    filter: &Filter,
+    candidates: &[Candidate],
+    owner: impl Fn(&str) -> Option<(usize, String)>,
+) -> Vec<Plan> {
+    let uris = subscribable_uris(filter, candidates, &owner);
     candidates
         .iter()
         .filter_map(|c| {
