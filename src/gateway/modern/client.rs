@@ -278,6 +278,10 @@ impl Exchange {
         let method = msg.method.as_deref().unwrap_or("");
         let steps = self.learning_steps(host, &self.backends_needed(method));
         if !steps.is_empty() {
+            // A refused use does not even make the gateway learn its backend.
+            if let Some(r) = self.refused_before_learning(host, &msg) {
+                return BodyAction::Respond(r);
+            }
             return self.learn(host, steps, Then::Modern);
         }
         let session = Arc::new(self.stateless_session(host));
@@ -296,6 +300,46 @@ impl Exchange {
             Request::Listen => self.listen(host, &session, &msg, body),
             _ => BodyAction::Respond(self.fail(GatewayError::method_not_found(method))),
         }
+    }
+
+    /// The policy's refusal of a call, get or read whose name or URI names
+    /// its backend (the same check `route` makes once the backend is known).
+    fn refused_before_learning(
+        &mut self,
+        host: &dyn Host,
+        msg: &Message<'_>,
+    ) -> Option<LocalResponse> {
+        self.gw.cfg.authorization.as_ref()?;
+        let params = msg.params.and_then(|p| RawObject::parse(p).ok())?;
+        let every = self.every_backend_session();
+        let naming = Naming::new(&self.gw.cfg);
+        let (what, key) = match msg.method.as_deref()? {
+            "tools/call" => (Some(NameKind::Tool), "name"),
+            "prompts/get" => (Some(NameKind::Prompt), "name"),
+            "resources/read" => (None, "uri"),
+            _ => return None,
+        };
+        let name = params.get_str(key)?;
+        let resolved = match what {
+            Some(_) => naming.resolve(&every, &name),
+            None => naming.resolve_uri(&every, &name),
+        };
+        let Resolved::Backend(i, original) = resolved else {
+            return None;
+        };
+        let original = original.into_owned();
+        // A name the backend's own filter hides stays unknown (`route`).
+        let hidden = what
+            .zip(self.gw.cfg.backends.get(i))
+            .is_some_and(|(w, b)| !w.allows(b, &original));
+        if hidden {
+            return None;
+        }
+        let checked = match what {
+            Some(w) => self.check_name(host, i, w, &original, msg.params),
+            None => self.check_uri(host, i, &original, false, msg.params),
+        };
+        checked.err()
     }
 
     /// The backends a request needs to know: its target when the name says

@@ -986,6 +986,15 @@ fn the_policy_governs_the_2026_path_as_the_session_path() {
         !crate::protocol::modern::is_reserved_code(v["error"]["code"].as_i64().unwrap()),
         "{v}"
     );
+    // Not even learning the backend: refused before anything is asked.
+    h.gw.eras.forget(0);
+    let (_, a) = h.post(&wipe, &[]);
+    assert_eq!(respond(a).status, 403);
+    assert!(h.host.calls.is_empty() && h.host.streams.is_empty());
+    h.learn_modern(
+        0,
+        json!({"tools":{"listChanged":true},"resources":{"subscribe":true}}),
+    );
     // The allowed one is forwarded.
     let echo = req(
         json!(3),
