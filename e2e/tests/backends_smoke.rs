@@ -183,7 +183,7 @@ async fn alpha_smoke() {
 
 #[tokio::test]
 async fn beta_smoke() {
-    check_common(Kind::Beta, &["echo", "multiply", "count", "whoami"]).await;
+    check_common(Kind::Beta, &["echo", "multiply", "count", "whoami", "confirm"]).await;
 }
 
 #[tokio::test]
