@@ -183,7 +183,11 @@ async fn alpha_smoke() {
 
 #[tokio::test]
 async fn beta_smoke() {
-    check_common(Kind::Beta, &["echo", "multiply", "count", "whoami", "confirm"]).await;
+    check_common(
+        Kind::Beta,
+        &["echo", "multiply", "count", "whoami", "confirm"],
+    )
+    .await;
 }
 
 #[tokio::test]
