@@ -123,7 +123,8 @@ fn stdio_command(server: &str, root: &Path, memory_file: &Path) -> Value {
 /// `resources/subscribe`, and change notifications outside
 /// `subscriptions/listen`, which reaches 2026-07-28 backends only. The
 /// `auto` client speaks 2026-07-28 through mcpgw to these 2025-era servers
-/// (README, "Each backend in its own era"), so they cannot pass there.
+/// (README, "Each backend in its own era"), so they cannot pass there (the
+/// rmcp server's sampling and roots are refused for it, as directly).
 const ERA_BOUND: [&str; 6] = [
     "sampling",
     "elicitation",
@@ -136,7 +137,7 @@ const ERA_BOUND: [&str; 6] = [
 /// Whether `check` is one of [`ERA_BOUND`] for a 2026-07-28 client.
 fn era_bound(client: &Client, check: &str) -> bool {
     client.mode == "auto"
-        && ["everything.", "everyhttp.", "pyfeatures."]
+        && ["everything.", "everyhttp.", "pyfeatures.", "rmcp."]
             .iter()
             .any(|s| check.starts_with(s))
         && ERA_BOUND
