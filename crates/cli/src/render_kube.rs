@@ -35,6 +35,14 @@
 //! * Timeouts: rules have `timeouts.request: 0s`; a ClientTrafficPolicy on the
 //!   Gateway sets the stream idle timeout SSE needs (it applies to the whole
 //!   Gateway).
+//! * The dynamic module ([`WasmCode::Module`], `--engine module`): the
+//!   EnvoyProxy registers it (`spec.dynamicModules`, fetched by URL with its
+//!   sha256 pinned) and the EnvoyExtensionPolicy runs it
+//!   (`spec.dynamicModule`), which needs an Envoy Gateway with that API; no
+//!   EnvoyPatchPolicy (the module needs no extra filter settings). It reads
+//!   the session key from the Envoy container's environment directly. Its
+//!   OAuth needs jwt_authn's forwarded payload, which Envoy Gateway cannot
+//!   configure: with OAuth, Envoy Gateway runs the wasm build.
 
 use crate::model::{Gateway, Jwks, SecretValue, Target};
 use crate::plugin::{self, Upstream, PREVIOUS_SESSION_KEY_VAR, SESSION_KEY_VAR};
@@ -47,6 +55,8 @@ pub const JWT_PROVIDER: &str = "jwt_payload";
 pub enum WasmCode {
     Http(String),
     Image(String),
+    /// The dynamic module libmcpgw.so, from this HTTP(S) URL.
+    Module(String),
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +142,16 @@ pub fn render(
     }
     let plugin_value: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| format!("internal: plugin JSON: {e}"))?;
+    let module_url = match &o.code {
+        WasmCode::Module(url) => Some(url.clone()),
+        _ => None,
+    };
+    if module_url.is_some() && served.oauth.is_some() {
+        return Err(format!(
+            "{}: with OAuth, Envoy Gateway needs the wasm build (--engine wasm with --wasm-url or --wasm-image): the dynamic module reads the token's claims from jwt_authn's forwarded payload, and Envoy Gateway cannot configure forward_payload_header",
+            served.source
+        ));
+    }
 
     // The session key, and the environment of the Envoy container.
     let key_secret = format!("{name}-session-key");
@@ -177,26 +197,40 @@ pub fn render(
         ]));
     }
     let proxy = format!("{name}-proxy");
+    let mut proxy_spec = vec![(
+        "provider",
+        m(vec![
+            ("type", s("Kubernetes")),
+            (
+                "kubernetes",
+                m(vec![(
+                    "envoyDeployment",
+                    m(vec![("container", m(vec![("env", seq(env))]))]),
+                )]),
+            ),
+        ]),
+    )];
+    if let Some(url) = &module_url {
+        // The registry of modules this Envoy may run.
+        proxy_spec.push((
+            "dynamicModules",
+            seq([m(vec![
+                ("name", s(mcpgw_module::names::MODULE_NAME)),
+                (
+                    "source",
+                    m(vec![
+                        ("type", s("Remote")),
+                        ("remote", m(vec![("url", s(url)), ("sha256", s(&o.sha256))])),
+                    ]),
+                ),
+            ])]),
+        ));
+    }
     docs.push(m(vec![
         ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
         ("kind", s("EnvoyProxy")),
         ("metadata", meta(&proxy, ns)),
-        (
-            "spec",
-            m(vec![(
-                "provider",
-                m(vec![
-                    ("type", s("Kubernetes")),
-                    (
-                        "kubernetes",
-                        m(vec![(
-                            "envoyDeployment",
-                            m(vec![("container", m(vec![("env", seq(env))]))]),
-                        )]),
-                    ),
-                ]),
-            )]),
-        ),
+        ("spec", m(proxy_spec)),
     ]));
 
     // Backends: as written in the input, or made from the servers file's URLs.
@@ -325,37 +359,44 @@ pub fn render(
             ("name", s(name)),
         ])])
     };
-    let code = match &o.code {
-        WasmCode::Http(url) => m(vec![
-            ("type", s("HTTP")),
-            ("http", m(vec![("url", s(url)), ("sha256", s(&o.sha256))])),
-        ]),
-        WasmCode::Image(url) => m(vec![
-            ("type", s("Image")),
-            ("image", m(vec![("url", s(url)), ("sha256", s(&o.sha256))])),
-        ]),
+    let extension = match &o.code {
+        WasmCode::Module(_) => (
+            "dynamicModule",
+            seq([m(vec![
+                ("name", s(mcpgw_module::names::MODULE_NAME)),
+                ("filterName", s(mcpgw_module::names::FILTER_NAME)),
+                ("config", Y::from_json(&plugin_value)),
+            ])]),
+        ),
+        WasmCode::Http(_) | WasmCode::Image(_) => {
+            let code = match &o.code {
+                WasmCode::Image(url) => m(vec![
+                    ("type", s("Image")),
+                    ("image", m(vec![("url", s(url)), ("sha256", s(&o.sha256))])),
+                ]),
+                WasmCode::Http(url) | WasmCode::Module(url) => m(vec![
+                    ("type", s("HTTP")),
+                    ("http", m(vec![("url", s(url)), ("sha256", s(&o.sha256))])),
+                ]),
+            };
+            (
+                "wasm",
+                seq([m(vec![
+                    ("name", s("mcpgw")),
+                    ("rootID", s("mcpgw")),
+                    ("code", code),
+                    ("config", Y::from_json(&plugin_value)),
+                    ("failOpen", Y::Bool(false)),
+                    ("env", m(vec![("hostKeys", seq(keys.iter().map(s)))])),
+                ])]),
+            )
+        }
     };
     docs.push(m(vec![
         ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
         ("kind", s("EnvoyExtensionPolicy")),
         ("metadata", meta(name, ns)),
-        (
-            "spec",
-            m(vec![
-                ("targetRefs", route_target()),
-                (
-                    "wasm",
-                    seq([m(vec![
-                        ("name", s("mcpgw")),
-                        ("rootID", s("mcpgw")),
-                        ("code", code),
-                        ("config", Y::from_json(&plugin_value)),
-                        ("failOpen", Y::Bool(false)),
-                        ("env", m(vec![("hostKeys", seq(keys.iter().map(s)))])),
-                    ])]),
-                ),
-            ]),
-        ),
+        ("spec", m(vec![("targetRefs", route_target()), extension])),
     ]));
 
     // allow_on_headers_stop_iteration and failure_policy, which the Wasm API lacks.
@@ -363,7 +404,7 @@ pub fn render(
     for p in &served.kube.parent_refs {
         let gw_ns = p.namespace.clone().unwrap_or_else(|| ns.clone());
         let listener = p.section_name.clone().unwrap_or_else(|| "http".into());
-        if p.section_name.is_none() {
+        if p.section_name.is_none() && module_url.is_none() {
             warnings.push(format!(
                 "EnvoyPatchPolicy: the Gateway listener is assumed to be named \"http\" ({gw_ns}/{}/http); set parentRefs[].sectionName to name it",
                 p.name
@@ -392,32 +433,34 @@ pub fn render(
                 ),
             ])
         };
-        docs.push(m(vec![
-            ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
-            ("kind", s("EnvoyPatchPolicy")),
-            ("metadata", meta(&format!("{name}-wasm-{}", p.name), &gw_ns)),
-            (
-                "spec",
-                m(vec![
-                    (
-                        "targetRef",
-                        m(vec![
-                            ("group", s("gateway.networking.k8s.io")),
-                            ("kind", s("Gateway")),
-                            ("name", s(&p.name)),
-                        ]),
-                    ),
-                    ("type", s("JSONPatch")),
-                    (
-                        "jsonPatches",
-                        seq([
-                            op("allow_on_headers_stop_iteration", Y::Bool(true)),
-                            op("failure_policy", s("FAIL_RELOAD")),
-                        ]),
-                    ),
-                ]),
-            ),
-        ]));
+        if module_url.is_none() {
+            docs.push(m(vec![
+                ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
+                ("kind", s("EnvoyPatchPolicy")),
+                ("metadata", meta(&format!("{name}-wasm-{}", p.name), &gw_ns)),
+                (
+                    "spec",
+                    m(vec![
+                        (
+                            "targetRef",
+                            m(vec![
+                                ("group", s("gateway.networking.k8s.io")),
+                                ("kind", s("Gateway")),
+                                ("name", s(&p.name)),
+                            ]),
+                        ),
+                        ("type", s("JSONPatch")),
+                        (
+                            "jsonPatches",
+                            seq([
+                                op("allow_on_headers_stop_iteration", Y::Bool(true)),
+                                op("failure_policy", s("FAIL_RELOAD")),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ]));
+        }
         docs.push(m(vec![
             ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
             ("kind", s("ClientTrafficPolicy")),
@@ -507,8 +550,13 @@ pub fn render(
         env!("CARGO_PKG_VERSION"),
         served.source
     ));
+    let build = if module_url.is_some() {
+        "libmcpgw.so (the dynamic module)"
+    } else {
+        "mcpgw.wasm"
+    };
     out.push_str(&format!(
-        "# mcpgw.wasm sha256 {}: publish exactly this build (`mcpgw --version`).\n",
+        "# {build} sha256 {}: publish exactly this build (`mcpgw --version`).\n",
         o.sha256
     ));
     out.push_str("# Before applying:\n");
@@ -518,7 +566,14 @@ pub fn render(
             p.name
         ));
     }
-    out.push_str("#  - Envoy Gateway must allow EnvoyPatchPolicy (extensionApis.enableEnvoyPatchPolicy: true) and must not merge backends (mergeBackends): mcpgw addresses the clusters httproute/<ns>/<route>/rule/<i>;\n");
+    if module_url.is_some() {
+        out.push_str("#  - Envoy Gateway must support dynamic modules (EnvoyProxy spec.dynamicModules, EnvoyExtensionPolicy spec.dynamicModule) and run Envoy 1.40 on Linux x86_64 (the module is built for its ABI); it must not merge backends (mergeBackends): mcpgw addresses the clusters httproute/<ns>/<route>/rule/<i>;\n");
+        out.push_str(
+            "#  - the module's metrics are envoy_dynamicmodulescustom_mcpgw_* in Prometheus;\n",
+        );
+    } else {
+        out.push_str("#  - Envoy Gateway must allow EnvoyPatchPolicy (extensionApis.enableEnvoyPatchPolicy: true) and must not merge backends (mergeBackends): mcpgw addresses the clusters httproute/<ns>/<route>/rule/<i>;\n");
+    }
     if !needs_creds.is_empty() {
         out.push_str(&format!(
             "#  - create the Secret {creds_secret} in {ns} with the header variables: kubectl -n {ns} create secret generic {creds_secret}{}\n",
@@ -613,6 +668,15 @@ mod tests {
         .unwrap();
         golden::check("mcp-servers.kube.yaml", &out);
         assert!(out.contains("--from-literal=GITHUB_TOKEN=..."));
+        // The dynamic module: registered in the EnvoyProxy, run by the policy.
+        let out = render(
+            &g,
+            &[],
+            &opts(WasmCode::Module("https://example.com/libmcpgw.so".into())),
+        )
+        .unwrap();
+        golden::check("mcp-servers.module.kube.yaml", &out);
+        assert!(!out.contains("EnvoyPatchPolicy"));
     }
 
     #[test]
@@ -632,5 +696,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("remoteJWKS.uri"), "{e}");
+    }
+
+    #[test]
+    fn oauth_on_envoy_gateway_needs_the_wasm_build() {
+        let files = [golden::testdata("mcproute-full.yaml")];
+        let (l, _) = crate::mcproute::load(
+            &files,
+            &golden::env,
+            EnvCheck::Require,
+            crate::mcproute::Mode::Kubernetes,
+        )
+        .unwrap();
+        assert!(l.gateway.oauth.is_some());
+        let e = render(
+            &l.gateway,
+            &l.passthrough,
+            &opts(WasmCode::Module("https://example.com/libmcpgw.so".into())),
+        )
+        .unwrap_err();
+        assert!(e.contains("--engine wasm"), "{e}");
     }
 }
