@@ -61,11 +61,7 @@ fn shipped_configs_validate() {
         } else {
             "%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"
         };
-        assert!(
-            text.contains(tool_key),
-            "{}: access log",
-            path.display()
-        );
+        assert!(text.contains(tool_key), "{}: access log", path.display());
         assert!(
             log.contains("mcpgw") && log.contains("configured"),
             "{}: filter not loaded:\n{log}",
