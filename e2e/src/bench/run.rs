@@ -898,27 +898,33 @@ async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Resul
     let refs: Vec<&Backend> = backends.iter().collect();
     let plugin = mcpgw_plugin(&refs, &json!({}), &json!({}));
     let name = label(Engine::Module);
-    let envoy = start_envoy(
-        o,
-        &format!("{name}-streams"),
-        &Proxy::Mcpgw {
-            engine: Engine::Module,
-            plugin,
-        },
-        &refs,
-    )?;
-    let pid = envoy.pid();
+    let proxy = Proxy::Mcpgw {
+        engine: Engine::Module,
+        plugin,
+    };
     let rounds = o.rounds.min(3);
-    let sides = [("direct", None), (name, Some(envoy.port))];
+    let sides = [("direct", false), (name, true)];
     for round in 0..rounds {
         for k in 0..sides.len() {
-            let Some((variant, gateway)) = sides.get((k + round) % sides.len()) else {
+            let Some((variant, gw)) = sides.get((k + round) % sides.len()) else {
                 continue;
             };
+            // A fresh Envoy per round: memory figures from the same start
+            // (Envoy's allocator keeps what an earlier round freed).
+            let envoy = match gw {
+                true => Some(start_envoy(o, &format!("{name}-streams"), &proxy, &refs)?),
+                false => None,
+            };
+            let pid = envoy.as_ref().map_or(0, Envoy::pid);
+            let heap = || envoy.as_ref().and_then(heap_allocated);
+            if envoy.is_some() {
+                // Let the new Envoy settle (workers, first stats flush).
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
             let sink = Rc::new(RefCell::new(EventSink::default()));
-            let rss0 = sys::rss_kib(pid);
+            let (rss0, heap0) = (sys::rss_kib(pid), heap());
             let t_open = Instant::now();
-            let open = match open_streams(n, *gateway, &refs, &sink).await {
+            let open = match open_streams(n, envoy.as_ref().map(|e| e.port), &refs, &sink).await {
                 Ok(s) => s,
                 Err(e) => {
                     report.error(format!("streams {variant}: {e}"));
@@ -928,7 +934,7 @@ async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Resul
             let opened_in = t_open.elapsed();
             // Every stream has had an event or two before the window.
             tokio::time::sleep(Duration::from_millis(o.event_ms.max(500) + 500)).await;
-            let rss1 = sys::rss_kib(pid);
+            let (rss1, heap1) = (sys::rss_kib(pid), heap());
             let cpu0 = sys::cpu_us(pid);
             sink.borrow_mut().recording = true;
             tokio::time::sleep(o.stream_measure).await;
@@ -937,7 +943,7 @@ async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Resul
             open.close();
             // Envoy closes the upstream streams; what is left once it has.
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            let rss2 = sys::rss_kib(pid);
+            let (rss2, heap2) = (sys::rss_kib(pid), heap());
             let mut s = std::mem::take(&mut *sink.borrow_mut());
             s.lat_us.sort_unstable();
             let pct = |p: f64| {
@@ -950,7 +956,13 @@ async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Resul
             };
             let expected =
                 (n * nb) as f64 * o.stream_measure.as_secs_f64() * 1000.0 / o.event_ms as f64;
-            let gw = gateway.is_some();
+            let gw = *gw;
+            // KiB from `a` to `b` (`unit` bytes each), with the gateway only.
+            let grew = |a: Option<u64>, b: Option<u64>, unit: f64| match (gw, a, b) {
+                (true, Some(a), Some(b)) => Some((b as f64 - a as f64) * unit / 1024.0),
+                _ => None,
+            };
+            let per_stream = |kib: Option<f64>| kib.map(|k| k / n as f64);
             let row = StreamRow {
                 variant: variant.to_string(),
                 round,
@@ -959,14 +971,10 @@ async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Resul
                 expected,
                 p50_us: pct(0.5),
                 p99_us: pct(0.99),
-                rss_per_stream_kib: match (gw, rss0, rss1) {
-                    (true, Some(a), Some(b)) => Some((b as f64 - a as f64) / n as f64),
-                    _ => None,
-                },
-                rss_after_close_kib: match (gw, rss0, rss2) {
-                    (true, Some(a), Some(b)) => Some(b as f64 - a as f64),
-                    _ => None,
-                },
+                rss_per_stream_kib: per_stream(grew(rss0, rss1, 1024.0)),
+                rss_after_close_kib: grew(rss0, rss2, 1024.0),
+                heap_per_stream_kib: per_stream(grew(heap0, heap1, 1.0)),
+                heap_after_close_kib: grew(heap0, heap2, 1.0),
                 envoy_cpu_per_event: match (gw, cpu0, cpu1) {
                     (true, Some(a), Some(b)) if s.events > 0 => {
                         Some(b.saturating_sub(a) as f64 / s.events as f64)
@@ -1003,6 +1011,17 @@ async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Resul
         }
     }
     Ok(())
+}
+
+/// Envoy's heap in use (tcmalloc's `server.memory_allocated`), bytes.
+fn heap_allocated(envoy: &Envoy) -> Option<u64> {
+    envoy
+        .admin_get("/stats?filter=^server.memory_allocated$")?
+        .lines()
+        .find_map(|l| l.strip_prefix("server.memory_allocated: "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 // ----- scenario 6: instructions per request (callgrind) -------------------------
@@ -1070,14 +1089,18 @@ async fn callgrind_one(
     }
     let (_, file) = newest.ok_or("callgrind wrote no dump")?;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("{}: no totals", file.display()))
+    // `totals:` is this dump's cost (`summary:` can be 0 when the
+    // instrumentation was off at the start).
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    field("totals:")
+        .or_else(|| field("summary:"))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{}: no instructions counted", file.display()))
 }
 
 async fn scenario_callgrind(o: &Options, exe: &Path, report: &mut Report) -> Result<(), String> {
