@@ -153,7 +153,7 @@ fn bench_merge(c: &mut Criterion) {
     let list = tools_list_result(2000, 1000);
     let opts = ListOptions {
         seal_task: &|_, t| t.to_string(),
-        allowed: &|_, _| true,
+        allowed: &|_| true,
     };
     g.throughput(Throughput::Bytes(list.len() as u64));
     g.bench_function("tools/list 2000 tools ~2 MB, filtered + prefixed", |b| {
@@ -420,11 +420,98 @@ fn bench_exchange(c: &mut Criterion) {
     g.finish();
 }
 
+/// The authorization decision per call and per listed item: scope rules
+/// alone, and with CEL conditions (on headers and claims, and on the call's
+/// arguments, which are parsed from `params` first).
+fn bench_policy(c: &mut Criterion) {
+    use mcpgw_core::gateway::auth::Principal;
+    use mcpgw_core::gateway::policy::{self, Access, Caller, RawPolicy, Resource};
+    let compile = |v: serde_json::Value| {
+        let raw: RawPolicy = serde_json::from_value(v).expect("policy");
+        policy::compile(&raw, &["github", "docs"]).expect("compile")
+    };
+    let scopes = compile(serde_json::json!({"rules": [
+        {"action": "deny", "target": {"tools": [{"backend": "github", "regex": "delete_.*"}]}},
+        {"when": {"scopes": ["issues:read"]}, "target": {"tools": [{"backend": "github", "regex": "(get|list)_.*"}]}},
+        {"when": {"claims": {"groups": "admins"}}}
+    ]}));
+    let with_cel = compile(serde_json::json!({"rules": [
+        {"when": {"scopes": ["issues:read"]}, "target": {"tools": [{"backend": "github", "regex": "(get|list)_.*"}]},
+         "cel": "request.headers['x-tenant-id'] == 't-123' && request.auth.jwt.claims.tenant == 'acme'"},
+        {"when": {"scopes": ["issues:read"]}, "target": {"tools": [{"backend": "github", "name": "create_issue"}]},
+         "cel": "request.mcp.params.arguments.repo.startsWith('acme/') && size(request.mcp.params.arguments.title) < 200"}
+    ]}));
+    let mut claims = serde_json::Map::new();
+    claims.insert("tenant".into(), "acme".into());
+    claims.insert("sub".into(), "alice".into());
+    let p = Principal {
+        issuer: "https://auth.example.com".into(),
+        subject: "alice".into(),
+        scopes: vec!["mcp".into(), "issues:read".into()],
+        claims,
+    };
+    let headers = vec![
+        ("x-tenant-id".to_string(), "t-123".to_string()),
+        ("content-type".to_string(), "application/json".to_string()),
+        (
+            "accept".to_string(),
+            "application/json, text/event-stream".to_string(),
+        ),
+    ];
+    let caller = Caller {
+        principal: Some(&p),
+        http_method: "POST",
+        path: "/mcp",
+        host: "mcp.example.com",
+        headers: &headers,
+    };
+    let params = serde_json::value::RawValue::from_string(
+        r#"{"name":"github__create_issue","arguments":{"repo":"acme/widgets","title":"Broken","body":"It broke."}}"#
+            .to_string(),
+    )
+    .expect("params");
+    let access = |name: &'static str| Access {
+        resource: Resource::tool("github", name),
+        method: "tools/call",
+        params: Some(&params),
+    };
+    let mut g = c.benchmark_group("policy");
+    g.bench_function("call/scope_rules", |b| {
+        b.iter(|| black_box(scopes.authorize(&caller, &access("list_issues"))))
+    });
+    g.bench_function("call/cel_headers_claims", |b| {
+        b.iter(|| black_box(with_cel.authorize(&caller, &access("list_issues"))))
+    });
+    g.bench_function("call/cel_arguments", |b| {
+        b.iter(|| black_box(with_cel.authorize(&caller, &access("create_issue"))))
+    });
+    let names: Vec<String> = (0..100).map(|i| format!("list_thing_{i}")).collect();
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("list_100_tools/scope_rules", |b| {
+        b.iter(|| {
+            names
+                .iter()
+                .filter(|n| scopes.may_use(&caller, Resource::tool("github", n)))
+                .count()
+        })
+    });
+    g.bench_function("list_100_tools/cel", |b| {
+        b.iter(|| {
+            names
+                .iter()
+                .filter(|n| with_cel.may_use(&caller, Resource::tool("github", n)))
+                .count()
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_session,
     bench_merge,
     bench_stream,
-    bench_exchange
+    bench_exchange,
+    bench_policy
 );
 criterion_main!(benches);

@@ -198,6 +198,47 @@ pub struct RenderOpts {
     /// one from [`free_port`] and start with [`Envoy::try_start`], retrying
     /// on a bind failure.
     pub listener_port: u16,
+    /// HTTP filters after mcpgw (before the router), e.g. a rate limit.
+    pub filters_after: String,
+    /// Add mcpgw's audit log (see [`Envoy::audit_log`]).
+    pub audit_log: bool,
+}
+
+/// Replaced by the path of the audit log in the Envoy's temp dir.
+pub const AUDIT_LOG_PLACEHOLDER: &str = "__MCPGW_AUDIT_LOG__";
+
+/// The audit access log at the `access_log` list's indentation.
+fn audit_log_yaml(engine: Engine) -> String {
+    let (fields, filter) = match engine {
+        Engine::Wasm => (
+            mcpgw_proxy_wasm::names::audit_log_fields(),
+            mcpgw_proxy_wasm::names::audit_log_filter(),
+        ),
+        Engine::Module => (
+            mcpgw_module::names::audit_log_fields(),
+            mcpgw_module::names::audit_log_filter(),
+        ),
+    };
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k}: \"{v}\""))
+        .collect();
+    format!(
+        r#"          - name: envoy.access_loggers.file
+            filter:
+              extension_filter:
+                name: envoy.access_loggers.extension_filters.cel
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                  expression: "{filter}"
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {AUDIT_LOG_PLACEHOLDER}
+              log_format:
+                json_format: {{{fields}}}
+"#,
+        fields = fields.join(", ")
+    )
 }
 
 /// A loopback port that was free a moment ago (bound to port 0, read,
@@ -259,7 +300,7 @@ stats_flush_on_admin: true
               path: {ACCESS_LOG_PLACEHOLDER}
               log_format:
                 json_format: {access_log_format}
-          route_config:
+{audit_log}          route_config:
             virtual_hosts:
             - name: mcp
               domains: ["*"]
@@ -269,12 +310,18 @@ stats_flush_on_admin: true
               - match: {{prefix: "/"}}
                 direct_response: {{status: 404, body: {{inline_string: "not found"}}}}
           http_filters:
-{filters_before}{filter}          - name: envoy.filters.http.router
+{filters_before}{filter}{filters_after}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
 {clusters_yaml}"#,
         listener_port = opts.listener_port,
+        filters_after = opts.filters_after,
+        audit_log = if opts.audit_log {
+            audit_log_yaml(engine)
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -309,7 +356,12 @@ impl Envoy {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("envoy.yaml");
         let access_log = dir.path().join("access.log");
-        let yaml = yaml.replace(ACCESS_LOG_PLACEHOLDER, &access_log.display().to_string());
+        let yaml = yaml
+            .replace(ACCESS_LOG_PLACEHOLDER, &access_log.display().to_string())
+            .replace(
+                AUDIT_LOG_PLACEHOLDER,
+                &dir.path().join("audit.log").display().to_string(),
+            );
         std::fs::write(&cfg, &yaml).expect("write envoy.yaml");
         let admin_file = dir.path().join("admin");
         let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log file");
@@ -393,6 +445,15 @@ impl Envoy {
     /// Everything Envoy logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// The audit records written so far (see [`RenderOpts::audit_log`]).
+    pub fn audit_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Lines logged by the filter (either build).

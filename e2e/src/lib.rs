@@ -10,9 +10,11 @@ pub mod client;
 pub mod envoy;
 pub mod faulty;
 pub mod fixture;
+pub mod jwt;
 pub mod mcpgw_run;
 pub mod peers;
 pub mod stack;
+pub mod tls;
 
 /// Tests run once per build of mcpgw: for each `async fn name(engine: Engine)`
 /// listed, `per_engine!(name, ...)` makes the tests `name::wasm` and

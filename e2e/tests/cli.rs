@@ -26,100 +26,19 @@ const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 // A TLS backend: the `beta` test server over https with a test CA
 // ---------------------------------------------------------------------------
 
-struct TlsBackend {
-    port: u16,
-    ca_pem: String,
-    ct: tokio_util::sync::CancellationToken,
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        self.ct.cancel();
-    }
-}
-
-struct TlsListener {
-    tcp: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((tcp, addr)) = self.tcp.accept().await else {
-                continue;
-            };
-            let handshake = tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(tcp));
-            if let Ok(Ok(tls)) = handshake.await {
-                return (tls, addr);
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
-async fn spawn_tls_backend() -> TlsBackend {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    use tokio_rustls::rustls;
-
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "mcpgw e2e test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.signed_by(&key, &issuer).expect("cert");
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("tls versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .expect("server config");
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = tcp.local_addr().expect("addr").port();
-    let ct = tokio_util::sync::CancellationToken::new();
-    let service = StreamableHttpService::new(
-        || Ok(Beta::new()),
-        Arc::new(NeverSessionManager::default()),
-        StreamableHttpServerConfig::default()
-            .disable_allowed_hosts()
-            .with_legacy_session_mode(false)
-            .with_json_response(true)
-            .with_cancellation_token(ct.child_token()),
-    );
-    let router = axum::Router::new().route_service("/mcp", service);
-    let listener = TlsListener {
-        tcp,
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-    };
-    let shutdown = ct.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
-            .await;
-    });
-    TlsBackend {
-        port,
-        ca_pem: ca_cert.pem(),
-        ct,
-    }
+async fn spawn_tls_backend() -> mcpgw_e2e::tls::TlsServer {
+    mcpgw_e2e::tls::serve(|_| {
+        let service = StreamableHttpService::new(
+            || Ok(Beta::new()),
+            Arc::new(NeverSessionManager::default()),
+            StreamableHttpServerConfig::default()
+                .disable_allowed_hosts()
+                .with_legacy_session_mode(false)
+                .with_json_response(true),
+        );
+        axum::Router::new().route_service("/mcp", service)
+    })
+    .await
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -467,9 +386,19 @@ fn mcpgw(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 #[test]
 fn rendered_envoy_yaml_passes_envoy_validate() {
     // The default filter path is where `run` keeps it; render writes it there.
-    for (engine, file, marker) in [
-        ("module", "libmcpgw-", "envoy.filters.http.dynamic_modules"),
-        ("wasm", "mcpgw-", "host_env_keys"),
+    for (engine, file, marker, audit) in [
+        (
+            "module",
+            "libmcpgw-",
+            "envoy.filters.http.dynamic_modules",
+            "%FILTER_STATE(mcpgw.audit_decision:PLAIN)%",
+        ),
+        (
+            "wasm",
+            "mcpgw-",
+            "host_env_keys",
+            "%FILTER_STATE(wasm.mcpgw.audit_decision:PLAIN)%",
+        ),
     ] {
         let cache = tempfile::tempdir().expect("cache");
         let cache_s = cache.path().display().to_string();
@@ -484,6 +413,12 @@ fn rendered_envoy_yaml_passes_envoy_validate() {
                 "0",
                 "--admin-port",
                 "0",
+                "--audit-log",
+                "-",
+                "--limit-per-caller",
+                "60/m",
+                "--limit-tool",
+                "github__create_issue=10/30s",
             ],
             &[("GITHUB_TOKEN", "x"), ("XDG_CACHE_HOME", &cache_s)],
         );
@@ -494,6 +429,17 @@ fn rendered_envoy_yaml_passes_envoy_validate() {
         );
         assert!(err.contains("\"filesystem\" is a stdio server"), "{err}");
         assert!(yaml.contains(marker), "{engine}: {yaml}");
+        assert!(
+            yaml.contains("envoy.filters.http.local_ratelimit")
+                && yaml.contains("value: github__create_issue"),
+            "{engine}: {yaml}"
+        );
+        assert!(yaml.contains("\"rate_limit_headers\": true"), "{yaml}");
+        // The audit record reads the build's own filter-state names.
+        assert!(
+            yaml.contains("envoy.access_loggers.extension_filters.cel") && yaml.contains(audit),
+            "{engine}: {yaml}"
+        );
         assert!(!yaml.contains("ghp_"), "no secret in the file");
         validate_with_envoy(&yaml, &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")]);
     }
@@ -635,4 +581,389 @@ fn check_version_and_kubernetes() {
         let (ok, out, _) = mcpgw(&[sub, "--help"], &[]);
         assert!(ok && out.contains("Usage: mcpgw"), "{sub} --help:\n{out}");
     }
+}
+
+/// The MCPRoute of `testdata/cli/mcproute-authorization.yaml` (Envoy AI
+/// Gateway's authorization API, issuer without JWKS) as written: `check`
+/// says the JWKS will be discovered, `render --kubernetes` and `run`
+/// discover it from a local https issuer (test CA), and `run` enforces the
+/// rules with Envoy AI Gateway's semantics, writes the audit log and
+/// applies the per-caller limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mcproute_authorization_runs_as_written() {
+    use jsonwebtoken::Algorithm;
+    use mcpgw_e2e::jwt;
+    let tools = backends::spawn(Kind::Alpha).await;
+    let issuer = mcpgw_e2e::tls::serve(|port| {
+        let origin = format!("https://localhost:{port}");
+        let metadata = json!({
+            "issuer": origin,
+            "authorization_endpoint": format!("{origin}/authorize"),
+            "token_endpoint": format!("{origin}/token"),
+            "jwks_uri": format!("{origin}/jwks.json"),
+        });
+        let jwks: serde_json::Value = serde_json::from_str(&jwt::jwks()).expect("jwks");
+        axum::Router::new()
+            .route(
+                "/.well-known/oauth-authorization-server",
+                axum::routing::get(move || async move { axum::Json(metadata) }),
+            )
+            .route(
+                "/jwks.json",
+                axum::routing::get(move || async move { axum::Json(jwks) }),
+            )
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = write(dir.path(), "ca.pem", &issuer.ca_pem);
+    let route =
+        std::fs::read_to_string(workspace_root().join("testdata/cli/mcproute-authorization.yaml"))
+            .expect("testdata")
+            .replace("https://auth.example.com", &issuer.origin())
+            .replace("port: 9001", &format!("port: {}", tools.port()));
+    let file = write(dir.path(), "route.yaml", &route);
+    let file_s = file.display().to_string();
+    let ca_s = ca.display().to_string();
+
+    // check: valid, and says what it will discover (it does not fetch).
+    let (ok, out, err) = mcpgw(&["check", "testdata/cli/mcproute-authorization.yaml"], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("OAuth: the JWKS of https://auth.example.com is discovered when the gateway is run or rendered, from https://auth.example.com/.well-known/oauth-authorization-server"), "{out}");
+    assert!(
+        out.contains("authorization: 4 rule(s), default deny"),
+        "{out}"
+    );
+    // The announcement's MCPRoute (issuer only) is fine for a cluster too.
+    let (ok, out, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "testdata/cli/mcp-announcement.yaml",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("JWKS of https://auth-server.example.com is discovered"),
+        "{out}"
+    );
+
+    // render --kubernetes discovers the JWKS and carries the policy.
+    let (ok, out, err) = mcpgw(
+        &[
+            "render",
+            "--kubernetes",
+            &file_s,
+            "--wasm-url",
+            "https://example.com/mcpgw.wasm",
+            "--ca-file",
+            &ca_s,
+        ],
+        &[("MCPGW_SESSION_KEY", KEY)],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "JWKS of {}: {}/jwks.json",
+            issuer.origin(),
+            issuer.origin()
+        )),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("uri: {}/jwks.json", issuer.origin())),
+        "{out}"
+    );
+    assert!(
+        out.contains("authorization:") && out.contains("request.headers[\"x-tenant-id\"]"),
+        "{out}"
+    );
+    // Without the issuer's CA the discovery fails, saying how to fix it.
+    let (ok, _, err) = mcpgw(
+        &["render", &file_s, "--wasm", "/nonexistent/mcpgw.wasm"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot discover the JWKS of issuer") && err.contains("--ca-file"),
+        "{err}"
+    );
+
+    let audit = dir.path().join("audit.log");
+    let audit_s = audit.display().to_string();
+    let gw = tokio::task::spawn_blocking({
+        let (file_s, ca_s, audit_s) = (file_s.clone(), ca_s.clone(), audit_s.clone());
+        move || {
+            Gateway::start(
+                &[
+                    &file_s,
+                    "--ca-file",
+                    &ca_s,
+                    "--audit-log",
+                    &audit_s,
+                    "--limit-per-caller",
+                    "4/10s",
+                    "--no-probe",
+                ],
+                &[],
+            )
+        }
+    })
+    .await
+    .expect("start");
+    let iss = issuer.origin();
+    let token = |sub: &str, scope: &str, extra: serde_json::Value| {
+        let mut claims = json!({"sub": sub, "scope": scope});
+        if let (serde_json::Value::Object(c), serde_json::Value::Object(e)) = (&mut claims, extra) {
+            c.extend(e);
+        }
+        jwt::token(Algorithm::RS256, &iss, "http://localhost:1975/mcp", claims)
+    };
+    let url = gw.url();
+    let post = |t: String,
+                sid: Option<String>,
+                more: Vec<(&'static str, &'static str)>,
+                body: serde_json::Value| {
+        let raw = Raw::new(&url);
+        async move {
+            let auth = format!("Bearer {t}");
+            let mut h: Vec<(&str, &str)> = vec![
+                ("content-type", "application/json"),
+                ("accept", client::ACCEPT_BOTH),
+                ("authorization", &auth),
+            ];
+            if let Some(s) = &sid {
+                h.push(("mcp-session-id", s));
+                h.push(("mcp-protocol-version", "2025-11-25"));
+            }
+            h.extend(more);
+            raw.send(reqwest::Method::POST, &h, Some(body.to_string()))
+                .await
+        }
+    };
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    // Envoy fetches the discovered JWKS in the background: wait for it.
+    let session = |t: String| {
+        let init = init.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let a = post(t.clone(), None, vec![], init.clone()).await;
+                if a.status == 200 {
+                    return a.header("mcp-session-id").expect("sid").to_string();
+                }
+                assert!(Instant::now() < deadline, "{} {}", a.status, a.body);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let call = |id: u64, name: &str, args: serde_json::Value| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}});
+
+    // Scopes and claims: sum with the right tenant and department.
+    let t = token(
+        "s1",
+        "sum",
+        json!({"tenant": "acme", "org": {"departments": ["engineering", "operations"]}}),
+    );
+    let sid = session(t.clone()).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(2, "add", json!({"a": 41, "b": 1})),
+    )
+    .await;
+    assert_eq!(
+        a.json()["result"]["structuredContent"]["sum"],
+        42,
+        "{}",
+        a.body
+    );
+    // Matching scopes, another department: refused.
+    let t = token(
+        "s2",
+        "sum",
+        json!({"tenant": "acme", "org": {"departments": ["hr"]}}),
+    );
+    let sid = session(t.clone()).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(3, "add", json!({"a": 1, "b": 1})),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    // Only `sum`: echo is refused with a challenge naming the missing scope.
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![("x-tenant-id", "t-123")],
+        call(4, "echo", json!({"text": "Hello, world!"})),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let www = a.header("www-authenticate").unwrap_or_default().to_string();
+    assert!(www.contains("error=\"insufficient_scope\"") && www.contains("scope=\"sum echo\"") && www.contains("resource_metadata=\"http://localhost:1975/.well-known/oauth-protected-resource/mcp\""), "{www}");
+    // The CEL condition on arguments and headers.
+    let t = token("e1", "echo", json!({}));
+    let sid = session(t.clone()).await;
+    let tenant = vec![("x-tenant-id", "t-123")];
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        tenant.clone(),
+        call(5, "echo", json!({"text": "Hello, world!"})),
+    )
+    .await;
+    assert_eq!(
+        a.json()["result"]["content"][0]["text"],
+        "alpha: Hello, world!",
+        "{}",
+        a.body
+    );
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        tenant.clone(),
+        call(6, "echo", json!({"text": "hello, world!"})),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(7, "echo", json!({"text": "Hello, world!"})),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    // The list shows echo when some call could pass (the header matches).
+    let list = json!({"jsonrpc":"2.0","id":8,"method":"tools/list"});
+    let names = |a: &client::Answer| {
+        let mut v: Vec<String> = a.json()["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let a = post(t.clone(), Some(sid.clone()), tenant.clone(), list.clone()).await;
+    assert_eq!(names(&a), ["count", "echo"], "{}", a.body);
+    let a = post(t.clone(), Some(sid.clone()), vec![], list.clone()).await;
+    assert_eq!(names(&a), ["count"], "{}", a.body);
+    // No source: anyone may count; all-access reaches everything.
+    let t = token("n1", "not-a-real-scope", json!({}));
+    let sid = session(t.clone()).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(9, "count", json!({"n": 2, "delay_ms": 1})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("counted to 2"), "{}", a.body);
+    let t = token("a1", "all-access", json!({}));
+    let sid = session(t.clone()).await;
+    let a = post(
+        t.clone(),
+        Some(sid.clone()),
+        vec![],
+        call(10, "add", json!({"a": 2, "b": 3})),
+    )
+    .await;
+    assert_eq!(
+        a.json()["result"]["structuredContent"]["sum"],
+        5,
+        "{}",
+        a.body
+    );
+    // --limit-per-caller 4/10s: this caller's fifth call is limited.
+    let mut limited = None;
+    for i in 0..5 {
+        let a = post(
+            t.clone(),
+            Some(sid.clone()),
+            vec![],
+            call(20 + i, "echo", json!({"text": "x"})),
+        )
+        .await;
+        if a.json()["error"]["code"] == -32029 {
+            limited = Some(a);
+            break;
+        }
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let limited = limited.expect("the per-caller limit trips");
+    assert!(
+        limited.json()["error"]["data"]["retryAfter"]
+            .as_u64()
+            .is_some_and(|r| r >= 1),
+        "{}",
+        limited.body
+    );
+    // Another caller is not limited.
+    let other = token("a2", "all-access", json!({}));
+    let osid = session(other.clone()).await;
+    let a = post(
+        other,
+        Some(osid),
+        vec![],
+        call(30, "echo", json!({"text": "y"})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["result"].is_object(), "{}", a.body);
+
+    // The audit log (--audit-log): the allowed add and the refused echo.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let r: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if r.iter().any(|x| x["jsonrpc_id"] == "30") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "audit log: {text}\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let add = records
+        .iter()
+        .find(|r| r["jsonrpc_id"] == "2" && r["caller_subject"] == "s1")
+        .expect("add record");
+    assert_eq!(
+        (
+            &add["decision"],
+            &add["rule"],
+            &add["resource"],
+            &add["backend"],
+            &add["outcome"]
+        ),
+        (
+            &json!("allow"),
+            &json!("rules[1]"),
+            &json!("add"),
+            &json!("tools"),
+            &json!("ok")
+        )
+    );
+    assert_eq!(add["caller_issuer"], iss);
+    let refused = records
+        .iter()
+        .find(|r| r["jsonrpc_id"] == "6")
+        .expect("refused echo");
+    assert_eq!(
+        (&refused["decision"], &refused["rule"], &refused["status"]),
+        (&json!("deny"), &json!("default"), &json!(403))
+    );
+    assert!(
+        records.iter().any(|r| r["outcome"] == "rate_limited"),
+        "{records:#?}"
+    );
+    drop(gw);
 }

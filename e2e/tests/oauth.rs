@@ -1,14 +1,14 @@
 //! OAuth at the gateway with Envoy's real `jwt_authn` in front of mcpgw:
 //! tokens signed here (RS256 and ES256) against a local JWKS.
 
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use mcpgw_e2e::backends::{self, Kind, TestServer};
 use mcpgw_e2e::client::{Answer, Raw, ACCEPT_BOTH};
-use mcpgw_e2e::envoy::{render_with, workspace_root, Cluster, Engine, Envoy};
+use mcpgw_e2e::envoy::{render_with, Cluster, Engine, Envoy};
 use mcpgw_e2e::faulty::wait_log;
+use mcpgw_e2e::jwt::{self, now};
 use mcpgw_e2e::stack::SESSION_KEY;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 mcpgw_e2e::per_engine!(
     tokens_are_checked_and_challenged,
     per_tool_authorization_and_step_up,
@@ -27,51 +27,15 @@ struct OAuthStack {
     envoy: Envoy,
 }
 
-fn key(name: &str) -> Vec<u8> {
-    std::fs::read(workspace_root().join("testdata/oauth").join(name)).expect("test key")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 /// A token with standard claims, `extra` merged over them.
 fn token(alg: Algorithm, extra: Value) -> String {
-    let mut claims = json!({
-        "iss": ISSUER, "sub": "alice", "aud": RESOURCE,
-        "iat": now(), "exp": now() + 600, "scope": "mcp",
-    });
-    if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
-        c.extend(e);
-    }
-    let (kid, key) = match alg {
-        Algorithm::ES256 => (
-            "test-ec",
-            EncodingKey::from_ec_pem(&key("ec.pem")).expect("ec key"),
-        ),
-        _ => (
-            "test-rsa",
-            EncodingKey::from_rsa_pem(&key("rsa.pem")).expect("rsa key"),
-        ),
-    };
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.into());
-    encode(&header, &claims, &key).expect("sign")
+    jwt::token(alg, ISSUER, RESOURCE, extra)
 }
 
 fn forged() -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("test-rsa".into());
-    let claims = json!({"iss": ISSUER, "sub": "mallory", "aud": RESOURCE, "exp": now() + 600, "scope": "mcp beta:all"});
-    encode(
-        &header,
-        &claims,
-        &EncodingKey::from_rsa_pem(&key("other-rsa.pem")).expect("key"),
+    jwt::forged(
+        &json!({"iss": ISSUER, "sub": "mallory", "aud": RESOURCE, "exp": now() + 600, "scope": "mcp beta:all"}),
     )
-    .expect("sign")
 }
 
 impl OAuthStack {
@@ -93,47 +57,19 @@ impl OAuthStack {
                 "scopes": ["mcp"],
                 "scopes_supported": ["mcp", "beta:all"],
                 "resource_name": "mcpgw test",
-                "authorization_server_metadata": {"issuer": ISSUER, "authorization_endpoint": format!("{ISSUER}/authorize"), "token_endpoint": format!("{ISSUER}/token")},
-                "rules": [
-                    {"name": "mcp users", "when": {"scopes": ["mcp"]}, "allow": {"tools_regex": ["^alpha__(echo|count|whoami)$"]}},
-                    {"name": "beta", "when": {"scopes": ["beta:all"]}, "allow": {"backends": ["beta"]}},
-                    {"name": "admins", "when": {"claims": {"groups": "admins"}}, "allow": {"backends": ["*"]}}
-                ]
+                "authorization_server_metadata": {"issuer": ISSUER, "authorization_endpoint": format!("{ISSUER}/authorize"), "token_endpoint": format!("{ISSUER}/token")}
             },
+            "authorization": {"rules": [
+                {"name": "mcp users", "when": {"scopes": ["mcp"]}, "target": {"tools": [{"backend": "alpha", "regex": "echo|count|whoami"}]}},
+                {"name": "beta", "when": {"scopes": ["beta:all"]}, "target": {"backends": ["beta"]}},
+                {"name": "admins", "when": {"claims": {"groups": "admins"}}}
+            ]},
             "backends": [
                 {"name": "alpha", "cluster": "alpha", "authority": format!("127.0.0.1:{}", alpha.port())},
                 {"name": "beta", "cluster": "beta"}
             ]
         });
-        let jwks = std::fs::read_to_string(workspace_root().join("testdata/oauth/jwks.json"))
-            .expect("jwks");
-        let jwks_inline = serde_json::to_string(
-            &serde_json::from_str::<Value>(&jwks)
-                .expect("json")
-                .to_string(),
-        )
-        .expect("yaml string");
-        let forward_payload = if payload_header {
-            "                  forward_payload_header: x-mcpgw-jwt-payload\n"
-        } else {
-            ""
-        };
-        let jwt_authn = format!(
-            r#"          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                test:
-                  issuer: {ISSUER}
-                  audiences: [{RESOURCE}]
-                  local_jwks: {{inline_string: {jwks_inline}}}
-                  payload_in_metadata: jwt_payload
-{forward_payload}                  forward: false
-              rules:
-              - match: {{prefix: /}}
-                requires: {{requires_any: {{requirements: [{{provider_name: test}}, {{allow_missing_or_failed: {{}}}}]}}}}
-"#
-        );
+        let jwt_authn = jwt::jwt_authn_filter(ISSUER, RESOURCE, payload_header);
         let yaml = render_with(
             engine,
             &plugin.to_string(),

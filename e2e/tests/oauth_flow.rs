@@ -156,11 +156,11 @@ impl FlowStack {
                     "resource": resource,
                     "authorization_servers": [issuer],
                     "scopes": ["mcp"],
-                    "resource_name": "mcpgw OAuth flow test",
-                    "rules": [
-                        {"name": "mcp users", "when": {"scopes": ["mcp"]}, "allow": {"backends": ["alpha"]}}
-                    ]
+                    "resource_name": "mcpgw OAuth flow test"
                 },
+                "authorization": {"rules": [
+                    {"name": "mcp users", "when": {"scopes": ["mcp"]}, "target": {"backends": ["alpha"]}}
+                ]},
                 "backends": [
                     {"name": "alpha", "cluster": "alpha", "authority": format!("127.0.0.1:{}", alpha.port())}
                 ]
@@ -201,6 +201,7 @@ impl FlowStack {
                 &RenderOpts {
                     listener_port: port,
                     engine: Some(engine),
+                    ..Default::default()
                 },
             );
             match tokio::task::spawn_blocking(move || Envoy::try_start(&yaml))

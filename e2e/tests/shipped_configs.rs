@@ -56,12 +56,34 @@ fn shipped_configs_validate() {
             path.display()
         );
         // Each build publishes its fields under its own filter-state keys.
-        let tool_key = if text.contains("envoy.filters.http.dynamic_modules") {
-            "%FILTER_STATE(mcpgw.tool:PLAIN)%"
+        let module = text.contains("envoy.filters.http.dynamic_modules");
+        let (tool_key, audit_filter, audit_fields) = if module {
+            (
+                "%FILTER_STATE(mcpgw.tool:PLAIN)%",
+                mcpgw_module::names::audit_log_filter(),
+                mcpgw_module::names::audit_log_fields(),
+            )
         } else {
-            "%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"
+            (
+                "%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%",
+                mcpgw_proxy_wasm::names::audit_log_filter(),
+                mcpgw_proxy_wasm::names::audit_log_fields(),
+            )
         };
         assert!(text.contains(tool_key), "{}: access log", path.display());
+        // And the audit log, with every field of the record.
+        assert!(
+            text.contains(&audit_filter),
+            "{}: audit log filter",
+            path.display()
+        );
+        for (k, v) in audit_fields {
+            assert!(
+                text.contains(&format!("{k}: \"{v}\"")),
+                "{}: audit field {k}",
+                path.display()
+            );
+        }
         assert!(
             log.contains("mcpgw") && log.contains("configured"),
             "{}: filter not loaded:\n{log}",

@@ -1,13 +1,16 @@
 //! Who may talk to the gateway and what they may reach: CORS for browser
 //! clients, the OAuth metadata endpoints, the 401/403 challenges, and the
-//! per-tool checks on the way to a backend. The policy itself is in `auth`.
+//! policy decision applied on the way to a backend and to every list. The
+//! tokens are in `auth`, the decision in `policy`.
 
-use super::auth::{self, AsMetadata, Authn, Grants, AS_METADATA_PATHS};
+use super::auth::{self, AsMetadata, Authn, AS_METADATA_PATHS};
 use super::error::GatewayError;
 use super::exchange::{Call, Exchange, FanOp, FanOut, State};
 use super::host::{CallResponse, HeadersAction, Host, Level, LocalResponse, Outbound};
+use super::policy::{Access, Caller, Decision, Resource};
 use super::stats::ErrorKind;
 use crate::protocol::http::path_only;
+use crate::protocol::jsonrpc::{error_json, INVALID_REQUEST};
 
 const AS_CACHE_KEY: &str = "mcpgw.as_metadata";
 const ALLOW_HEADERS: &str =
@@ -218,34 +221,75 @@ impl Exchange {
             .map(|p| auth::principal_digest(&self.gw.cfg.keys, p))
     }
 
-    /// May the caller use backend `i` for the current request? `Err` is the
-    /// 403 step-up answer. Tool calls are checked by tool, everything else by
-    /// backend.
-    pub(super) fn authorize(&mut self, host: &dyn Host, i: usize) -> Result<(), LocalResponse> {
-        let (Some(auth), Some(p)) = (self.gw.cfg.auth.as_ref(), self.req.principal.as_ref()) else {
-            return Ok(());
-        };
-        let Some(b) = self.gw.cfg.backends.get(i) else {
-            return Ok(());
-        };
-        let sep = &self.gw.cfg.separator;
-        let grants = Grants::new(auth, p);
-        let tool = self.req.tool.as_deref();
-        let ok = match tool {
-            Some(t) => grants.tool(&b.name, t),
-            None => grants.backend(&b.name, sep),
-        };
-        if ok {
-            return Ok(());
+    /// The caller as the policy sees it.
+    pub(super) fn caller(&self) -> Caller<'_> {
+        Caller {
+            principal: self.req.principal.as_ref(),
+            http_method: &self.req.http_method,
+            path: &self.req.path,
+            host: &self.req.authority,
+            headers: &self.req.headers,
         }
-        let scope = grants.step_up_scope(&b.name, tool, sep, &p.scopes);
-        let what = match tool {
-            Some(t) => format!("tool {t} is not allowed for this token"),
-            None => format!("backend {} is not allowed for this token", b.name),
+    }
+
+    /// The policy's decision for `access`, recorded for the audit log. `Err`
+    /// is the 403 answer (with the step-up challenge when more scopes would
+    /// allow it); nothing denied reaches a backend.
+    pub(super) fn authorize(
+        &mut self,
+        host: &dyn Host,
+        access: Access<'_>,
+    ) -> Result<(), LocalResponse> {
+        let gw = std::sync::Arc::clone(&self.gw);
+        let Some(policy) = gw.cfg.authorization.as_ref() else {
+            self.req
+                .audit
+                .decided(&access.resource, access.method, true, "none");
+            return Ok(());
         };
-        host.log(Level::Info, &format!("403 for {}: {what}", p.subject));
+        let decision = policy.authorize(&self.caller(), &access);
+        let rule = policy.rule_name(decision.rule()).to_string();
+        self.req
+            .audit
+            .decided(&access.resource, access.method, decision.allowed(), &rule);
+        let Decision::Deny { step_up, .. } = decision else {
+            return Ok(());
+        };
+        let r = access.resource;
+        let what = match r.kind {
+            super::policy::Kind::Task => format!("tasks of backend {} are not allowed", r.backend),
+            _ => format!(
+                "{} {} of backend {} is not allowed",
+                r.kind_label(),
+                r.label(),
+                r.backend
+            ),
+        };
+        let who = self
+            .req
+            .principal
+            .as_ref()
+            .map(|p| p.subject.clone())
+            .unwrap_or_else(|| "an anonymous caller".into());
+        host.log(Level::Info, &format!("403 for {who}: {what} (rule {rule})"));
         self.req.stats.error.get_or_insert(ErrorKind::Forbidden);
-        let r = auth.forbidden(
+        // Keep what the token holds so the new one does not lose it.
+        let scope = step_up.filter(|s| !s.is_empty()).map(|missing| {
+            let mut all: Vec<String> = self
+                .req
+                .principal
+                .as_ref()
+                .map(|p| p.scopes.clone())
+                .unwrap_or_default();
+            for s in missing {
+                if !all.contains(&s) {
+                    all.push(s);
+                }
+            }
+            all.join(" ")
+        });
+        let r = forbidden(
+            gw.cfg.auth.as_ref().map(|a| a.metadata_url.as_str()),
             self.req.request_id.as_deref(),
             scope.as_deref(),
             &what,
@@ -254,16 +298,39 @@ impl Exchange {
         Err(self.respond(r))
     }
 
-    /// The list filter for the caller: a tool by its visible name, or (for
-    /// prompts, resources and templates) the backend.
-    pub(super) fn visible(&self, backend: &str, tool: Option<&str>) -> bool {
-        let (Some(auth), Some(p)) = (self.gw.cfg.auth.as_ref(), self.req.principal.as_ref()) else {
-            return true;
-        };
-        let grants = Grants::new(auth, p);
-        match tool {
-            Some(t) => grants.tool(backend, t),
-            None => grants.backend(backend, &self.gw.cfg.separator),
+    /// The list filter: whether some use of `resource` could be allowed.
+    pub(super) fn visible(&self, resource: Resource<'_>) -> bool {
+        match self.gw.cfg.authorization.as_ref() {
+            Some(p) => p.may_use(&self.caller(), resource),
+            None => true,
         }
     }
+}
+
+/// 403 with an `insufficient_scope` challenge (RFC 6750 section 3.1; MCP
+/// "Scope Challenge Handling") and a JSON-RPC error body.
+fn forbidden(
+    metadata_url: Option<&str>,
+    id: Option<&str>,
+    scope: Option<&str>,
+    what: &str,
+    cors: &[(String, String)],
+) -> LocalResponse {
+    let mut challenge = String::from("Bearer error=\"insufficient_scope\"");
+    if let Some(s) = scope {
+        challenge.push_str(&format!(", scope=\"{s}\""));
+    }
+    if let Some(u) = metadata_url {
+        challenge.push_str(&format!(", resource_metadata=\"{u}\""));
+    }
+    let raw = id.and_then(|i| serde_json::value::RawValue::from_string(i.to_string()).ok());
+    let body = error_json(
+        raw.as_deref(),
+        INVALID_REQUEST,
+        &format!("Forbidden: {what}"),
+        None,
+    );
+    let mut r = LocalResponse::json(403, body).with_header("www-authenticate", challenge);
+    r.headers.extend(cors.iter().cloned());
+    r
 }

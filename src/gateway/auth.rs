@@ -17,9 +17,8 @@
 //!
 //! What mcpgw adds: the protected-resource metadata documents, the
 //! `WWW-Authenticate` challenges (401, and 403 step-up with the scopes that
-//! would allow the call), rules on scopes and claims that decide which
-//! backends and tools a caller may see and call, an audience double-check,
-//! and the principal that sessions are bound to.
+//! would allow the call), an audience double-check, and the principal that
+//! sessions are bound to and the policy (`policy`) decides for.
 
 use super::crypto::Keyring;
 use super::host::{header, Host, LocalResponse, MetaValue};
@@ -27,7 +26,6 @@ use crate::protocol::http::{is_safe_header_value, path_only};
 use crate::protocol::jsonrpc::{error_json, INVALID_REQUEST};
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
-use regex_lite::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -55,12 +53,6 @@ pub struct RawAuth {
     /// `/.well-known/openid-configuration` for 2025-03-26 clients.
     #[serde(default)]
     pub authorization_server_metadata: Option<RawAsMetadata>,
-    #[serde(default)]
-    pub rules: Vec<RawRule>,
-    /// `allow` or `deny` when no rule matches. Defaults to `deny` when rules
-    /// exist, `allow` (any valid token) otherwise.
-    #[serde(default)]
-    pub default: Option<Action>,
     /// Allowed CORS origins for the metadata documents (default `*`).
     #[serde(default)]
     pub metadata_cors_origin: Option<String>,
@@ -120,58 +112,6 @@ fn default_cache() -> String {
     "1h".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allow,
-    Deny,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub when: RawWhen,
-    pub allow: RawAllow,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWhen {
-    /// Every one of these scopes must be granted.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// claim -> value (or any of a list of values); a list-valued claim must
-    /// contain it.
-    #[serde(default)]
-    pub claims: Map<String, Value>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAllow {
-    /// Whole backends (`"*"` for all): their tools, prompts and resources.
-    #[serde(default)]
-    pub backends: Vec<String>,
-    /// Tools by client-visible name.
-    #[serde(default)]
-    pub tools: Vec<String>,
-    #[serde(default)]
-    pub tools_regex: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct Rule {
-    pub name: String,
-    scopes: Vec<String>,
-    claims: Vec<(String, Vec<Value>)>,
-    backends: Vec<String>,
-    tools: Vec<String>,
-    tools_regex: Vec<Regex>,
-}
-
 #[derive(Debug)]
 pub enum AsMetadata {
     Inline(String),
@@ -198,8 +138,6 @@ pub struct Auth {
     pub metadata_key: String,
     pub payload_header: String,
     pub as_metadata: Option<AsMetadata>,
-    pub rules: Vec<Rule>,
-    pub default_allow: bool,
     pub metadata_cors_origin: String,
     /// Claims read from the metadata when no payload header is forwarded.
     pub claim_names: Vec<String>,
@@ -307,52 +245,6 @@ pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> 
             })
         }
     };
-    let mut rules = Vec::with_capacity(raw.rules.len());
-    for (i, r) in raw.rules.iter().enumerate() {
-        let f = |m: &str| format!("rules[{i}].{m}");
-        let mut claims = Vec::new();
-        for (k, v) in &r.when.claims {
-            let values = match v {
-                Value::Array(a) => a.clone(),
-                Value::String(_) | Value::Bool(_) | Value::Number(_) => vec![v.clone()],
-                _ => {
-                    return Err((
-                        f(&format!("when.claims.{k}")),
-                        "must be a string, number, boolean or a list of them".into(),
-                    ))
-                }
-            };
-            claims.push((k.clone(), values));
-        }
-        let mut tools_regex = Vec::new();
-        for (j, re) in r.allow.tools_regex.iter().enumerate() {
-            tools_regex.push(Regex::new(re).map_err(|e| {
-                (
-                    f(&format!("allow.tools_regex[{j}]")),
-                    format!("invalid regex: {e}"),
-                )
-            })?);
-        }
-        if r.allow.backends.is_empty() && r.allow.tools.is_empty() && r.allow.tools_regex.is_empty()
-        {
-            return Err((
-                f("allow"),
-                "allows nothing; list backends, tools or tools_regex".into(),
-            ));
-        }
-        rules.push(Rule {
-            name: r.name.clone().unwrap_or_else(|| format!("rules[{i}]")),
-            scopes: r.when.scopes.clone(),
-            claims,
-            backends: r.allow.backends.clone(),
-            tools: r.allow.tools.clone(),
-            tools_regex,
-        });
-    }
-    let default_allow = match raw.default {
-        Some(a) => a == Action::Allow,
-        None => rules.is_empty(),
-    };
     if let Some(o) = &raw.metadata_cors_origin {
         if o != "*" && (split_url(o).is_none() || o.trim_end_matches('/').matches('/').count() > 2)
         {
@@ -364,17 +256,11 @@ pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> 
     }
     let challenge = (!raw.scopes.is_empty()).then(|| raw.scopes.join(" "));
     let payload_header = raw.jwt.payload_header.to_ascii_lowercase();
-    let mut claim_names: Vec<String> = ["iss", "sub", "aud", "scope", "scp"]
+    // The policy's and the audit log's claims are added by `config`.
+    let claim_names: Vec<String> = ["iss", "sub", "aud", "scope", "scp", "client_id", "azp"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    for r in &rules {
-        for (k, _) in &r.claims {
-            if !claim_names.contains(k) {
-                claim_names.push(k.clone());
-            }
-        }
-    }
     Ok(Auth {
         resource: raw.resource.clone(),
         metadata_url,
@@ -389,8 +275,6 @@ pub fn compile(raw: &RawAuth, mcp_path: &str) -> Result<Auth, (String, String)> 
         metadata_key: raw.jwt.metadata_key.clone(),
         payload_header,
         as_metadata,
-        rules,
-        default_allow,
         metadata_cors_origin: raw
             .metadata_cors_origin
             .clone()
@@ -575,99 +459,6 @@ pub fn principal_digest(keys: &Keyring, p: &Principal) -> [u8; 16] {
     d
 }
 
-impl Rule {
-    fn matches(&self, p: &Principal) -> bool {
-        self.scopes.iter().all(|s| p.scopes.contains(s))
-            && self.claims.iter().all(|(k, want)| match p.claims.get(k) {
-                Some(Value::Array(have)) => have.iter().any(|h| want.contains(h)),
-                Some(v) => want.contains(v),
-                None => false,
-            })
-    }
-
-    fn covers_backend(&self, backend: &str) -> bool {
-        self.backends.iter().any(|b| b == "*" || b == backend)
-    }
-
-    fn covers_tool(&self, backend: &str, exposed: &str) -> bool {
-        self.covers_backend(backend)
-            || self.tools.iter().any(|t| t == exposed)
-            || self.tools_regex.iter().any(|r| r.is_match(exposed))
-    }
-
-    /// Grants something on this backend, and so its prompts and resources:
-    /// the whole backend, one of its tools by name, or a tool regex that
-    /// names its prefix (`^github__...`).
-    fn touches_backend(&self, backend: &str, separator: &str) -> bool {
-        let prefix = format!("{backend}{separator}");
-        self.covers_backend(backend)
-            || self.tools.iter().any(|t| t.starts_with(&prefix))
-            || self
-                .tools_regex
-                .iter()
-                .any(|r| r.as_str().contains(&prefix))
-    }
-}
-
-/// What one caller may do.
-pub struct Grants<'a> {
-    auth: &'a Auth,
-    matching: Vec<&'a Rule>,
-}
-
-impl<'a> Grants<'a> {
-    pub fn new(auth: &'a Auth, p: &Principal) -> Grants<'a> {
-        Grants {
-            auth,
-            matching: auth.rules.iter().filter(|r| r.matches(p)).collect(),
-        }
-    }
-
-    pub fn tool(&self, backend: &str, exposed: &str) -> bool {
-        self.auth.default_allow
-            || self
-                .matching
-                .iter()
-                .any(|r| r.covers_tool(backend, exposed))
-    }
-
-    /// Prompts and resources follow the rules by backend.
-    pub fn backend(&self, backend: &str, separator: &str) -> bool {
-        self.auth.default_allow
-            || self
-                .matching
-                .iter()
-                .any(|r| r.touches_backend(backend, separator))
-    }
-
-    /// The scopes that would allow this tool, for a step-up challenge: those
-    /// of the first rule that covers it and asks only for scopes.
-    pub fn step_up_scope(
-        &self,
-        backend: &str,
-        exposed: Option<&str>,
-        separator: &str,
-        held: &[String],
-    ) -> Option<String> {
-        let rule = self.auth.rules.iter().find(|r| {
-            r.claims.is_empty()
-                && !r.scopes.is_empty()
-                && match exposed {
-                    Some(t) => r.covers_tool(backend, t),
-                    None => r.touches_backend(backend, separator),
-                }
-        })?;
-        // Keep what the client holds so the new token does not lose it.
-        let mut all: Vec<String> = held.to_vec();
-        for s in &rule.scopes {
-            if !all.contains(s) {
-                all.push(s.clone());
-            }
-        }
-        Some(all.join(" "))
-    }
-}
-
 impl Auth {
     /// 401 for a request without a usable token.
     pub fn unauthorized(&self, invalid: bool, cors: &[(String, String)]) -> LocalResponse {
@@ -685,31 +476,6 @@ impl Auth {
             None,
         );
         let mut r = LocalResponse::json(401, body).with_header("www-authenticate", challenge);
-        r.headers.extend(cors.iter().cloned());
-        r
-    }
-
-    /// 403 with a step-up challenge.
-    pub fn forbidden(
-        &self,
-        id: Option<&str>,
-        scope: Option<&str>,
-        what: &str,
-        cors: &[(String, String)],
-    ) -> LocalResponse {
-        let mut challenge = String::from("Bearer error=\"insufficient_scope\"");
-        if let Some(s) = scope {
-            challenge.push_str(&format!(", scope=\"{s}\""));
-        }
-        challenge.push_str(&format!(", resource_metadata=\"{}\"", self.metadata_url));
-        let raw = id.and_then(|i| serde_json::value::RawValue::from_string(i.to_string()).ok());
-        let body = error_json(
-            raw.as_deref(),
-            INVALID_REQUEST,
-            &format!("Forbidden: {what}"),
-            None,
-        );
-        let mut r = LocalResponse::json(403, body).with_header("www-authenticate", challenge);
         r.headers.extend(cors.iter().cloned());
         r
     }
@@ -759,18 +525,6 @@ mod tests {
         compile(&raw(base), "/mcp").unwrap()
     }
 
-    fn principal(scopes: &[&str], claims: serde_json::Value) -> Principal {
-        Principal {
-            issuer: "https://auth.example.com".into(),
-            subject: "alice".into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            claims: match claims {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
-        }
-    }
-
     #[test]
     fn metadata_document_and_urls() {
         let a = auth(
@@ -803,20 +557,6 @@ mod tests {
     fn config_errors_name_fields() {
         let e = compile(&raw(serde_json::json!({"resource": "mcp.example.com", "authorization_servers": ["https://a"]})), "/mcp").unwrap_err();
         assert_eq!(e.0, "auth.resource");
-        let e = compile(
-            &raw(serde_json::json!({"resource": "https://x/mcp", "authorization_servers": ["https://a"],
-                "rules": [{"allow": {"tools_regex": ["("]}}]})),
-            "/mcp",
-        )
-        .unwrap_err();
-        assert_eq!(e.0, "rules[0].allow.tools_regex[0]");
-        let e = compile(
-            &raw(serde_json::json!({"resource": "https://x/mcp", "authorization_servers": ["https://a"],
-                "rules": [{"allow": {}}]})),
-            "/mcp",
-        )
-        .unwrap_err();
-        assert_eq!(e.0, "rules[0].allow");
         // Values that end up in response headers cannot smuggle a line break.
         let e = compile(
             &raw(serde_json::json!({"resource": "https://x/mcp\r\nx-evil: 1", "authorization_servers": ["https://a"]})),
@@ -841,49 +581,6 @@ mod tests {
             )
             .unwrap_or_else(|e| panic!("{good}: {e:?}"));
         }
-    }
-
-    #[test]
-    fn rules_on_scopes_and_claims() {
-        let a = auth(serde_json::json!({"rules": [
-            {"when": {"scopes": ["issues:write"]}, "allow": {"tools": ["github__create_issue"]}},
-            {"when": {"scopes": ["issues:read"]}, "allow": {"tools_regex": ["^github__(get|list)_"]}},
-            {"when": {"claims": {"groups": "admins"}}, "allow": {"backends": ["*"]}},
-            {"allow": {"backends": ["docs"]}}
-        ]}));
-        let reader = Grants::new(&a, &principal(&["issues:read"], serde_json::json!({})));
-        assert!(reader.tool("github", "github__list_issues"));
-        assert!(!reader.tool("github", "github__create_issue"));
-        assert!(
-            reader.tool("docs", "docs__search"),
-            "rule without conditions"
-        );
-        assert!(!reader.tool("fs", "fs__read"), "deny by default with rules");
-        assert!(
-            reader.backend("github", "__"),
-            "a tool of github grants its prompts/resources"
-        );
-        assert!(!reader.backend("fs", "__"));
-        assert_eq!(
-            reader
-                .step_up_scope(
-                    "github",
-                    Some("github__create_issue"),
-                    "__",
-                    &["issues:read".into()]
-                )
-                .as_deref(),
-            Some("issues:read issues:write")
-        );
-        let admin = Grants::new(
-            &a,
-            &principal(&[], serde_json::json!({"groups": ["users", "admins"]})),
-        );
-        assert!(admin.tool("fs", "fs__anything"));
-        let no_rules = auth(serde_json::json!({}));
-        assert!(Grants::new(&no_rules, &principal(&[], serde_json::json!({}))).tool("x", "x__y"));
-        let deny = auth(serde_json::json!({"default": "deny"}));
-        assert!(!Grants::new(&deny, &principal(&[], serde_json::json!({}))).tool("x", "x__y"));
     }
 
     fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {

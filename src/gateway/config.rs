@@ -43,8 +43,18 @@ struct RawConfig {
     /// OAuth protected resource and per-tool authorization (see `auth`).
     #[serde(default)]
     auth: Option<super::auth::RawAuth>,
+    /// Who may see and use what (see `policy`); absent = everything.
+    #[serde(default)]
+    authorization: Option<super::policy::RawPolicy>,
+    /// Which tool arguments the audit record keeps (see `audit`).
+    #[serde(default)]
+    audit: super::audit::RawAudit,
     #[serde(default)]
     observability: RawObservability,
+    /// Name the backend, tool and caller in request headers before routing,
+    /// for Envoy's rate-limit descriptors (see `RATE_LIMIT_HEADERS`).
+    #[serde(default)]
+    rate_limit_headers: bool,
     backends: Vec<RawBackend>,
 }
 
@@ -201,11 +211,20 @@ pub struct Config {
     pub max_response_bytes: usize,
     pub server_name: String,
     pub auth: Option<super::auth::Auth>,
+    pub authorization: Option<super::policy::Policy>,
+    pub audit: super::audit::AuditConfig,
     /// Define and update Envoy stats (`observability.metrics`).
     pub metrics: bool,
     /// Publish the per-request access-log fields (`observability.access_log_fields`).
     pub access_log_fields: bool,
+    pub rate_limit_headers: bool,
 }
+
+/// Request headers mcpgw sets (with `rate_limit_headers`) on a routed request
+/// for Envoy's local and global rate-limit filters: the backend, the tool's
+/// client-visible name (`tools/call` only) and the caller (the token's
+/// subject, or `anonymous`). Client-sent values are always replaced or removed.
+pub const RATE_LIMIT_HEADERS: [&str; 3] = ["x-mcpgw-backend", "x-mcpgw-tool", "x-mcpgw-caller"];
 
 impl Config {
     pub fn backend(&self, name: &str) -> Option<(usize, &Backend)> {
@@ -382,10 +401,24 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         });
     }
 
-    let auth = match &raw.auth {
+    let mut auth = match &raw.auth {
         Some(a) => Some(super::auth::compile(a, &raw.path).map_err(|(f, p)| err(f, p))?),
         None => None,
     };
+    let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+    let authorization = match &raw.authorization {
+        Some(p) => Some(super::policy::compile(p, &names).map_err(|(f, p)| err(f, p))?),
+        None => None,
+    };
+    let audit = super::audit::compile(&raw.audit, &names).map_err(|(f, p)| err(f, p))?;
+    // Without the payload header, claims are read one by one: the policy's too.
+    if let (Some(a), Some(p)) = (auth.as_mut(), authorization.as_ref()) {
+        for c in p.claim_names() {
+            if !a.claim_names.contains(&c) {
+                a.claim_names.push(c);
+            }
+        }
+    }
     Ok(Config {
         path: raw.path,
         route_header: raw.route_header,
@@ -398,8 +431,11 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         max_response_bytes: raw.max_response_bytes,
         server_name: raw.server_name.unwrap_or_else(|| "mcpgw".into()),
         auth,
+        authorization,
+        audit,
         metrics: raw.observability.metrics,
         access_log_fields: raw.observability.access_log_fields,
+        rate_limit_headers: raw.rate_limit_headers,
     })
 }
 

@@ -31,6 +31,12 @@ pub(super) const CALL_ACCEPT: &str = "application/json, text/event-stream";
 #[derive(Default)]
 pub(super) struct RequestCtx {
     pub authority: String,
+    pub http_method: String,
+    pub path: String,
+    /// Request headers, kept only when the policy's CEL reads them.
+    pub headers: Vec<(String, String)>,
+    /// The audit record's decision part.
+    pub audit: super::audit::Audit,
     pub authorization: Option<String>,
     pub propagate: Vec<(String, String)>,
     /// Trace context found only in `params._meta`: added as headers upstream.
@@ -100,6 +106,8 @@ pub(super) enum FanOp {
 pub(super) struct Lookup {
     pub what: NameKind,
     pub name: String,
+    /// The request's `params` (for the policy's conditions).
+    pub params: Option<String>,
     pub found: Vec<usize>,
 }
 
@@ -260,6 +268,53 @@ impl Exchange {
         if let Some(e) = self.req.stats.error {
             self.publish(host, LogField::Error, e.label());
         }
+        self.publish_audit(host);
+    }
+
+    /// The audit record's fields (see `audit`), when this request has one.
+    fn publish_audit(&self, host: &dyn Host) {
+        let a = &self.req.audit;
+        if !a.active {
+            return;
+        }
+        self.publish(host, LogField::Audit, "1");
+        self.publish(host, LogField::AuditKind, a.kind);
+        self.publish(host, LogField::AuditBackend, &a.backend);
+        self.publish(host, LogField::AuditResource, &a.resource);
+        self.publish(host, LogField::AuditDecision, a.decision);
+        self.publish(host, LogField::AuditRule, &a.rule);
+        if let Some(args) = &a.arguments {
+            self.publish(host, LogField::AuditArguments, args);
+        }
+        if let Some(p) = &self.req.principal {
+            self.publish(host, LogField::CallerIssuer, &p.issuer);
+            self.publish(host, LogField::CallerSubject, &p.subject);
+            let client = ["client_id", "azp"]
+                .iter()
+                .find_map(|c| p.claims.get(*c).and_then(serde_json::Value::as_str));
+            if let Some(c) = client {
+                self.publish(host, LogField::CallerClientId, c);
+            }
+        }
+        self.publish_outcome(host);
+    }
+
+    /// `ok`, `denied`, or the error kind; published again once a routed
+    /// answer has been read to its end.
+    pub(super) fn publish_outcome(&self, host: &dyn Host) {
+        if !self.req.audit.active {
+            return;
+        }
+        let outcome = if self.req.audit.decision == "deny" {
+            "denied"
+        } else if let Some(e) = self.req.stats.error {
+            e.label()
+        } else if self.req.stats.backend_error {
+            "tool_error"
+        } else {
+            "ok"
+        };
+        self.publish(host, LogField::AuditOutcome, outcome);
     }
 
     /// The request is over: report its metrics.
@@ -384,9 +439,32 @@ impl Exchange {
         }
         if path_only(path) != self.cfg().path {
             self.state = State::NotOurs;
-            return HeadersAction::Continue(vec![strip_route]);
+            let mut ops = vec![strip_route];
+            if self.cfg().rate_limit_headers {
+                ops.extend(
+                    super::config::RATE_LIMIT_HEADERS
+                        .iter()
+                        .filter(|n| header(headers, n).is_some())
+                        .map(|n| HeaderOp::Remove(n.to_string())),
+                );
+            }
+            return HeadersAction::Continue(ops);
         }
         self.req.authority = header(headers, ":authority").unwrap_or("").to_string();
+        self.req.http_method = method.clone();
+        self.req.path = path.to_string();
+        if self
+            .gw
+            .cfg
+            .authorization
+            .as_ref()
+            .is_some_and(|p| p.uses_cel())
+        {
+            self.req.headers = headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
+        }
         let payload_header = self.gw.cfg.auth.as_ref().map(|a| a.payload_header.as_str());
         for (k, _) in headers {
             let known = [

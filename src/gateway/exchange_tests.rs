@@ -1301,7 +1301,7 @@ mod oauth {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    const AUTH: &str = r#","allowed_origins":["https://app.example.com"],"auth":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"scopes":["mcp"],"authorization_server_metadata":{"issuer":"https://auth.example.com","token_endpoint":"https://auth.example.com/token"},"rules":[{"when":{"scopes":["mcp"]},"allow":{"tools_regex":["^alpha__(echo|count)$"]}},{"when":{"scopes":["beta:all"]},"allow":{"backends":["beta"]}}]}"#;
+    const AUTH: &str = r#","allowed_origins":["https://app.example.com"],"auth":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://auth.example.com"],"scopes":["mcp"],"authorization_server_metadata":{"issuer":"https://auth.example.com","token_endpoint":"https://auth.example.com/token"}},"authorization":{"rules":[{"when":{"scopes":["mcp"]},"target":{"tools":[{"backend":"alpha","regex":"echo|count"}]}},{"when":{"scopes":["beta:all"]},"target":{"backends":["beta"]}}]}"#;
 
     fn harness() -> Harness {
         Harness {
@@ -1835,4 +1835,261 @@ fn observability_can_be_turned_off() {
         h.host.metrics.borrow()
     );
     assert!(h.host.published.borrow().is_empty());
+}
+
+/// The policy at the request path: lists filtered per kind, uses refused
+/// before any backend sees them, by each backend's own names and URIs.
+#[test]
+fn the_policy_governs_every_kind_at_the_request_path() {
+    let policy = r#","authorization":{"rules":[
+        {"name":"no big counts","action":"deny","target":{"tools":[{"backend":"alpha","name":"count"}]},"cel":"request.mcp.params.arguments.n > 10"},
+        {"name":"alpha tools","target":{"tools":[{"backend":"alpha","regex":"echo|count"}]}},
+        {"name":"greet","target":{"prompts":[{"backend":"beta","name":"greet"}]}},
+        {"name":"templates","target":{"resources":[{"backend":"alpha","template":"test://template/{id}"}]}},
+        {"name":"tenant","target":{"resources":[{"backend":"beta","prefix":"file:///t1/"}]},"cel":"request.headers['x-tenant'] == 't1'"}
+    ]}"#;
+    let mut h = Harness {
+        gw: Arc::new(gateway_with(TWO, policy)),
+        host: FakeHost::default(),
+    };
+    let (mut ex, _) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+    );
+    let B::Respond(r) = h.answer(&mut ex, |_, req| {
+        json_response(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"protocolVersion":"2025-11-25",
+            "capabilities":{"tools":{},"prompts":{},"resources":{"subscribe":true},"completions":{}},
+            "serverInfo":{"name":"s"}}}).to_string())
+    }) else {
+        panic!()
+    };
+    let sid = header(&r.headers, "mcp-session-id").unwrap().to_string();
+    let list = |h: &mut Harness, method: &str, key: &str, items: Value, more: &[(&str, &str)]| {
+        let (mut ex, _) = h.post_with(
+            Some(&sid),
+            more,
+            json!({"jsonrpc":"2.0","id":2,"method":method}),
+        );
+        let items2 = items.clone();
+        let B::Respond(r) = h.answer(&mut ex, move |_, req| {
+            json_response(
+                &json!({"jsonrpc":"2.0","id":req["id"],"result":{key: items2.clone()}}).to_string(),
+            )
+        }) else {
+            panic!()
+        };
+        let mut names: Vec<String> = body_of(&r)["result"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                t["uriTemplate"]
+                    .as_str()
+                    .or(t["uri"].as_str())
+                    .or(t["name"].as_str())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let tools = json!([{"name":"echo","inputSchema":{}},{"name":"count","inputSchema":{}},{"name":"add","inputSchema":{}}]);
+    assert_eq!(
+        list(&mut h, "tools/list", "tools", tools, &[]),
+        ["alpha__count", "alpha__echo"],
+        "count is listed: some calls of it are allowed"
+    );
+    let prompts = json!([{"name":"greet"},{"name":"other"}]);
+    assert_eq!(
+        list(&mut h, "prompts/list", "prompts", prompts, &[]),
+        ["beta__greet"]
+    );
+    let templates = json!([{"uriTemplate":"test://template/{id}","name":"t"},{"uriTemplate":"test://{any}","name":"u"}]);
+    assert_eq!(
+        list(
+            &mut h,
+            "resources/templates/list",
+            "resourceTemplates",
+            templates,
+            &[]
+        ),
+        ["alpha+test://template/{id}"]
+    );
+    let resources = json!([{"uri":"file:///t1/a","name":"a"},{"uri":"file:///t2/b","name":"b"}]);
+    assert_eq!(
+        list(
+            &mut h,
+            "resources/list",
+            "resources",
+            resources.clone(),
+            &[("x-tenant", "t1")]
+        ),
+        ["beta+file:///t1/a"]
+    );
+    assert!(list(
+        &mut h,
+        "resources/list",
+        "resources",
+        resources,
+        &[("x-tenant", "t2")]
+    )
+    .is_empty());
+
+    // Uses: allowed ones are forwarded, refused ones answered here (403).
+    let forwarded = |a: &B| matches!(a, B::Forward { .. });
+    let refused = |a: &B| matches!(a, B::Respond(r) if r.status == 403);
+    let call = |n: u64| json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha__count","arguments":{"n":n}}});
+    let (_, a) = h.post(Some(&sid), call(5));
+    assert!(forwarded(&a), "{a:?}");
+    assert_eq!(h.host.calls.len(), 0);
+    let (ex, a) = h.post(Some(&sid), call(50));
+    assert!(refused(&a), "{a:?}");
+    assert_eq!(ex.req.audit.rule, "no big counts");
+    assert_eq!(ex.req.audit.decision, "deny");
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"beta__other"}}),
+    );
+    assert!(refused(&a), "{a:?}");
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":5,"method":"prompts/get","params":{"name":"beta__greet"}}),
+    );
+    assert!(forwarded(&a), "{a:?}");
+    let read =
+        |uri: &str| json!({"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"uri":uri}});
+    assert!(forwarded(
+        &h.post(Some(&sid), read("alpha+test://template/42")).1
+    ));
+    assert!(refused(&h.post(Some(&sid), read("alpha+test://other")).1));
+    assert!(forwarded(
+        &h.post_with(Some(&sid), &[("x-tenant", "t1")], read("beta+file:///t1/a"))
+            .1
+    ));
+    assert!(refused(
+        &h.post_with(Some(&sid), &[("x-tenant", "t2")], read("beta+file:///t1/a"))
+            .1
+    ));
+    let sub = json!({"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"alpha+test://other"}});
+    assert!(refused(&h.post(Some(&sid), sub).1));
+    let complete = |r: Value| json!({"jsonrpc":"2.0","id":8,"method":"completion/complete","params":{"ref":r,"argument":{"name":"id","value":"4"}}});
+    assert!(forwarded(
+        &h.post(
+            Some(&sid),
+            complete(json!({"type":"ref/resource","uri":"alpha+test://template/{id}"}))
+        )
+        .1
+    ));
+    assert!(refused(
+        &h.post(
+            Some(&sid),
+            complete(json!({"type":"ref/resource","uri":"alpha+test://{x}"}))
+        )
+        .1
+    ));
+    assert!(refused(
+        &h.post(
+            Some(&sid),
+            complete(json!({"type":"ref/prompt","name":"beta__other"}))
+        )
+        .1
+    ));
+    // No rule names tasks: a task id of alpha is refused.
+    let opened =
+        crate::gateway::session::Session::open(&h.gw.cfg.keys, &sid, h.host.now_ms(), 3_600_000)
+            .unwrap();
+    let task =
+        crate::gateway::stream::wrap_task_id(&h.gw, &opened.sid, &h.gw.cfg.backends[0], "t-1");
+    let (_, a) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":9,"method":"tasks/get","params":{"taskId":task}}),
+    );
+    assert!(refused(&a), "{a:?}");
+    // Nothing refused reached a backend.
+    assert!(h.host.calls.is_empty());
+}
+
+/// With `rate_limit_headers`, a routed call names its backend, tool and
+/// caller for Envoy's rate-limit descriptors; Envoy's 429 becomes a JSON-RPC
+/// error with a retry hint, counted.
+#[test]
+fn rate_limits_see_mcp_attributes_and_answer_in_json_rpc() {
+    let mut h = Harness {
+        gw: Arc::new(gateway_with(TWO, r#","rate_limit_headers":true"#)),
+        host: FakeHost::default(),
+    };
+    let sid = h.session();
+    let (mut ex, a) = h.post_with(
+        Some(&sid),
+        &[("x-mcpgw-caller", "forged")],
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"alpha__echo","arguments":{}}}),
+    );
+    let B::Forward { headers, .. } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(op_set(&headers, "x-mcpgw-backend"), Some("alpha"));
+    assert_eq!(op_set(&headers, "x-mcpgw-tool"), Some("alpha__echo"));
+    assert_eq!(op_set(&headers, "x-mcpgw-caller"), Some("anonymous"));
+    h.host.set_attribute(
+        crate::gateway::host::Attribute::ResponseCodeDetails,
+        "local_rate_limited",
+    );
+    let ResponseHeadersAction::Replace(r) = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "429".into()),
+            ("x-ratelimit-reset".into(), "42".into()),
+            ("content-type".into(), "text/plain".into()),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r.headers, "retry-after"), Some("42"));
+    let v = body_of(&r);
+    assert_eq!(v["id"], 7);
+    assert_eq!(v["error"]["code"], crate::protocol::jsonrpc::RATE_LIMITED);
+    assert_eq!(v["error"]["data"]["retryAfter"], 42);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("alpha__echo"));
+    assert_eq!(
+        h.host.counter(&crate::gateway::stats::metric_name(
+            names::RATE_LIMITED,
+            &[("backend", "alpha"), ("tool", "alpha__echo")]
+        )),
+        1
+    );
+    // A backend's own 429 stays the backend's failure.
+    h.host.set_attribute(
+        crate::gateway::host::Attribute::ResponseCodeDetails,
+        "via_upstream",
+    );
+    let (mut ex, _) = h.post(
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"alpha__echo","arguments":{}}}),
+    );
+    let ResponseHeadersAction::Replace(r) = ex.on_response_headers(
+        &mut h.host,
+        &[
+            (":status".into(), "429".into()),
+            ("content-type".into(), "text/plain".into()),
+        ],
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        body_of(&r)["error"]["code"],
+        crate::protocol::jsonrpc::BACKEND_ERROR
+    );
+    // Other paths lose client-sent attribute headers.
+    let mut ex = Exchange::new(h.gw.clone());
+    let mut hd = hdrs("GET", &[("x-mcpgw-tool", "x")]);
+    hd[1].1 = "/other".into();
+    let H::Continue(ops) = ex.on_request_headers(&mut h.host, &hd, true) else {
+        panic!()
+    };
+    assert!(op_removes(&ops, "x-mcpgw-tool"));
 }

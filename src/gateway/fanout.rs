@@ -12,6 +12,7 @@ use super::host::{
     BodyAction, CallId, CallResponse, Host, Level, LocalResponse, LogField, Outbound,
 };
 use super::merge;
+use super::policy::Resource;
 use super::session::{caps, session_tag, BackendSession, Session};
 use super::stream::{self, StreamCtx};
 use super::tokens::ListCursor;
@@ -380,7 +381,7 @@ impl Exchange {
         let sid = self.req.session.as_ref().map(|s| s.sid).unwrap_or_default();
         let gw = std::sync::Arc::clone(&self.gw);
         let seal = |b: &Backend, id: &str| stream::wrap_task_id(&gw, &sid, b, id);
-        let allowed = |b: &Backend, tool: Option<&str>| self.visible(&b.name, tool);
+        let allowed = |r: Resource<'_>| self.visible(r);
         let opts = merge::ListOptions {
             seal_task: &seal,
             allowed: &allowed,
@@ -514,12 +515,14 @@ impl Exchange {
         session: &Session,
         what: NameKind,
         name: &str,
+        params: Option<String>,
         candidates: &[usize],
     ) -> BodyAction {
         let pages: Vec<(usize, Option<String>)> = candidates.iter().map(|i| (*i, None)).collect();
         let lookup = Lookup {
             what,
             name: name.to_string(),
+            params,
             found: Vec::new(),
         };
         self.lookup_pages(host, session, lookup, &pages)
@@ -604,7 +607,11 @@ impl Exchange {
         match l.found.as_slice() {
             [only] => {
                 let only = *only;
-                if let Err(r) = self.authorize(host, only) {
+                let params = l
+                    .params
+                    .as_deref()
+                    .and_then(|p| serde_json::value::RawValue::from_string(p.to_string()).ok());
+                if let Err(r) = self.check_name(host, only, l.what, &l.name, params.as_deref()) {
                     return BodyAction::Respond(r);
                 }
                 self.forward(&session, only, None, true)

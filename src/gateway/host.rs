@@ -259,16 +259,40 @@ pub enum LogField {
     Session,
     /// The error kind, when the gateway failed the request.
     Error,
+    /// Set (`1`) on requests with an audit record (see `audit`); the fields
+    /// below make the record.
+    Audit,
+    AuditKind,
+    AuditBackend,
+    AuditResource,
+    AuditDecision,
+    AuditRule,
+    AuditOutcome,
+    AuditArguments,
+    CallerIssuer,
+    CallerSubject,
+    CallerClientId,
 }
 
 impl LogField {
-    pub const ALL: [LogField; 6] = [
+    pub const ALL: [LogField; 17] = [
         LogField::Method,
         LogField::Tool,
         LogField::Backend,
         LogField::JsonRpcId,
         LogField::Session,
         LogField::Error,
+        LogField::Audit,
+        LogField::AuditKind,
+        LogField::AuditBackend,
+        LogField::AuditResource,
+        LogField::AuditDecision,
+        LogField::AuditRule,
+        LogField::AuditOutcome,
+        LogField::AuditArguments,
+        LogField::CallerIssuer,
+        LogField::CallerSubject,
+        LogField::CallerClientId,
     ];
 
     /// The field's name (adapters derive their host's key from it).
@@ -280,6 +304,17 @@ impl LogField {
             LogField::JsonRpcId => "jsonrpc_id",
             LogField::Session => "session",
             LogField::Error => "error",
+            LogField::Audit => "audit",
+            LogField::AuditKind => "audit_kind",
+            LogField::AuditBackend => "audit_backend",
+            LogField::AuditResource => "audit_resource",
+            LogField::AuditDecision => "audit_decision",
+            LogField::AuditRule => "audit_rule",
+            LogField::AuditOutcome => "audit_outcome",
+            LogField::AuditArguments => "audit_arguments",
+            LogField::CallerIssuer => "caller_issuer",
+            LogField::CallerSubject => "caller_subject",
+            LogField::CallerClientId => "caller_client_id",
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::config::{Backend, Config};
 use super::host::CallResponse;
 use super::naming::Naming;
+use super::policy::Resource;
 use crate::protocol::http::{media_type, EVENT_STREAM, JSON};
 use crate::protocol::jsonrpc::{self, json_string, Kind, RawObject};
 use crate::protocol::mcp::{ListKind, Version, MAX_TOOL_NAME, ROUTABLE_CAPABILITIES};
@@ -278,9 +279,8 @@ type Items<'a> = Option<Vec<RawObject<'a>>>;
 pub struct ListOptions<'a> {
     /// Task ids are not renamed but sealed.
     pub seal_task: &'a dyn Fn(&Backend, &str) -> String,
-    /// The caller's permissions: a tool by its visible name, or (`None`) the
-    /// backend, for prompts, resources and templates.
-    pub allowed: &'a dyn Fn(&Backend, Option<&str>) -> bool,
+    /// The policy's list filter.
+    pub allowed: &'a dyn Fn(Resource<'_>) -> bool,
 }
 
 impl ListOptions<'_> {
@@ -288,7 +288,7 @@ impl ListOptions<'_> {
     pub fn none() -> ListOptions<'static> {
         ListOptions {
             seal_task: &|_, t| t.to_string(),
-            allowed: &|_, _| true,
+            allowed: &|_| true,
         }
     }
 }
@@ -399,10 +399,14 @@ pub fn merge_pages(
                 ListKind::Tasks => std::borrow::Cow::Owned((opts.seal_task)(backend, &key)),
                 _ => naming.expose_uri(backend, &key),
             };
-            let permitted = match kind {
-                ListKind::Tools => (opts.allowed)(backend, Some(&exposed)),
-                _ => (opts.allowed)(backend, None),
-            };
+            let b = backend.name.as_str();
+            let permitted = (opts.allowed)(match kind {
+                ListKind::Tools => Resource::tool(b, &key),
+                ListKind::Prompts => Resource::prompt(b, &key),
+                ListKind::Resources => Resource::uri(b, &key),
+                ListKind::ResourceTemplates => Resource::template(b, &key),
+                ListKind::Tasks => Resource::task(b),
+            });
             if !permitted {
                 continue;
             }

@@ -8,7 +8,9 @@
 //! on `crypto`); what all requests of one configuration share is `instance`.
 
 mod access;
+pub mod audit;
 pub mod auth;
+pub mod cel;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod host;
 pub mod instance;
 pub mod merge;
 pub mod naming;
+pub mod policy;
 pub mod revocation;
 mod route;
 pub mod session;

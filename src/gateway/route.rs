@@ -2,18 +2,23 @@
 //! resource URI, by completion reference, or by the sealed id of a request the
 //! backend sent. Envoy carries them; the answer is rewritten as it streams back.
 
+use super::config::RATE_LIMIT_HEADERS;
 use super::error::GatewayError;
 use super::exchange::{replace_member, Exchange, FanOp, Mode, NameKind, Routed, State};
+use super::host::LocalResponse;
 use super::host::{
-    header, BodyAction, HeaderOp, Host, Level, ResponseBodyAction, ResponseHeadersAction,
+    header, Attribute, BodyAction, HeaderOp, Host, Level, LogField, ResponseBodyAction,
+    ResponseHeadersAction,
 };
 use super::naming::{Naming, Resolved};
+use super::policy::{Access, Resource};
 use super::session::Session;
 use super::stats::ErrorKind;
 use super::stream::{self, SseRewrite, StreamCtx};
 use super::tokens::Wrapped;
 use crate::protocol::http::{self as h, media_type};
 use crate::protocol::jsonrpc::{json_string, raw_str, Message, RawObject};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 impl Exchange {
@@ -60,6 +65,20 @@ impl Exchange {
         remove(&mut ops, h::ORIGIN);
         for (k, v) in b.headers.iter().chain(&self.req.meta_trace) {
             ops.push(HeaderOp::Set(k.clone(), v.clone()));
+        }
+        if cfg.rate_limit_headers {
+            let [backend, tool, caller] = RATE_LIMIT_HEADERS;
+            ops.push(HeaderOp::Set(backend.into(), b.name.clone()));
+            match &self.req.tool {
+                Some(t) => ops.push(HeaderOp::Set(tool.into(), t.clone())),
+                None => ops.push(HeaderOp::Remove(tool.into())),
+            }
+            let who = self
+                .req
+                .principal
+                .as_ref()
+                .map_or("anonymous", |p| p.subject.as_str());
+            ops.push(HeaderOp::Set(caller.into(), who.to_string()));
         }
         ops
     }
@@ -135,7 +154,8 @@ impl Exchange {
                 if matches!(what, NameKind::Tool) {
                     self.req.tool = Some(name.to_string());
                 }
-                return self.lookup(host, session, what, &name, &candidates);
+                let params = msg.params.map(|p| p.get().to_string());
+                return self.lookup(host, session, what, &name, params, &candidates);
             }
             Resolved::Unknown => {
                 return BodyAction::Respond(self.fail(GatewayError::unknown_name(unknown)));
@@ -154,7 +174,7 @@ impl Exchange {
             );
             return BodyAction::Respond(self.fail(GatewayError::unknown_name(unknown)));
         }
-        if let Err(r) = self.authorize(host, i) {
+        if let Err(r) = self.check_name(host, i, what, &original, msg.params) {
             return BodyAction::Respond(r);
         }
         if original == *name {
@@ -182,7 +202,10 @@ impl Exchange {
             // Bare URIs of several backends: reads are side-effect free, so ask
             // each; exactly one may know the URI.
             Resolved::Ambiguous(candidates) => {
-                let allowed = self.permitted(&candidates);
+                let allowed = match self.permitted(host, &candidates, &uri, false, msg.params) {
+                    Ok(a) => a,
+                    Err(r) => return BodyAction::Respond(r),
+                };
                 return self.fan_out(host, session, FanOp::FirstSuccess, &allowed, |_| {
                     Some(body.to_vec())
                 });
@@ -191,7 +214,7 @@ impl Exchange {
                 return BodyAction::Respond(self.fail(GatewayError::resource_not_found(&uri)));
             }
         };
-        if let Err(r) = self.authorize(host, i) {
+        if let Err(r) = self.check_uri(host, i, &original, false, msg.params) {
             return BodyAction::Respond(r);
         }
         if original == *uri {
@@ -253,7 +276,12 @@ impl Exchange {
                 if hidden {
                     return BodyAction::Respond(self.fail(GatewayError::invalid_params(unknown)));
                 }
-                if let Err(r) = self.authorize(host, i) {
+                let checked = if field == "name" {
+                    self.check_name(host, i, NameKind::Prompt, &original, msg.params)
+                } else {
+                    self.check_uri(host, i, &original, true, msg.params)
+                };
+                if let Err(r) = checked {
                     return BodyAction::Respond(r);
                 }
                 let new_ref = reference.write_with(&[(field, &json_string(&original))]);
@@ -261,10 +289,14 @@ impl Exchange {
                 self.forward_with(session, i, body, "params", &p, true)
             }
             Some(Err(candidates)) if field == "name" => {
-                self.lookup(host, session, NameKind::Prompt, &value, &candidates)
+                let params = msg.params.map(|p| p.get().to_string());
+                self.lookup(host, session, NameKind::Prompt, &value, params, &candidates)
             }
             Some(Err(candidates)) => {
-                let allowed = self.permitted(&candidates);
+                let allowed = match self.permitted(host, &candidates, &value, true, msg.params) {
+                    Ok(a) => a,
+                    Err(r) => return BodyAction::Respond(r),
+                };
                 self.fan_out(host, session, FanOp::FirstSuccess, &allowed, |_| {
                     Some(body.to_vec())
                 })
@@ -294,7 +326,14 @@ impl Exchange {
             let e = GatewayError::invalid_params("Invalid params: unknown taskId");
             return BodyAction::Respond(self.fail(e));
         };
-        if let Err(r) = self.authorize(host, i) {
+        let gw = Arc::clone(&self.gw);
+        let method = self.req.method.clone().unwrap_or_default();
+        let access = Access {
+            resource: Resource::task(gw.backend_name(i)),
+            method: &method,
+            params: msg.params,
+        };
+        if let Err(r) = self.authorize(host, access) {
             return BodyAction::Respond(r);
         }
         let p = params.write_with(&[("taskId", &json_string(&original))]);
@@ -337,12 +376,18 @@ impl Exchange {
         host: &mut dyn Host,
         headers: &[(String, String)],
     ) -> ResponseHeadersAction {
-        let State::Routed(r) = &mut self.state else {
-            return ResponseHeadersAction::Continue(Vec::new());
-        };
         let status: u16 = header(headers, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if let (429, State::Routed(r)) = (status, &self.state) {
+            let name = self.gw.backend_name(r.ctx.backend).to_string();
+            if let Some(reply) = self.rate_limited(host, headers, &name) {
+                return ResponseHeadersAction::Replace(reply);
+            }
+        }
+        let State::Routed(r) = &mut self.state else {
+            return ResponseHeadersAction::Continue(Vec::new());
+        };
         let ct = media_type(header(headers, h::CONTENT_TYPE).unwrap_or(""));
         let name = self
             .gw
@@ -422,6 +467,20 @@ impl Exchange {
     }
 
     pub fn on_response_body(
+        &mut self,
+        host: &mut dyn Host,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> ResponseBodyAction {
+        let action = self.rewrite_response_body(host, body, end_of_stream);
+        if end_of_stream {
+            // The audit record's outcome, now that the answer has been read.
+            self.publish_outcome(host);
+        }
+        action
+    }
+
+    fn rewrite_response_body(
         &mut self,
         host: &mut dyn Host,
         body: &[u8],
@@ -510,18 +569,153 @@ impl Exchange {
         }
     }
 
-    /// The candidates the caller may use at all.
-    fn permitted(&self, candidates: &[usize]) -> Vec<usize> {
-        candidates
+    /// Envoy's local or global rate limit refused the routed request (its 429,
+    /// not a backend's): a JSON-RPC error with a retry hint, counted.
+    fn rate_limited(
+        &mut self,
+        host: &mut dyn Host,
+        headers: &[(String, String)],
+        backend: &str,
+    ) -> Option<LocalResponse> {
+        let details = host
+            .attribute(Attribute::ResponseCodeDetails)
+            .unwrap_or_default();
+        if details != "local_rate_limited" && details != "request_rate_limited" {
+            return None;
+        }
+        // `x-ratelimit-reset` (draft 03 headers) or `retry-after`, in seconds.
+        let retry = ["x-ratelimit-reset", "retry-after"]
+            .iter()
+            .find_map(|n| header(headers, n).and_then(|v| v.trim().parse::<u64>().ok()))
+            .unwrap_or(1)
+            .max(1);
+        if let State::Routed(r) = &mut self.state {
+            r.mode = Mode::Drop;
+        }
+        self.note(ErrorKind::RateLimited);
+        let tool = self.req.tool.clone().unwrap_or_default();
+        let label = self.gw.cardinality.tool_label(&tool);
+        self.gw.meters.rate_limited(host, backend, &label);
+        self.publish(host, LogField::Error, ErrorKind::RateLimited.label());
+        self.publish_outcome(host);
+        let what = match &self.req.tool {
+            Some(t) => format!("tool {t}"),
+            None => format!("backend {backend}"),
+        };
+        let data = format!("{{\"retryAfter\":{retry}}}");
+        let raw_id = self
+            .req
+            .request_id
+            .as_deref()
+            .and_then(|i| RawValue::from_string(i.to_string()).ok());
+        let body = crate::protocol::jsonrpc::error_json(
+            raw_id.as_deref(),
+            crate::protocol::jsonrpc::RATE_LIMITED,
+            &format!("Rate limit exceeded for {what}: retry in {retry} s"),
+            Some(&data),
+        );
+        let mut reply =
+            LocalResponse::json(200, body).with_header("retry-after", retry.to_string());
+        reply.headers.extend(self.req.cors.iter().cloned());
+        Some(reply)
+    }
+
+    /// The policy check of a tool or prompt of backend `i` (by its own
+    /// name); a tool call's arguments go to the audit record.
+    pub(super) fn check_name(
+        &mut self,
+        host: &dyn Host,
+        i: usize,
+        what: NameKind,
+        name: &str,
+        params: Option<&RawValue>,
+    ) -> Result<(), LocalResponse> {
+        let gw = Arc::clone(&self.gw);
+        let backend = gw.backend_name(i);
+        let resource = match what {
+            NameKind::Tool => Resource::tool(backend, name),
+            NameKind::Prompt => Resource::prompt(backend, name),
+        };
+        let method = self.req.method.clone().unwrap_or_default();
+        if matches!(what, NameKind::Tool) {
+            self.req
+                .audit
+                .arguments(&gw.cfg.audit, backend, name, params);
+        }
+        self.authorize(
+            host,
+            Access {
+                resource,
+                method: &method,
+                params,
+            },
+        )
+    }
+
+    /// The policy check of a URI of backend `i` (by its own URI): a
+    /// resource, or with `template` a template (completion references).
+    pub(super) fn check_uri(
+        &mut self,
+        host: &dyn Host,
+        i: usize,
+        uri: &str,
+        template: bool,
+        params: Option<&RawValue>,
+    ) -> Result<(), LocalResponse> {
+        let gw = Arc::clone(&self.gw);
+        let method = self.req.method.clone().unwrap_or_default();
+        self.authorize(
+            host,
+            Access {
+                resource: uri_resource(gw.backend_name(i), uri, template),
+                method: &method,
+                params,
+            },
+        )
+    }
+
+    /// The candidates of a bare URI the caller may use; none allowed is the
+    /// first one's denial.
+    fn permitted(
+        &mut self,
+        host: &dyn Host,
+        candidates: &[usize],
+        uri: &str,
+        template: bool,
+        params: Option<&RawValue>,
+    ) -> Result<Vec<usize>, LocalResponse> {
+        let gw = Arc::clone(&self.gw);
+        let Some(policy) = gw.cfg.authorization.as_ref() else {
+            return Ok(candidates.to_vec());
+        };
+        let method = self.req.method.clone().unwrap_or_default();
+        let allowed: Vec<usize> = candidates
             .iter()
             .copied()
             .filter(|i| {
-                self.gw
-                    .cfg
-                    .backends
-                    .get(*i)
-                    .is_some_and(|b| self.visible(&b.name, None))
+                let access = Access {
+                    resource: uri_resource(gw.backend_name(*i), uri, template),
+                    method: &method,
+                    params,
+                };
+                policy.authorize(&self.caller(), &access).allowed()
             })
-            .collect()
+            .collect();
+        match (allowed.is_empty(), candidates.first()) {
+            (true, Some(first)) => {
+                self.check_uri(host, *first, uri, template, params)?;
+                Ok(vec![*first])
+            }
+            _ => Ok(allowed),
+        }
+    }
+}
+
+/// A completion reference names a template when it has an expression.
+fn uri_resource<'a>(backend: &'a str, uri: &'a str, template: bool) -> Resource<'a> {
+    if template && uri.contains('{') {
+        Resource::template(backend, uri)
+    } else {
+        Resource::uri(backend, uri)
     }
 }

@@ -35,6 +35,7 @@ pub mod names {
     pub const BACKEND_FAILURES: &str = "mcpgw.backend_failures_total";
     pub const SESSIONS_CREATED: &str = "mcpgw.sessions_created_total";
     pub const SESSIONS_DELETED: &str = "mcpgw.sessions_deleted_total";
+    pub const RATE_LIMITED: &str = "mcpgw.rate_limited_total";
 }
 
 /// The metric families.
@@ -87,7 +88,14 @@ pub mod families {
         labels: &[],
     };
 
-    pub const ALL: [&Family; 8] = [
+    /// Routed requests Envoy's rate-limit filters refused, by `backend` and `tool`.
+    pub const RATE_LIMITED: Family = Family {
+        name: names::RATE_LIMITED,
+        kind: MetricKind::Counter,
+        labels: &["backend", "tool"],
+    };
+
+    pub const ALL: [&Family; 9] = [
         &REQUESTS,
         &TOOL_CALLS,
         &ERRORS,
@@ -96,6 +104,7 @@ pub mod families {
         &BACKEND_FAILURES,
         &SESSIONS_CREATED,
         &SESSIONS_DELETED,
+        &RATE_LIMITED,
     ];
 }
 
@@ -138,10 +147,11 @@ pub enum ErrorKind {
     Forbidden,
     BackendFailure,
     Collision,
+    RateLimited,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidJsonRpc,
         ErrorKind::BadRequest,
         ErrorKind::TooLarge,
@@ -157,6 +167,7 @@ impl ErrorKind {
         ErrorKind::Forbidden,
         ErrorKind::BackendFailure,
         ErrorKind::Collision,
+        ErrorKind::RateLimited,
     ];
 
     pub fn label(self) -> &'static str {
@@ -176,6 +187,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::BackendFailure => "backend_failure",
             ErrorKind::Collision => "name_collision",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 }
@@ -421,6 +433,13 @@ impl Meters {
         }
     }
 
+    /// Envoy's rate limit refused a routed request (`tool` as for [`Self::tool_call`]).
+    pub fn rate_limited(&self, host: &dyn Host, backend: &str, tool: &str) {
+        if self.enabled {
+            host.record_labelled(&families::RATE_LIMITED, &[backend, tool], 1);
+        }
+    }
+
     /// A fan-out (`what`: one of [`FANOUT_METHODS`]) took `ms`.
     pub fn fanout(&self, host: &dyn Host, what: &str, ms: u64) {
         let i = FANOUT_METHODS.iter().position(|m| *m == what);
@@ -504,6 +523,7 @@ mod tests {
             FanOp::Lookup(Box::new(Lookup {
                 what: NameKind::Tool,
                 name: "x".into(),
+                params: None,
                 found: Vec::new(),
             })),
             FanOp::FirstSuccess,

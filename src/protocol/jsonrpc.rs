@@ -21,6 +21,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
 /// Implementation-defined server error range (-32000..-32099): a backend failed.
 pub const BACKEND_ERROR: i64 = -32010;
+/// Same range: Envoy's rate limit refused the call (`error.data.retryAfter`).
+pub const RATE_LIMITED: i64 = -32029;
 
 /// What a single JSON-RPC message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -90,6 +90,23 @@ impl Engine {
             Engine::Wasm => &mcpgw_proxy_wasm::names::ACCESS_LOG_FIELDS,
         }
     }
+
+    /// The audit record's fields in this build, as (JSON key, format).
+    pub fn audit_log_fields(self) -> Vec<(&'static str, String)> {
+        match self {
+            Engine::Module => mcpgw_module::names::audit_log_fields(),
+            Engine::Wasm => mcpgw_proxy_wasm::names::audit_log_fields(),
+        }
+    }
+
+    /// The CEL access-log filter that keeps only requests with an audit
+    /// record, in this build's filter-state names.
+    pub fn audit_log_filter(self) -> String {
+        match self {
+            Engine::Module => mcpgw_module::names::audit_log_filter(),
+            Engine::Wasm => mcpgw_proxy_wasm::names::audit_log_filter(),
+        }
+    }
 }
 
 /// The build a rendered configuration runs, and where Envoy finds it.

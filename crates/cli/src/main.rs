@@ -4,6 +4,7 @@
 
 mod bridge;
 mod child;
+mod discovery;
 mod engine;
 mod envoy_bin;
 #[cfg(test)]
@@ -118,6 +119,83 @@ pub struct Listen {
     /// none for `run`, `-` for `render`].
     #[arg(long, value_name = "PATH|-")]
     pub access_log: Option<String>,
+    /// JSON audit log: one record per tools/call, prompts/get, resources/read
+    /// and per denial (time, caller, session, backend, resource, decision and
+    /// rule, outcome, latency; tool arguments redacted): a file path, or `-`
+    /// for standard output [default: none].
+    #[arg(long, value_name = "PATH|-")]
+    pub audit_log: Option<String>,
+    /// Rate limit per caller (the token's subject; `anonymous` without
+    /// OAuth) over all its calls, gets and reads: N/PERIOD, e.g. `60/m`,
+    /// `5/s`, `10/30s`. A limited call gets a JSON-RPC error with a retry hint.
+    #[arg(long, value_name = "N/PERIOD")]
+    pub limit_per_caller: Option<String>,
+    /// Rate limit of one tool (its client-visible name) for all callers
+    /// together: TOOL=N/PERIOD, e.g. `github__create_issue=10/m`. Repeatable.
+    #[arg(long = "limit-tool", value_name = "TOOL=N/PERIOD")]
+    pub limit_tool: Vec<String>,
+}
+
+impl Listen {
+    /// The rate limits the flags ask for.
+    pub fn limits(&self) -> Result<Vec<model::RateLimit>, String> {
+        let mut out = Vec::new();
+        if let Some(spec) = &self.limit_per_caller {
+            let (requests, per_ms) =
+                model::parse_rate(spec).map_err(|e| format!("--limit-per-caller: {e}"))?;
+            out.push(model::RateLimit {
+                key: model::LimitKey::PerCaller,
+                requests,
+                per_ms,
+            });
+        }
+        for spec in &self.limit_tool {
+            let (tool, rate) = spec.split_once('=').ok_or_else(|| {
+                format!("--limit-tool {spec}: write TOOL=N/PERIOD, e.g. github__create_issue=10/m")
+            })?;
+            let (requests, per_ms) =
+                model::parse_rate(rate).map_err(|e| format!("--limit-tool {spec}: {e}"))?;
+            if tool.is_empty() || !mcpgw_core::protocol::http::is_safe_header_value(tool) {
+                return Err(format!(
+                    "--limit-tool {spec}: \"{tool}\" is not a tool name"
+                ));
+            }
+            out.push(model::RateLimit {
+                key: model::LimitKey::Tool(tool.to_string()),
+                requests,
+                per_ms,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Fill in the JWKS of an OAuth issuer given without one (discovered from
+/// its metadata), trusting `ca_file` (or the system bundle).
+pub async fn discover_jwks(g: &mut Gateway, ca_file: Option<&Path>) -> Result<(), String> {
+    let Some(o) = g.oauth.as_mut().filter(|o| o.jwks.is_none()) else {
+        return Ok(());
+    };
+    let ca = envoy_bin::ca_file(ca_file)?;
+    let (uri, from) = discovery::jwks_uri(&o.issuer, &ca).await?;
+    eprintln!("mcpgw: JWKS of {}: {uri} (discovered in {from})", o.issuer);
+    o.jwks = Some(model::Jwks::Remote {
+        uri,
+        cache_duration: None,
+    });
+    Ok(())
+}
+
+/// [`discover_jwks`] for the commands that run no runtime of their own.
+fn discover_jwks_blocking(g: &mut Gateway, ca_file: Option<&Path>) -> Result<(), String> {
+    if g.oauth.as_ref().is_none_or(|o| o.jwks.is_some()) {
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .block_on(discover_jwks(g, ca_file))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -331,6 +409,9 @@ pub fn warn_all(diags: &Diagnostics) {
 }
 
 fn main() -> ExitCode {
+    // Every HTTP client of the command (JWKS discovery, the startup probe)
+    // uses rustls with ring; reqwest is built without a provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -374,11 +455,24 @@ fn cmd_check(a: &CheckArgs) -> Result<(), String> {
     let loaded = load_input(&a.input, EnvCheck::Require, mode, &env_var)?;
     warn_all(&loaded.diags);
     let g = &loaded.gateway;
+    // A JWKS to discover is found at run/render time: check with a stand-in.
+    let mut checked = g.clone();
+    let discover = checked
+        .oauth
+        .as_mut()
+        .filter(|o| o.jwks.is_none())
+        .map(|o| {
+            o.jwks = Some(model::Jwks::Remote {
+                uri: format!("{}/jwks.json", o.issuer.trim_end_matches('/')),
+                cache_duration: None,
+            });
+            discovery::metadata_urls(&o.issuer)
+        });
     if a.kubernetes {
-        let opts = render_kube::Options::for_check(g);
-        render_kube::render(g, &loaded.passthrough, &opts)?;
+        let opts = render_kube::Options::for_check(&checked);
+        render_kube::render(&checked, &loaded.passthrough, &opts)?;
     } else {
-        render_envoy::preflight(g)?;
+        render_envoy::preflight(&checked)?;
         // Validate with placeholder bridge ports and a placeholder key: the
         // filter checks everything else exactly as in Envoy.
         let filter = engine::Filter {
@@ -433,6 +527,20 @@ fn cmd_check(a: &CheckArgs) -> Result<(), String> {
         };
         println!("  {}: {what}", b.name);
     }
+    if let (Some(o), Some(urls)) = (&g.oauth, &discover) {
+        println!(
+            "  OAuth: the JWKS of {} is discovered when the gateway is run or rendered, from {}",
+            o.issuer,
+            urls.join(" or ")
+        );
+    }
+    if let Some(p) = &g.authorization {
+        let rules = p["rules"].as_array().map_or(0, Vec::len);
+        println!(
+            "  authorization: {rules} rule(s), default {}",
+            p["default"].as_str().unwrap_or("deny")
+        );
+    }
     Ok(())
 }
 
@@ -465,6 +573,9 @@ impl Listen {
             address: std::net::Ipv4Addr::LOCALHOST.into(),
             ca_file: None,
             access_log: None,
+            audit_log: None,
+            limit_per_caller: None,
+            limit_tool: Vec::new(),
         }
     }
 }
@@ -484,6 +595,7 @@ pub fn render_options(
         bridge_ports: Default::default(),
         previous_key,
         access_log: l.access_log.clone(),
+        audit_log: l.audit_log.clone(),
     }
 }
 
@@ -495,7 +607,12 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     };
     let mut loaded = load_input(&a.input, EnvCheck::Warn, mode, &env_var)?;
     warn_all(&loaded.diags);
+    loaded.gateway.limits = a.listen.limits()?;
+    discover_jwks_blocking(&mut loaded.gateway, a.listen.ca_file.as_deref())?;
     if a.kubernetes {
+        if !loaded.gateway.limits.is_empty() {
+            return Err("--limit-per-caller / --limit-tool: not rendered for Kubernetes; use Envoy Gateway's BackendTrafficPolicy rateLimit on the headers x-mcpgw-tool / x-mcpgw-caller (see README)".into());
+        }
         if loaded.gateway.kube.parent_refs.is_empty() {
             loaded.gateway.kube.parent_refs.push(model::ParentRef {
                 name: a.gateway.clone(),

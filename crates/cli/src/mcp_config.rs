@@ -122,6 +122,8 @@ pub fn load(
             hostnames: vec![],
             backends,
             oauth: None,
+            authorization: None,
+            limits: Vec::new(),
             kube: KubeMeta {
                 name: "mcpgw".into(),
                 namespace: "default".into(),

@@ -241,7 +241,67 @@ struct RouteSecurityPolicy {
     #[serde(default)]
     ext_auth: Option<IgnoredAny>,
     #[serde(default)]
-    authorization: Option<IgnoredAny>,
+    authorization: Option<RouteAuthorization>,
+}
+
+/// `securityPolicy.authorization` (Envoy AI Gateway's MCPRouteAuthorization).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RouteAuthorization {
+    #[serde(default)]
+    default_action: Option<String>,
+    #[serde(default)]
+    rules: Vec<AuthorizationRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AuthorizationRule {
+    #[serde(default)]
+    source: Option<AuthorizationSource>,
+    #[serde(default)]
+    target: Option<AuthorizationTarget>,
+    #[serde(default)]
+    cel: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AuthorizationSource {
+    jwt: JwtSource,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct JwtSource {
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    claims: Vec<JwtClaim>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct JwtClaim {
+    name: String,
+    #[serde(default)]
+    value_type: Option<String>,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AuthorizationTarget {
+    tools: Vec<ToolCall>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ToolCall {
+    backend: String,
+    tool: String,
 }
 
 #[allow(dead_code)]
@@ -720,11 +780,10 @@ pub fn load(
             for (set, field) in [
                 (sp.api_key_auth.is_some(), "apiKeyAuth"),
                 (sp.ext_auth.is_some(), "extAuth"),
-                (sp.authorization.is_some(), "authorization"),
             ] {
                 if set {
                     return Err(format!(
-                        "{at}: spec.securityPolicy.{field}: not supported by mcpgw; remove it (spec.securityPolicy.oauth is supported)"
+                        "{at}: spec.securityPolicy.{field}: not supported by mcpgw; remove it (spec.securityPolicy.oauth and authorization are supported)"
                     ));
                 }
             }
@@ -973,6 +1032,18 @@ pub fn load(
         });
     }
 
+    let authorization = match spec
+        .security_policy
+        .as_ref()
+        .and_then(|s| s.authorization.as_ref())
+    {
+        None => None,
+        Some(a) => {
+            let names: Vec<&str> = out_backends.iter().map(|b| b.name.as_str()).collect();
+            Some(authorization(&at, a, &names, oauth.is_some())?)
+        }
+    };
+
     Ok((
         Loaded {
             gateway: Gateway {
@@ -981,6 +1052,8 @@ pub fn load(
                 hostnames: spec.hostnames.clone(),
                 backends: out_backends,
                 oauth,
+                authorization,
+                limits: Vec::new(),
                 kube: KubeMeta {
                     name: route.name.clone(),
                     namespace: ns,
@@ -1252,6 +1325,98 @@ fn backend_target(
     })
 }
 
+/// `securityPolicy.authorization` -> the filter's `authorization` member,
+/// with Envoy AI Gateway's semantics: ordered rules, the first match decides;
+/// `defaultAction` Deny unless set; a rule's `source.jwt` scopes (all) and
+/// claims, its `target.tools` (backend, unprefixed tool) and its `cel`. A rule
+/// without a target also covers the backends' prompts, resources, templates
+/// and tasks (Envoy AI Gateway leaves those open to every caller). The result
+/// is compiled here with the filter's own compiler, so a bad expression is an
+/// error naming the MCPRoute rule.
+fn authorization(
+    at: &str,
+    a: &RouteAuthorization,
+    backends: &[&str],
+    has_oauth: bool,
+) -> Result<serde_json::Value, String> {
+    use serde_json::json;
+    let aat = format!("{at}: spec.securityPolicy.authorization");
+    let action = |field: &str, v: &Option<String>, default: &str| match v.as_deref() {
+        None => Ok(default.to_string()),
+        Some("Allow") => Ok("allow".to_string()),
+        Some("Deny") => Ok("deny".to_string()),
+        Some(other) => Err(format!("{aat}.{field}: \"{other}\" is not Allow or Deny")),
+    };
+    let mut rules = Vec::with_capacity(a.rules.len());
+    for (i, r) in a.rules.iter().enumerate() {
+        let rat = format!("rules[{i}]");
+        let mut rule = serde_json::Map::new();
+        rule.insert(
+            "action".into(),
+            json!(action(&format!("{rat}.action"), &r.action, "allow")?),
+        );
+        if let Some(src) = &r.source {
+            if !has_oauth {
+                return Err(format!(
+                    "{aat}.{rat}.source.jwt: needs spec.securityPolicy.oauth (the tokens whose scopes and claims it checks)"
+                ));
+            }
+            if src.jwt.scopes.is_empty() && src.jwt.claims.is_empty() {
+                return Err(format!(
+                    "{aat}.{rat}.source.jwt: set scopes or claims (or remove source to match every caller)"
+                ));
+            }
+            let mut claims = Vec::new();
+            for (j, c) in src.jwt.claims.iter().enumerate() {
+                let ty = match c.value_type.as_deref() {
+                    None | Some("String") => "String",
+                    Some("StringArray") => "StringArray",
+                    Some(other) => {
+                        return Err(format!(
+                            "{aat}.{rat}.source.jwt.claims[{j}].valueType: \"{other}\" is not String or StringArray"
+                        ))
+                    }
+                };
+                claims.push(json!({"name": c.name, "value_type": ty, "values": c.values}));
+            }
+            rule.insert(
+                "when".into(),
+                json!({"scopes": src.jwt.scopes, "claims": claims}),
+            );
+        }
+        if let Some(t) = &r.target {
+            if t.tools.is_empty() {
+                return Err(format!("{aat}.{rat}.target.tools: needs at least one {{backend, tool}} (or remove target to cover everything)"));
+            }
+            let tools: Vec<serde_json::Value> = t
+                .tools
+                .iter()
+                .map(|tc| json!({"backend": tc.backend, "name": tc.tool}))
+                .collect();
+            rule.insert("target".into(), json!({"tools": tools}));
+        }
+        if let Some(c) = r.cel.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+            rule.insert("cel".into(), json!(c));
+        }
+        rules.push(serde_json::Value::Object(rule));
+    }
+    let value = json!({
+        "default": action("defaultAction", &a.default_action, "deny")?,
+        "rules": rules,
+    });
+    let raw: mcpgw_core::gateway::policy::RawPolicy =
+        serde_json::from_value(value.clone()).map_err(|e| format!("{aat}: {e}"))?;
+    if let Err((field, problem)) = mcpgw_core::gateway::policy::compile(&raw, backends) {
+        let field = field
+            .replace("authorization.", "")
+            .replace("when.claims", "source.jwt.claims")
+            .replace("when.scopes", "source.jwt.scopes")
+            .replace(".name", ".tool");
+        return Err(format!("{aat}.{field}: {problem}"));
+    }
+    Ok(value)
+}
+
 fn oauth(
     at: &str,
     o: &RouteOAuth,
@@ -1500,6 +1665,67 @@ mod tests {
             .iter()
             .any(|w| w.contains("Gateway \"edge\"") && w.contains("skipped")));
         assert_eq!(l.passthrough.len(), 5);
+    }
+
+    #[test]
+    fn envoy_ai_gateway_authorization_loads_with_its_semantics() {
+        let (l, _) = load(
+            &[testdata("mcproute-authorization.yaml")],
+            &env,
+            EnvCheck::Require,
+            Mode::Local,
+        )
+        .unwrap();
+        let a = l.gateway.authorization.as_ref().unwrap();
+        assert_eq!(a["default"], "deny");
+        let rules = a["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 4);
+        assert_eq!(
+            rules[0]["target"]["tools"][0],
+            serde_json::json!({"backend": "tools", "name": "echo"})
+        );
+        assert!(rules[0]["cel"].as_str().unwrap().contains("x-tenant-id"));
+        assert_eq!(
+            rules[1]["when"]["claims"][1],
+            serde_json::json!({"name": "org.departments", "value_type": "StringArray", "values": ["engineering", "development"]})
+        );
+        assert_eq!(rules[1]["when"]["scopes"], serde_json::json!(["sum"]));
+        assert!(rules[2].get("when").is_none(), "no source: every caller");
+        assert!(rules[3].get("target").is_none(), "no target: everything");
+        // The plugin config carries it, and the filter accepts it.
+        let json = crate::plugin::plugin_json(&l.gateway, false, &|_, b| crate::plugin::Upstream {
+            cluster: b.name.clone(),
+            authority: None,
+            path: "/mcp".into(),
+            timeout: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(&v["authorization"], a);
+        crate::plugin::validate(&l.gateway, &json, &|_| Some(crate::golden::KEY.into())).unwrap();
+    }
+
+    #[test]
+    fn authorization_errors_name_the_rule() {
+        let oauth = "  securityPolicy:\n    oauth: {issuer: 'https://i.example.com', jwks: {remoteJWKS: {uri: 'https://i.example.com/j'}}, protectedResourceMetadata: {resource: 'https://x/mcp'}}\n";
+        let cases: Vec<(String, &str)> = vec![
+            (format!("{ROUTE}{oauth}    authorization: {{rules: [{{target: {{tools: [{{backend: b, tool: x}}]}}}}]}}\n{BACKEND}"), "spec.securityPolicy.authorization.rules[0].target.tools[0].backend: \"b\" is not a backend"),
+            (format!("{ROUTE}{oauth}    authorization: {{rules: [{{}}, {{cel: 'request.mcp.tool =='}}]}}\n{BACKEND}"), "spec.securityPolicy.authorization.rules[1].cel: is not a valid CEL expression"),
+            (format!("{ROUTE}{oauth}    authorization: {{rules: [{{cel: 'request.mcp.tool.matches(\"(\")'}}]}}\n{BACKEND}"), "spec.securityPolicy.authorization.rules[0].cel: matches(): invalid regex"),
+            (format!("{ROUTE}{oauth}    authorization: {{defaultAction: allow}}\n{BACKEND}"), "authorization.defaultAction: \"allow\" is not Allow or Deny"),
+            (format!("{ROUTE}{oauth}    authorization: {{rules: [{{source: {{jwt: {{claims: [{{name: t, valueType: Int, values: [x]}}]}}}}}}]}}\n{BACKEND}"), "rules[0].source.jwt.claims[0].valueType: \"Int\" is not String or StringArray"),
+            (format!("{ROUTE}{oauth}    authorization: {{rules: [{{source: {{jwt: {{}}}}}}]}}\n{BACKEND}"), "rules[0].source.jwt: set scopes or claims"),
+            (format!("{ROUTE}  securityPolicy:\n    authorization: {{rules: [{{source: {{jwt: {{scopes: [a]}}}}}}]}}\n{BACKEND}"), "rules[0].source.jwt: needs spec.securityPolicy.oauth"),
+            (format!("{ROUTE}{oauth}    authorization: {{rules: [{{target: {{tools: []}}}}]}}\n{BACKEND}"), "rules[0].target.tools: needs at least one"),
+            (format!("{ROUTE}{oauth}    authorization: {{rules: [{{targets: {{}}}}]}}\n{BACKEND}"), "unknown field `targets`"),
+        ];
+        for (text, want) in cases {
+            let e = load_str(&text, Mode::Local).unwrap_err();
+            assert!(e.contains(want), "\n{text}\n  got: {e}\n want: {want}");
+        }
+        // Without oauth, rules on headers alone are fine.
+        let text = format!("{ROUTE}  securityPolicy:\n    authorization: {{rules: [{{cel: 'request.headers[\"x-team\"] == \"a\"'}}]}}\n{BACKEND}");
+        let (l, _) = load_str(&text, Mode::Local).unwrap();
+        assert!(l.gateway.authorization.is_some());
     }
 
     const ROUTE: &str = "apiVersion: aigateway.envoyproxy.io/v1beta1\nkind: MCPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: gw}]\n  backendRefs: [{name: a, kind: Backend, group: gateway.envoyproxy.io}]\n";

@@ -17,6 +17,11 @@ pub struct Gateway {
     pub backends: Vec<Backend>,
     /// Client authentication (MCPRoute `securityPolicy.oauth`).
     pub oauth: Option<OAuth>,
+    /// The filter's `authorization` policy (MCPRoute
+    /// `securityPolicy.authorization`, translated and checked).
+    pub authorization: Option<serde_json::Value>,
+    /// Rate limits `run` / `render` put in front of the backends.
+    pub limits: Vec<RateLimit>,
     /// Kubernetes identity (from the MCPRoute, or defaults for mcp-servers.json).
     pub kube: KubeMeta,
     /// Variables named in headers whose values come from Kubernetes Secrets
@@ -234,6 +239,42 @@ pub struct ProtectedResource {
     pub policy_uri: Option<String>,
 }
 
+/// A local rate limit on routed requests (Envoy's `local_ratelimit`, fed
+/// by the attributes mcpgw names in request headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub key: LimitKey,
+    pub requests: u32,
+    pub per_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// Each caller (the token's subject; `anonymous` without OAuth) on its own.
+    PerCaller,
+    /// One tool, by its client-visible name, for all callers together.
+    Tool(String),
+}
+
+/// `N/PERIOD`: `60/m`, `5/s`, `100/h`, or a duration such as `10/30s`.
+pub fn parse_rate(spec: &str) -> Result<(u32, u64), String> {
+    let bad =
+        || format!("\"{spec}\" is not a rate like \"60/m\", \"5/s\", \"100/h\" or \"10/30s\"");
+    let (n, per) = spec.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let per = per.trim();
+    let ms = match per {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => mcpgw_core::gateway::config::parse_duration(per).map_err(|_| bad())?,
+    };
+    if ms < 50 {
+        return Err(format!("\"{spec}\": the period must be at least 50ms"));
+    }
+    Ok((n, ms))
+}
+
 /// `${NAME}` references in a filter-syntax template (`$$` is a literal `$`).
 pub fn env_refs(s: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -314,6 +355,16 @@ pub fn sanitize_backend_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("60/m"), Ok((60, 60_000)));
+        assert_eq!(parse_rate("5/s"), Ok((5, 1000)));
+        assert_eq!(parse_rate("10/30s"), Ok((10, 30_000)));
+        for bad in ["0/s", "x/s", "5", "5/", "5/10ms", "5/y"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn refs_and_names() {

@@ -23,6 +23,10 @@ struct PluginConfig<'a> {
     session: Session,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization: Option<&'a Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    rate_limit_headers: bool,
     backends: Vec<PluginBackend<'a>>,
 }
 
@@ -175,6 +179,8 @@ pub fn plugin_json(
             },
         },
         auth: auth_plugin_config(gateway),
+        authorization: gateway.authorization.as_ref(),
+        rate_limit_headers: !gateway.limits.is_empty(),
         backends,
     };
     serde_json::to_string_pretty(&cfg).unwrap_or_default()
@@ -246,6 +252,8 @@ mod tests {
                 forward_authorization: true,
             }],
             oauth: None,
+            authorization: None,
+            limits: Vec::new(),
             kube: KubeMeta {
                 name: "m".into(),
                 namespace: "default".into(),

@@ -2,7 +2,9 @@
 //! filter: what `mcpgw run` starts Envoy with and `mcpgw render` prints.
 
 use crate::engine::{Engine, Filter};
-use crate::model::{env_refs, Backend, CaSource, Gateway, Host, HttpTarget, Jwks, Target, Tls};
+use crate::model::{
+    env_refs, Backend, CaSource, Gateway, Host, HttpTarget, Jwks, LimitKey, RateLimit, Target, Tls,
+};
 use crate::plugin::{self, Upstream, PREVIOUS_SESSION_KEY_VAR, SESSION_KEY_VAR};
 use crate::yaml::{m, s, seq, Y};
 use std::collections::BTreeMap;
@@ -35,6 +37,8 @@ pub struct Options {
     pub previous_key: bool,
     /// JSON access log: a path, `-` for stdout, or none.
     pub access_log: Option<String>,
+    /// JSON audit log: a path, `-` for stdout, or none.
+    pub audit_log: Option<String>,
 }
 
 /// Timeout of fan-out calls to a bridged stdio server: its child process
@@ -152,36 +156,60 @@ fn access_log(dest: &str, engine: Engine) -> Y {
     ];
     fields.extend(engine.access_log_fields().iter().map(|(k, v)| (*k, s(v))));
     fields.push(("traceparent", s("%REQ(TRACEPARENT)%")));
+    json_logger(dest, fields, None)
+}
+
+/// The audit log: one JSON record per `tools/call`, `prompts/get`,
+/// `resources/read` and denial (see the filter's `audit`), to `dest`.
+pub fn audit_log(dest: &str, engine: Engine) -> Y {
+    let fields = engine
+        .audit_log_fields()
+        .into_iter()
+        .map(|(k, v)| (k, s(&v)))
+        .collect();
+    json_logger(dest, fields, Some(&engine.audit_log_filter()))
+}
+
+fn json_logger(dest: &str, fields: Vec<(&str, Y)>, cel_filter: Option<&str>) -> Y {
     let format = ("log_format", m(vec![("json_format", m(fields))]));
-    if dest == "-" {
-        return m(vec![
-            ("name", s("envoy.access_loggers.stdout")),
-            (
-                "typed_config",
-                m(vec![
-                    (
-                        "@type",
-                        s("type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
-                    ),
-                    format,
-                ]),
-            ),
-        ]);
-    }
-    m(vec![
-        ("name", s("envoy.access_loggers.file")),
+    let (name, ty, mut cfg) = if dest == "-" {
         (
-            "typed_config",
-            m(vec![
-                (
-                    "@type",
-                    s("type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"),
-                ),
-                ("path", s(dest)),
-                format,
-            ]),
-        ),
-    ])
+            "envoy.access_loggers.stdout",
+            "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            vec![],
+        )
+    } else {
+        (
+            "envoy.access_loggers.file",
+            "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            vec![("path", s(dest))],
+        )
+    };
+    cfg.insert(0, ("@type", s(ty)));
+    cfg.push(format);
+    let mut logger = vec![("name", s(name)), ("typed_config", m(cfg))];
+    if let Some(expr) = cel_filter {
+        logger.push((
+            "filter",
+            m(vec![(
+                "extension_filter",
+                m(vec![
+                    ("name", s("envoy.access_loggers.extension_filters.cel")),
+                    (
+                        "typed_config",
+                        m(vec![
+                            (
+                                "@type",
+                                s("type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"),
+                            ),
+                            ("expression", s(expr)),
+                        ]),
+                    ),
+                ]),
+            )]),
+        ));
+    }
+    m(logger)
 }
 
 pub fn render(gateway: &Gateway, opts: &Options) -> String {
@@ -310,6 +338,9 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         ]));
     }
     http_filters.push(filter_entry(&opts.filter, &json, &keys));
+    if !gateway.limits.is_empty() {
+        http_filters.push(local_rate_limit(&gateway.limits));
+    }
     http_filters.push(m(vec![
         ("name", s("envoy.filters.http.router")),
         (
@@ -384,14 +415,18 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         ),
         ("http_filters", seq(http_filters)),
     ]);
-    if let (Some(dest), Y::Map(pairs)) = (&opts.access_log, &mut hcm) {
-        pairs.insert(
-            4.min(pairs.len()),
-            (
-                "access_log".into(),
-                seq([access_log(dest, opts.filter.engine)]),
-            ),
-        );
+    let loggers: Vec<Y> = opts
+        .access_log
+        .iter()
+        .map(|d| access_log(d, opts.filter.engine))
+        .chain(
+            opts.audit_log
+                .iter()
+                .map(|d| audit_log(d, opts.filter.engine)),
+        )
+        .collect();
+    if let (false, Y::Map(pairs)) = (loggers.is_empty(), &mut hcm) {
+        pairs.insert(4.min(pairs.len()), ("access_log".into(), seq(loggers)));
     }
     let root = m(vec![
         (
@@ -529,6 +564,91 @@ fn filter_entry(filter: &Filter, json: &str, keys: &[String]) -> Y {
     }
 }
 
+/// Envoy's local rate limit after mcpgw, keyed by the attributes mcpgw names
+/// in request headers before routing (`rate_limit_headers`): the tool's
+/// client-visible name, and the caller (one bucket each, created on demand).
+fn local_rate_limit(limits: &[RateLimit]) -> Y {
+    let bucket = |n: u32, ms: u64| {
+        m(vec![
+            ("max_tokens", Y::Int(i64::from(n))),
+            ("tokens_per_fill", Y::Int(i64::from(n))),
+            ("fill_interval", s(format!("{}s", ms as f64 / 1000.0))),
+        ])
+    };
+    let always = || {
+        m(vec![(
+            "default_value",
+            m(vec![
+                ("numerator", Y::Int(100)),
+                ("denominator", s("HUNDRED")),
+            ]),
+        )])
+    };
+    let mut descriptors = Vec::new();
+    let mut actions = Vec::new();
+    let mut per_caller = false;
+    for l in limits {
+        let entry = match &l.key {
+            LimitKey::Tool(t) => m(vec![("key", s("mcp_tool")), ("value", s(t))]),
+            LimitKey::PerCaller => {
+                per_caller = true;
+                // No value: every caller gets a bucket of its own.
+                m(vec![("key", s("mcp_caller"))])
+            }
+        };
+        descriptors.push(m(vec![
+            ("entries", seq([entry])),
+            ("token_bucket", bucket(l.requests, l.per_ms)),
+        ]));
+    }
+    if limits.iter().any(|l| matches!(l.key, LimitKey::Tool(_))) {
+        actions.push(m(vec![(
+            "actions",
+            seq([m(vec![(
+                "request_headers",
+                m(vec![
+                    ("header_name", s("x-mcpgw-tool")),
+                    ("descriptor_key", s("mcp_tool")),
+                ]),
+            )])]),
+        )]));
+    }
+    if per_caller {
+        actions.push(m(vec![(
+            "actions",
+            seq([m(vec![(
+                "request_headers",
+                m(vec![
+                    ("header_name", s("x-mcpgw-caller")),
+                    ("descriptor_key", s("mcp_caller")),
+                ]),
+            )])]),
+        )]));
+    }
+    let mut cfg = vec![
+        (
+            "@type",
+            s("type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
+        ),
+        ("stat_prefix", s("mcpgw_rate_limit")),
+        // Requests matching no limit are not limited.
+        ("token_bucket", bucket(u32::MAX, 1000)),
+        ("filter_enabled", always()),
+        ("filter_enforced", always()),
+        // x-ratelimit-reset: mcpgw turns it into the JSON-RPC retry hint.
+        ("enable_x_ratelimit_headers", s("DRAFT_VERSION_03")),
+        ("descriptors", seq(descriptors)),
+        ("rate_limits", seq(actions)),
+    ];
+    if per_caller {
+        cfg.push(("max_dynamic_descriptors", Y::Int(10_000)));
+    }
+    m(vec![
+        ("name", s("envoy.filters.http.local_ratelimit")),
+        ("typed_config", m(cfg)),
+    ])
+}
+
 fn socket(address: &str, port: u16) -> Y {
     m(vec![(
         "socket_address",
@@ -641,6 +761,7 @@ mod tests {
             bridge_ports,
             previous_key: false,
             access_log: Some("-".into()),
+            audit_log: None,
         }
     }
 

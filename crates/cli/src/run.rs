@@ -70,7 +70,9 @@ async fn run(a: RunArgs) -> Result<(), String> {
         &crate::env_var,
     )?;
     crate::warn_all(&loaded.diags);
-    let gateway = loaded.gateway;
+    let mut gateway = loaded.gateway;
+    gateway.limits = a.listen.limits()?;
+    crate::discover_jwks(&mut gateway, a.listen.ca_file.as_deref()).await?;
     render_envoy::preflight(&gateway)?;
     let keys = keys::resolve(
         a.keys.session_key_file.as_deref(),

@@ -182,9 +182,9 @@ pub fn config_json(with_auth: bool) -> String {
     let auth = if with_auth {
         format!(
             r#","auth":{{"resource":"{RESOURCE}","authorization_servers":["{ISSUER}"],"scopes":["mcp"],
-              "authorization_server_metadata":{{"cluster":"c_idp","authority":"auth.example.com","path":"/.well-known/oauth-authorization-server"}},
-              "rules":[{{"name":"users","when":{{"scopes":["mcp"]}},"allow":{{"backends":["alpha","gamma"],"tools":["beta__echo"]}}}},
-                       {{"name":"admins","when":{{"claims":{{"groups":"admins"}}}},"allow":{{"backends":["*"]}}}}]}}"#
+              "authorization_server_metadata":{{"cluster":"c_idp","authority":"auth.example.com","path":"/.well-known/oauth-authorization-server"}}}},
+              "authorization":{{"rules":[{{"name":"users","when":{{"scopes":["mcp"]}},"target":{{"backends":["alpha","gamma"],"tools":[{{"backend":"beta","name":"echo"}}]}}}},
+                       {{"name":"admins","when":{{"claims":{{"groups":"admins"}}}}}}]}}"#
         )
     } else {
         String::new()
@@ -568,9 +568,7 @@ pub fn jsonrpc(data: &[u8]) {
     // The list merge, with this text as one backend's result (and twice, for collisions).
     let seal =
         |b: &mcpgw_core::gateway::config::Backend, t: &str| stream::wrap_task_id(&gw, &SID, b, t);
-    let allowed = |_: &mcpgw_core::gateway::config::Backend, t: Option<&str>| {
-        t.is_none_or(|t| !t.contains("deny"))
-    };
+    let allowed = |r: mcpgw_core::gateway::policy::Resource<'_>| !r.label().contains("deny");
     let opts = ListOptions {
         seal_task: &seal,
         allowed: &allowed,
