@@ -244,7 +244,7 @@ fn json_number(value: f64) -> serde_json::Value {
 }
 
 /// The JSON text `whoami` returns: selected headers of the HTTP request that
-/// carried the tool call.
+/// carried the tool call, and its path (with the query).
 fn whoami_text(ctx: &RequestContext<RoleServer>) -> String {
     const HEADERS: [&str; 7] = [
         "authorization",
@@ -264,6 +264,11 @@ fn whoami_text(ctx: &RequestContext<RoleServer>) -> String {
             .unwrap_or(serde_json::Value::Null);
         out.insert(name.to_owned(), value);
     }
+    let path = parts
+        .and_then(|p| p.uri.path_and_query())
+        .map(|p| serde_json::Value::String(p.as_str().to_owned()))
+        .unwrap_or(serde_json::Value::Null);
+    out.insert("path".to_owned(), path);
     serde_json::Value::Object(out).to_string()
 }
 

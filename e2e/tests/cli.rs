@@ -208,6 +208,86 @@ async fn run_mcp_config_with_http_stdio_and_https_backends() {
     );
 }
 
+/// An MCPRoute with `hostnames` run locally: the filter names the backend and
+/// the route rewrites path and host (`rewrite: route`), so the route is
+/// re-resolved on the client's own host and every call reaches its backend at
+/// the backend's path (with the API key query the MCPRoute adds), never with
+/// the client's query string. A host the route does not list gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_mcproute_with_hostnames_routes_every_call() {
+    let alpha = backends::spawn(Kind::Alpha).await;
+    let beta = backends::spawn(Kind::Beta).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let route = write(
+        dir.path(),
+        "route.yaml",
+        &format!(
+            r#"apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: MCPRoute
+metadata: {{name: hosts, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [localhost]
+  backendRefs:
+    - {{name: alpha, kind: Backend, group: gateway.envoyproxy.io}}
+    - name: beta
+      kind: Backend
+      group: gateway.envoyproxy.io
+      securityPolicy: {{apiKey: {{inline: k-1, queryParam: key}}}}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: alpha, namespace: default}}
+spec: {{endpoints: [{{ip: {{address: 127.0.0.1, port: {}}}}}]}}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: beta, namespace: default}}
+spec: {{endpoints: [{{ip: {{address: 127.0.0.1, port: {}}}}}]}}
+"#,
+            alpha.port(),
+            beta.port()
+        ),
+    );
+    let gw = tokio::task::spawn_blocking({
+        let route = route.display().to_string();
+        move || Gateway::start(&[&route, "--no-probe"], &[])
+    })
+    .await
+    .expect("start");
+
+    let other = Raw::new(&gw.url());
+    let a = other
+        .post(None, &json!({"jsonrpc":"2.0","id":0,"method":"ping"}))
+        .await;
+    assert_eq!(a.status, 404, "a host the route does not list: {}", a.body);
+
+    let raw = Raw::new(&format!("http://localhost:{}/mcp?client=q", gw.port));
+    let sid = raw.session().await;
+    for (i, (tool, port, path)) in [
+        ("alpha__whoami", alpha.port(), "/mcp"),
+        ("beta__whoami", beta.port(), "/mcp?key=k-1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = raw
+            .post(
+                Some(&sid),
+                &json!({"jsonrpc":"2.0","id":i + 1,"method":"tools/call","params":{"name":tool,"arguments":{}}}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{tool}: {}", a.body);
+        let text = a.json()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let who: serde_json::Value = serde_json::from_str(&text).expect("whoami JSON");
+        assert_eq!(who["host"], format!("127.0.0.1:{port}"), "{tool}: {who}");
+        assert_eq!(who["path"], path, "{tool}: {who}");
+    }
+}
+
 /// Two `mcpgw run` (two Envoys, as behind a load balancer) with the same key
 /// serve each other's sessions, one with each build of the filter (the
 /// dynamic module and mcpgw.wasm share sealed ids and revocations' format).
@@ -541,41 +621,96 @@ fn check_version_and_kubernetes() {
         &[],
     );
     assert!(!ok);
-    assert!(
-        err.contains("--module-url URL (the dynamic module libmcpgw.so), or --wasm-url URL or --wasm-image REF"),
-        "{err}"
-    );
-    // The dynamic module on Envoy Gateway: registered in the EnvoyProxy, no
-    // EnvoyPatchPolicy; with OAuth Envoy Gateway needs the wasm build.
+    assert!(err.contains("--wasm-url URL or --wasm-image REF"), "{err}");
+    // Envoy Gateway manifests run the wasm build: the module is refused,
+    // saying so.
     let (ok, out, err) = mcpgw(
         &[
             "render",
             "--kubernetes",
+            "--engine",
+            "module",
             "--mcp-config",
             "testdata/cli/mcp-servers.json",
-            "--module-url",
-            "https://example.com/libmcpgw.so",
+            "--wasm-url",
+            "https://example.com/mcpgw.wasm",
         ],
         &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")],
     );
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("renders the wasm build only"), "{err}");
+
+    // What Envoy Gateway would refuse or change, said by `check --kubernetes`
+    // exactly as `render --kubernetes` says it.
+    let (ok, out, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "--gateway",
+            "infra/eg",
+            "--listener",
+            "http",
+            "testdata/cli/mcp-servers.json",
+        ],
+        &[("GITHUB_TOKEN", "x")],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("OK: "), "{out}");
+    for w in [
+        "server \"filesystem\" is a stdio server",
+        "server \"local-api\": 127.0.0.1 is a loopback address, which Envoy Gateway refuses",
+        "routed calls reach it with Host: docs.internal (Gateway API's URLRewrite cannot carry the port 8080)",
+        "Gateway infra/eg is in another namespace",
+    ] {
+        assert!(err.contains(w), "{w}:\n{err}");
+        assert!(err.lines().any(|l| l.starts_with("mcpgw: warning: ") && l.contains(w)));
+    }
+    let (ok, _, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "--deploy-type",
+            "GatewayNamespace",
+            "testdata/cli/mcproute-full.yaml",
+        ],
+        &[],
+    );
     assert!(ok, "{err}");
     assert!(
-        out.contains("dynamicModules:") && out.contains("dynamicModule:"),
-        "{out}"
+        err.contains("BackendTLSPolicy \"github-tls\": written as gateway.networking.k8s.io/v1"),
+        "{err}"
     );
-    assert!(!out.contains("kind: EnvoyPatchPolicy"), "{out}");
     let (ok, _, err) = mcpgw(
+        &[
+            "check",
+            "--kubernetes",
+            "--gateway",
+            "eg",
+            "testdata/cli/mcproute-full.yaml",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("--gateway, --listener and --namespace are for an MCP servers file"),
+        "{err}"
+    );
+    let (ok, out, err) = mcpgw(
         &[
             "render",
             "--kubernetes",
             "testdata/cli/mcproute-full.yaml",
-            "--module-url",
-            "https://example.com/libmcpgw.so",
+            "--wasm-image",
+            "ghcr.io/example/mcpgw:0.1.0",
         ],
         &[("MCPGW_SESSION_KEY", KEY)],
     );
-    assert!(!ok);
-    assert!(err.contains("--engine wasm"), "{err}");
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("--wasm-image ghcr.io/example/mcpgw:0.1.0: not pinned"),
+        "{err}"
+    );
+    assert!(out.contains("(tag, not pinned)"), "{out}");
 
     for sub in ["run", "render", "check"] {
         let (ok, out, _) = mcpgw(&[sub, "--help"], &[]);
@@ -623,6 +758,14 @@ async fn mcproute_authorization_runs_as_written() {
             .replace("port: 9001", &format!("port: {}", tools.port()));
     let file = write(dir.path(), "route.yaml", &route);
     let file_s = file.display().to_string();
+    // Envoy Gateway refuses loopback Backends (left out, warned): the cluster
+    // copy of the route points at a cluster address.
+    let in_cluster = write(
+        dir.path(),
+        "route-cluster.yaml",
+        &route.replace("address: 127.0.0.1", "address: 10.96.0.10"),
+    );
+    let in_cluster_s = in_cluster.display().to_string();
     let ca_s = ca.display().to_string();
 
     // check: valid, and says what it will discover (it does not fetch).
@@ -653,7 +796,7 @@ async fn mcproute_authorization_runs_as_written() {
         &[
             "render",
             "--kubernetes",
-            &file_s,
+            &in_cluster_s,
             "--wasm-url",
             "https://example.com/mcpgw.wasm",
             "--ca-file",

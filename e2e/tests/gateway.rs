@@ -1,9 +1,10 @@
 //! mcpgw in a real Envoy 1.40 in front of two rmcp backends, driven by the
 //! official rmcp client, a raw HTTP client and the official Python SDK.
 
+use mcpgw_e2e::backends::{self, Kind};
 use mcpgw_e2e::client::{self, call, connect, text, Raw};
-use mcpgw_e2e::envoy::Engine;
-use mcpgw_e2e::stack::Stack;
+use mcpgw_e2e::envoy::{render, Cluster, Engine, Envoy};
+use mcpgw_e2e::stack::{Stack, SESSION_KEY};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ mcpgw_e2e::per_engine!(
     delete_ends_the_session,
     the_gateway_enforces_the_transport_rules,
     python_sdk_client_through_the_gateway,
+    routes_rewrite_path_and_host_in_a_named_virtual_host,
 );
 
 async fn rmcp_client_through_the_gateway(engine: Engine) {
@@ -397,4 +399,84 @@ async fn python_sdk_client_through_the_gateway(engine: Engine) {
     assert_eq!(r["session_ids"], 1);
     assert_eq!(r["after_delete_status"], 404);
     stack.assert_vm_healthy();
+}
+
+/// `rewrite: route` in both builds: the filter only names the backend, Envoy
+/// picks the route again on the client's own host (a virtual host that lists
+/// only `localhost`) and path, and the backend's route rewrites path and host
+/// (what `mcpgw render` and Envoy Gateway's URLRewrite do). The client's query
+/// string never reaches a backend; beta's own query does.
+async fn routes_rewrite_path_and_host_in_a_named_virtual_host(engine: Engine) {
+    let alpha = backends::spawn(Kind::Alpha).await;
+    let beta = backends::spawn(Kind::Beta).await;
+    let (a, b) = (alpha.port(), beta.port());
+    let cfg = json!({
+        "session": {"key": SESSION_KEY},
+        "rewrite": "route",
+        "backends": [
+            {"name": "alpha", "cluster": "alpha", "authority": format!("127.0.0.1:{a}")},
+            {"name": "beta", "cluster": "beta", "authority": format!("127.0.0.1:{b}"), "path": "/mcp?k=1"}
+        ]
+    });
+    let clusters = [
+        Cluster {
+            name: "alpha".into(),
+            port: a,
+        },
+        Cluster {
+            name: "beta".into(),
+            port: b,
+        },
+    ];
+    let yaml = render(engine, &cfg.to_string(), &clusters, &[]);
+    let old = r#"              domains: ["*"]
+              routes:
+              - match: {prefix: "/", headers: [{name: x-mcpgw-cluster, present_match: true}]}
+                route: {cluster_header: x-mcpgw-cluster, timeout: 0s}
+"#;
+    let route = |name: &str, port: u16, path: &str| {
+        format!(
+            "              - match: {{path: \"/mcp\", headers: [{{name: x-mcpgw-cluster, string_match: {{exact: {name}}}}}]}}\n                route: {{cluster: {name}, timeout: 0s, host_rewrite_literal: \"127.0.0.1:{port}\", regex_rewrite: {{pattern: {{regex: \"^/.*$\"}}, substitution: \"{path}\"}}}}\n"
+        )
+    };
+    let new = format!(
+        "              domains: [\"localhost\", \"localhost:*\"]\n              routes:\n{}{}",
+        route("alpha", a, "/mcp"),
+        route("beta", b, "/mcp?k=1")
+    );
+    assert!(yaml.contains(old), "the harness's route block changed");
+    let yaml = yaml.replace(old, &new);
+    let envoy = tokio::task::spawn_blocking(move || Envoy::start(&yaml))
+        .await
+        .expect("envoy start");
+
+    let raw = Raw::new(&format!("http://localhost:{}/mcp?client=q", envoy.port));
+    let sid = raw.session().await;
+    for (i, (tool, port, path)) in [
+        ("alpha__whoami", a, "/mcp"),
+        ("beta__whoami", b, "/mcp?k=1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = raw
+            .post(
+                Some(&sid),
+                &json!({"jsonrpc":"2.0","id":i + 1,"method":"tools/call","params":{"name":tool,"arguments":{}}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{engine:?} {tool}: {}", r.body);
+        let text = r.json()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let who: Value = serde_json::from_str(&text).expect("whoami JSON");
+        assert_eq!(
+            who["host"],
+            format!("127.0.0.1:{port}"),
+            "{engine:?} {tool}: {who}"
+        );
+        assert_eq!(who["path"], path, "{engine:?} {tool}: {who}");
+    }
+    envoy.assert_log_clean();
 }

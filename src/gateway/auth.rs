@@ -480,6 +480,16 @@ impl Auth {
         r
     }
 
+    /// Every path the filter answers itself (the discovery documents): a
+    /// route that enables the filter per path must send these to it.
+    pub fn well_known_paths(&self) -> Vec<&str> {
+        let mut paths: Vec<&str> = self.metadata_paths.iter().map(String::as_str).collect();
+        if self.as_metadata.is_some() {
+            paths.extend(AS_METADATA_PATHS);
+        }
+        paths
+    }
+
     /// The protected resource metadata document, if `path` asks for it.
     pub fn serves_metadata(&self, path: &str) -> bool {
         let p = path_only(path);
@@ -536,6 +546,13 @@ mod tests {
         );
         assert!(a.serves_metadata("/.well-known/oauth-protected-resource/mcp"));
         assert!(a.serves_metadata("/.well-known/oauth-protected-resource"));
+        assert_eq!(
+            a.well_known_paths(),
+            [
+                "/.well-known/oauth-protected-resource/mcp",
+                "/.well-known/oauth-protected-resource"
+            ]
+        );
         let doc: Value = serde_json::from_str(&a.metadata_json).unwrap();
         assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
         assert_eq!(doc["authorization_servers"][0], "https://auth.example.com");

@@ -8,6 +8,23 @@ use crate::protocol::http::is_safe_header_value;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+/// Who rewrites a routed request's `:path` and `:authority` to the backend's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rewrite {
+    /// The filter sets them (with `route_header`): enough when Envoy picks
+    /// the route on the header alone (one virtual host, `cluster_header`).
+    #[default]
+    Filter,
+    /// The filter sets only `route_header` and leaves `:path` and
+    /// `:authority` as the client sent them (minus any query string), so the
+    /// route is re-resolved on the client's host and path; the route matching
+    /// the header rewrites both (Envoy `regex_rewrite` + `host_rewrite_literal`,
+    /// Gateway API `URLRewrite`). Fan-out calls still carry `path` and
+    /// `authority`.
+    Route,
+}
+
 /// How names from a backend are exposed to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -27,6 +44,8 @@ struct RawConfig {
     path: String,
     #[serde(default = "default_route_header")]
     route_header: String,
+    #[serde(default)]
+    rewrite: Rewrite,
     session: RawSession,
     #[serde(default = "default_separator")]
     separator: String,
@@ -202,6 +221,7 @@ impl Backend {
 pub struct Config {
     pub path: String,
     pub route_header: String,
+    pub rewrite: Rewrite,
     pub separator: String,
     pub backends: Vec<Backend>,
     pub keys: Keyring,
@@ -422,6 +442,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     Ok(Config {
         path: raw.path,
         route_header: raw.route_header,
+        rewrite: raw.rewrite,
         separator: raw.separator,
         backends,
         keys: Keyring::new(&key, &previous),
@@ -548,6 +569,7 @@ pub(crate) mod tests {
         assert_eq!(c.backends[0].path, "/mcp");
         assert_eq!(c.backends[0].timeout_ms, 30_000);
         assert_eq!(c.session_ttl_ms, 86_400_000);
+        assert_eq!(c.rewrite, Rewrite::Filter);
         assert!(!c.backends[0].prefixed(1));
         assert!(c.backends[0].prefixed(2));
     }

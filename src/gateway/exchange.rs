@@ -31,6 +31,8 @@ pub(super) const CALL_ACCEPT: &str = "application/json, text/event-stream";
 #[derive(Default)]
 pub(super) struct RequestCtx {
     pub authority: String,
+    /// The client's `:path` has a query string (or fragment).
+    pub query: bool,
     pub http_method: String,
     pub path: String,
     /// Request headers, kept only when the policy's CEL reads them.
@@ -451,6 +453,7 @@ impl Exchange {
             return HeadersAction::Continue(ops);
         }
         self.req.authority = header(headers, ":authority").unwrap_or("").to_string();
+        self.req.query = path.len() != path_only(path).len();
         self.req.http_method = method.clone();
         self.req.path = path.to_string();
         if self

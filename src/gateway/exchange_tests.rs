@@ -516,6 +516,74 @@ fn tools_call_is_routed_with_credentials() {
     }
 }
 
+/// `rewrite: route`: the filter only names the backend, so the route is
+/// re-resolved on the client's own host and path and the matched route
+/// rewrites both; fan-out calls still address the backend's path and authority.
+#[test]
+fn route_rewrite_leaves_path_and_authority_to_the_route() {
+    let mut h = Harness {
+        gw: Arc::new(gateway_with(TWO, r#","rewrite":"route""#)),
+        host: FakeHost::default(),
+    };
+    let (mut ex, a) = h.post(
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+    );
+    assert_eq!(a, B::Wait);
+    let fan: Vec<(String, Option<String>, Option<String>)> = h
+        .host
+        .calls
+        .iter()
+        .map(|(_, c)| {
+            let get = |n: &str| header(&c.headers, n).map(str::to_string);
+            (c.cluster.clone(), get(":path"), get(":authority"))
+        })
+        .collect();
+    assert!(fan.contains(&(
+        "c_alpha".into(),
+        Some("/mcp".into()),
+        Some("alpha.test".into())
+    )));
+    assert!(fan.contains(&(
+        "c_beta".into(),
+        Some("/beta/mcp".into()),
+        Some("localhost:1975".into())
+    )));
+    let B::Respond(r) = h.answer(&mut ex, Harness::init_answer) else {
+        panic!()
+    };
+    let sid = header(&r.headers, "mcp-session-id").unwrap().to_string();
+
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"beta__echo","arguments":{}}});
+    for (path, rewritten) in [("/mcp", None), ("/mcp?tenant=x", Some("/mcp"))] {
+        let mut ex = Exchange::new(h.gw.clone());
+        let mut hd = hdrs("POST", &[("mcp-session-id", &sid)]);
+        hd[1].1 = path.into();
+        assert_eq!(ex.on_request_headers(&mut h.host, &hd, false), H::NeedBody);
+        let B::Forward { headers, .. } =
+            ex.on_request_body(&mut h.host, call.to_string().as_bytes())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            op_set(&headers, "x-mcpgw-cluster"),
+            Some("c_beta"),
+            "{path}"
+        );
+        assert_eq!(op_set(&headers, ":path"), rewritten, "{path}");
+        assert_eq!(op_set(&headers, ":authority"), None, "{path}");
+    }
+    let mut ex = Exchange::new(h.gw.clone());
+    let H::Continue(ops) =
+        ex.on_request_headers(&mut h.host, &hdrs("GET", &[("mcp-session-id", &sid)]), true)
+    else {
+        panic!()
+    };
+    assert_eq!(op_set(&ops, "x-mcpgw-cluster"), Some("c_alpha"));
+    assert_eq!(op_set(&ops, ":path"), None);
+    assert_eq!(op_set(&ops, ":authority"), None);
+}
+
 #[test]
 fn local_answers() {
     let mut h = Harness::new(TWO);
@@ -1400,6 +1468,16 @@ mod oauth {
     #[test]
     fn metadata_endpoints_and_preflight() {
         let mut h = harness();
+        // What a route must send to the filter: exactly the paths answered below.
+        assert_eq!(
+            h.gw.cfg.auth.as_ref().unwrap().well_known_paths(),
+            [
+                "/.well-known/oauth-protected-resource/mcp",
+                "/.well-known/oauth-protected-resource",
+                "/.well-known/oauth-authorization-server",
+                "/.well-known/openid-configuration",
+            ]
+        );
         for path in [
             "/.well-known/oauth-protected-resource/mcp",
             "/.well-known/oauth-protected-resource",

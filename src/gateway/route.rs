@@ -2,7 +2,7 @@
 //! resource URI, by completion reference, or by the sealed id of a request the
 //! backend sent. Envoy carries them; the answer is rewritten as it streams back.
 
-use super::config::RATE_LIMIT_HEADERS;
+use super::config::{Rewrite, RATE_LIMIT_HEADERS};
 use super::error::GatewayError;
 use super::exchange::{replace_member, Exchange, FanOp, Mode, NameKind, Routed, State};
 use super::host::LocalResponse;
@@ -33,9 +33,20 @@ impl Exchange {
         let bs = session.backend(&b.name);
         let mut ops = Vec::with_capacity(10 + b.headers.len());
         ops.push(HeaderOp::Set(cfg.route_header.clone(), b.cluster.clone()));
-        ops.push(HeaderOp::Set(":path".into(), b.path.clone()));
-        if let Some(a) = &b.authority {
-            ops.push(HeaderOp::Set(":authority".into(), a.clone()));
+        match cfg.rewrite {
+            Rewrite::Filter => {
+                ops.push(HeaderOp::Set(":path".into(), b.path.clone()));
+                if let Some(a) = &b.authority {
+                    ops.push(HeaderOp::Set(":authority".into(), a.clone()));
+                }
+            }
+            // The route rewrites both; Envoy keeps the query string through
+            // a path rewrite, so the client's is dropped here (the route's
+            // path match ignores it either way).
+            Rewrite::Route if self.req.query => {
+                ops.push(HeaderOp::Set(":path".into(), cfg.path.clone()));
+            }
+            Rewrite::Route => {}
         }
         // Removals only for headers the client sent: each is a host call.
         let present = |name: &str| self.req.present.contains(&name);

@@ -264,7 +264,7 @@ struct RenderArgs {
     listen: Listen,
     /// Which build of the filter the config runs: `module` (the dynamic
     /// module libmcpgw.so) or `wasm` (mcpgw.wasm) [default: module; with
-    /// --kubernetes, the build --module-url, --wasm-url or --wasm-image names].
+    /// --kubernetes: wasm, the only build rendered for Envoy Gateway].
     #[arg(long, value_enum)]
     engine: Option<engine::Engine>,
     /// Path of mcpgw.wasm in the rendered envoy.yaml [default: where `mcpgw
@@ -295,30 +295,13 @@ struct RenderArgs {
         conflicts_with = "wasm_image"
     )]
     wasm_url: Option<String>,
-    /// With --kubernetes: OCI image holding mcpgw.wasm (the embedded build;
-    /// its sha256 is pinned).
+    /// With --kubernetes: OCI image holding the embedded build's mcpgw.wasm
+    /// as plugin.wasm: REPO@sha256:<manifest digest> (pinned; Envoy Gateway
+    /// checks the image's manifest digest) or REPO:TAG (not pinned).
     #[arg(long, value_name = "REF", requires = "kubernetes")]
     wasm_image: Option<String>,
-    /// With --kubernetes --engine module: HTTP(S) URL the cluster downloads
-    /// libmcpgw.so from (the embedded build; its sha256 is pinned).
-    #[arg(long, value_name = "URL", requires = "kubernetes")]
-    module_url: Option<String>,
-    /// With --kubernetes and an MCP servers file: the Gateway to attach to.
-    #[arg(
-        long,
-        value_name = "NAME",
-        requires = "kubernetes",
-        default_value = "mcpgw"
-    )]
-    gateway: String,
-    /// With --kubernetes and an MCP servers file: the namespace.
-    #[arg(
-        long,
-        value_name = "NS",
-        requires = "kubernetes",
-        default_value = "default"
-    )]
-    namespace: String,
+    #[command(flatten)]
+    kube: KubeArgs,
     #[command(flatten)]
     keys: KeyArgs,
 }
@@ -328,9 +311,86 @@ struct CheckArgs {
     #[command(flatten)]
     input: Input,
     /// Check for `render --kubernetes`: Backends and Secrets the file only
-    /// references are expected to exist in the cluster.
+    /// references are expected to exist in the cluster; warns about what
+    /// Envoy Gateway would refuse.
     #[arg(long)]
     kubernetes: bool,
+    #[command(flatten)]
+    kube: KubeArgs,
+}
+
+/// Where the Kubernetes manifests go (with --kubernetes).
+#[derive(Args, Debug, Clone)]
+pub struct KubeArgs {
+    /// With --kubernetes and an MCP servers file: the Gateway to attach to
+    /// [default: mcpgw, in the route's namespace].
+    #[arg(long, value_name = "[NS/]NAME", requires = "kubernetes")]
+    gateway: Option<String>,
+    /// With --kubernetes and an MCP servers file: the Gateway's listener
+    /// (parentRef sectionName) [default: the whole Gateway; the
+    /// EnvoyPatchPolicy assumes a listener named http].
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    listener: Option<String>,
+    /// With --kubernetes and an MCP servers file: the namespace of the
+    /// HTTPRoute, its Backends and policies [default: default].
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    namespace: Option<String>,
+    /// With --kubernetes: where Envoy Gateway runs the Envoy pods, its
+    /// provider.kubernetes.deploy.type: in its controller's namespace, or in
+    /// each Gateway's. The Secrets Envoy reads are rendered there.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "ControllerNamespace",
+        value_parser = ["ControllerNamespace", "GatewayNamespace"],
+        requires = "kubernetes"
+    )]
+    deploy_type: String,
+    /// With --kubernetes and ControllerNamespace: Envoy Gateway's namespace.
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = render_kube::DEFAULT_CONTROLLER_NAMESPACE,
+        requires = "kubernetes"
+    )]
+    controller_namespace: String,
+}
+
+impl KubeArgs {
+    fn deploy(&self) -> render_kube::Deploy {
+        if self.deploy_type == "GatewayNamespace" {
+            render_kube::Deploy::GatewayNamespace
+        } else {
+            render_kube::Deploy::ControllerNamespace(self.controller_namespace.clone())
+        }
+    }
+
+    /// An MCP servers file names no Gateway: attach to the one given here.
+    fn place(&self, g: &mut Gateway) -> Result<(), String> {
+        if !g.kube.parent_refs.is_empty() {
+            if self.gateway.is_some() || self.listener.is_some() || self.namespace.is_some() {
+                return Err(format!(
+                    "{}: --gateway, --listener and --namespace are for an MCP servers file; the MCPRoute names its parentRefs and namespace",
+                    g.source
+                ));
+            }
+            return Ok(());
+        }
+        if let Some(ns) = &self.namespace {
+            g.kube.namespace = ns.clone();
+        }
+        let (namespace, name) = match self.gateway.as_deref().unwrap_or("mcpgw").split_once('/') {
+            Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
+            None => (None, self.gateway.clone().unwrap_or_else(|| "mcpgw".into())),
+        };
+        g.kube.parent_refs.push(model::ParentRef {
+            name,
+            namespace,
+            section_name: self.listener.clone(),
+            port: None,
+        });
+        Ok(())
+    }
 }
 
 pub fn env_var(name: &str) -> Option<String> {
@@ -403,7 +463,11 @@ pub fn load_input(
 }
 
 pub fn warn_all(diags: &Diagnostics) {
-    for w in &diags.warnings {
+    warn_list(&diags.warnings);
+}
+
+pub fn warn_list(warnings: &[String]) {
+    for w in warnings {
         eprintln!("mcpgw: warning: {w}");
     }
 }
@@ -454,7 +518,11 @@ fn cmd_check(a: &CheckArgs) -> Result<(), String> {
     };
     let loaded = load_input(&a.input, EnvCheck::Require, mode, &env_var)?;
     warn_all(&loaded.diags);
-    let g = &loaded.gateway;
+    let mut g = loaded.gateway;
+    if a.kubernetes {
+        a.kube.place(&mut g)?;
+    }
+    let g = &g;
     // A JWKS to discover is found at run/render time: check with a stand-in.
     let mut checked = g.clone();
     let discover = checked
@@ -469,8 +537,9 @@ fn cmd_check(a: &CheckArgs) -> Result<(), String> {
             discovery::metadata_urls(&o.issuer)
         });
     if a.kubernetes {
-        let opts = render_kube::Options::for_check(&checked);
-        render_kube::render(&checked, &loaded.passthrough, &opts)?;
+        let opts = render_kube::Options::for_check(a.kube.deploy());
+        let r = render_kube::render(&checked, &loaded.passthrough, &opts)?;
+        warn_list(&r.warnings);
     } else {
         render_envoy::preflight(&checked)?;
         // Validate with placeholder bridge ports and a placeholder key: the
@@ -610,44 +679,34 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     loaded.gateway.limits = a.listen.limits()?;
     discover_jwks_blocking(&mut loaded.gateway, a.listen.ca_file.as_deref())?;
     if a.kubernetes {
+        if a.engine == Some(engine::Engine::Module) {
+            return Err("render --kubernetes renders the wasm build only (--engine wasm, the default here): Envoy Gateway manifests for the dynamic module are not rendered (see README, Kubernetes with Envoy Gateway)".into());
+        }
         if !loaded.gateway.limits.is_empty() {
             return Err("--limit-per-caller / --limit-tool: not rendered for Kubernetes; use Envoy Gateway's BackendTrafficPolicy rateLimit on the headers x-mcpgw-tool / x-mcpgw-caller (see README)".into());
         }
-        if loaded.gateway.kube.parent_refs.is_empty() {
-            loaded.gateway.kube.parent_refs.push(model::ParentRef {
-                name: a.gateway.clone(),
-                namespace: None,
-                section_name: None,
-                port: None,
-            });
-            loaded.gateway.kube.namespace = a.namespace.clone();
-        }
+        a.kube.place(&mut loaded.gateway)?;
         let keys = keys::resolve(
             a.keys.session_key_file.as_deref(),
             a.keys.previous_session_key_file.as_deref(),
             &env_var,
         )?;
-        let (code, sha256) = match (a.engine, &a.module_url, &a.wasm_url, &a.wasm_image) {
-            (None | Some(engine::Engine::Module), Some(u), None, None) => (
-                render_kube::WasmCode::Module(u.clone()),
-                engine::Engine::Module.sha256(),
-            ),
-            (None | Some(engine::Engine::Wasm), None, Some(u), None) => {
-                (render_kube::WasmCode::Http(u.clone()), wasm_sha256())
-            }
-            (None | Some(engine::Engine::Wasm), None, None, Some(i)) => {
-                (render_kube::WasmCode::Image(i.clone()), wasm_sha256())
-            }
-            _ => return Err("render --kubernetes needs where the cluster gets the filter: --module-url URL (the dynamic module libmcpgw.so), or --wasm-url URL or --wasm-image REF (mcpgw.wasm); exactly one, matching --engine. Publish the embedded build; `mcpgw --version` prints its sha256".into()),
+        let code = match (&a.wasm_url, &a.wasm_image) {
+            (Some(u), None) => render_kube::WasmCode::Http(u.clone()),
+            (None, Some(i)) => render_kube::WasmCode::Image(i.clone()),
+            _ => return Err("render --kubernetes needs --wasm-url URL or --wasm-image REF: where the cluster gets mcpgw.wasm (publish the embedded build; `mcpgw --version` prints its sha256)".into()),
         };
+        let sha256 = wasm_sha256();
         let opts = render_kube::Options {
             code,
             sha256,
             session_key: keys.current,
             previous_key: keys.previous,
+            deploy: a.kube.deploy(),
         };
         let out = render_kube::render(&loaded.gateway, &loaded.passthrough, &opts)?;
-        print!("{out}");
+        warn_list(&out.warnings);
+        print!("{}", out.text);
         return Ok(());
     }
     render_envoy::preflight(&loaded.gateway)?;

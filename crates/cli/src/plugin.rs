@@ -20,6 +20,9 @@ pub const PREVIOUS_SESSION_KEY_VAR: &str = "MCPGW_PREVIOUS_SESSION_KEY";
 #[derive(Serialize)]
 struct PluginConfig<'a> {
     path: &'a str,
+    /// Always "route": every renderer rewrites path and host in the route a
+    /// backend's `route_header` value selects (see `route_matches`).
+    rewrite: &'static str,
     session: Session,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<Value>,
@@ -170,6 +173,7 @@ pub fn plugin_json(
         .collect();
     let cfg = PluginConfig {
         path: &gateway.path,
+        rewrite: "route",
         session: Session {
             key: format!("${{{SESSION_KEY_VAR}}}"),
             previous_keys: if with_previous_key {
@@ -193,8 +197,17 @@ pub fn validate(
     json: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
+    compile(gateway, json, env).map(|_| ())
+}
+
+/// [`validate`], keeping the compiled form (what the filter will run on).
+pub fn compile(
+    gateway: &Gateway,
+    json: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<mcpgw_core::gateway::config::Config, String> {
     match mcpgw_core::gateway::config::compile(json.as_bytes(), env) {
-        Ok(_) => Ok(()),
+        Ok(c) => Ok(c),
         Err(e) => {
             let mut field = e.field.clone();
             if let Some(rest) = field.strip_prefix("backends[") {

@@ -352,6 +352,45 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         ),
     ]));
 
+    // One route per backend, selected by the value the filter puts in
+    // ROUTE_HEADER, rewriting path and host (the filter's `rewrite: route`):
+    // the route is picked on the client's own host and path, so the virtual
+    // host's `domains` still match. Then 404 for what the filter let through.
+    let mut routes: Vec<Y> = gateway
+        .backends
+        .iter()
+        .filter_map(|b| upstream(b, opts))
+        .map(|u| {
+            let mut action = vec![("cluster", s(&u.cluster)), ("timeout", s("0s"))];
+            if let Some(a) = &u.authority {
+                action.push(("host_rewrite_literal", s(a)));
+            }
+            action.push((
+                "regex_rewrite",
+                m(vec![
+                    ("pattern", m(vec![("regex", s("^/.*$"))])),
+                    ("substitution", s(u.path.replace('\\', "\\\\"))),
+                ]),
+            ));
+            m(vec![
+                (
+                    "match",
+                    m(vec![
+                        ("path", s(&gateway.path)),
+                        (
+                            "headers",
+                            seq([m(vec![
+                                ("name", s(ROUTE_HEADER)),
+                                ("string_match", m(vec![("exact", s(&u.cluster))])),
+                            ])]),
+                        ),
+                    ]),
+                ),
+                ("route", m(action)),
+            ])
+        })
+        .collect();
+
     let domains = if gateway.hostnames.is_empty() {
         seq([s("*")])
     } else {
@@ -362,6 +401,45 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         }
         seq(d)
     };
+    let not_found = m(vec![
+        ("match", m(vec![("prefix", s("/"))])),
+        (
+            "direct_response",
+            m(vec![
+                ("status", Y::Int(404)),
+                ("body", m(vec![("inline_string", s("not found\n"))])),
+            ]),
+        ),
+    ]);
+    routes.push(not_found.clone());
+    let mut virtual_hosts = vec![m(vec![
+        ("name", s("mcp")),
+        ("domains", domains),
+        ("routes", seq(routes)),
+    ])];
+    // Hosts the route does not list never reach the filter (as in Envoy
+    // Gateway, which enables it only on the route's own virtual hosts).
+    if !gateway.hostnames.is_empty() {
+        let disabled = || {
+            m(vec![
+                (
+                    "@type",
+                    s("type.googleapis.com/envoy.config.route.v3.FilterConfig"),
+                ),
+                ("disabled", Y::Bool(true)),
+            ])
+        };
+        let mut off = vec![("envoy.filters.http.wasm", disabled())];
+        if gateway.oauth.is_some() {
+            off.push(("envoy.filters.http.jwt_authn", disabled()));
+        }
+        virtual_hosts.push(m(vec![
+            ("name", s("other-hosts")),
+            ("domains", seq([s("*")])),
+            ("typed_per_filter_config", m(off)),
+            ("routes", seq([not_found])),
+        ]));
+    }
     let mut hcm = m(vec![
         ("@type", s("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager")),
         ("stat_prefix", s("mcp")),
@@ -371,47 +449,7 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         ("request_timeout", s("30s")),
         (
             "route_config",
-            m(vec![(
-                "virtual_hosts",
-                seq([m(vec![
-                    ("name", s("mcp")),
-                    ("domains", domains),
-                    (
-                        "routes",
-                        seq([
-                            m(vec![
-                                (
-                                    "match",
-                                    m(vec![
-                                        ("prefix", s("/")),
-                                        (
-                                            "headers",
-                                            seq([m(vec![
-                                                ("name", s(ROUTE_HEADER)),
-                                                ("present_match", Y::Bool(true)),
-                                            ])]),
-                                        ),
-                                    ]),
-                                ),
-                                (
-                                    "route",
-                                    m(vec![("cluster_header", s(ROUTE_HEADER)), ("timeout", s("0s"))]),
-                                ),
-                            ]),
-                            m(vec![
-                                ("match", m(vec![("prefix", s("/"))])),
-                                (
-                                    "direct_response",
-                                    m(vec![
-                                        ("status", Y::Int(404)),
-                                        ("body", m(vec![("inline_string", s("not found\n"))])),
-                                    ]),
-                                ),
-                            ]),
-                        ]),
-                    ),
-                ])]),
-            )]),
+            m(vec![("virtual_hosts", seq(virtual_hosts))]),
         ),
         ("http_filters", seq(http_filters)),
     ]);

@@ -40,24 +40,6 @@ impl Y {
             }
         }
     }
-
-    /// A JSON value (for the plugin config inside a Kubernetes manifest).
-    pub fn from_json(v: &serde_json::Value) -> Y {
-        match v {
-            serde_json::Value::Null => Y::Str(String::new()),
-            serde_json::Value::Bool(b) => Y::Bool(*b),
-            serde_json::Value::Number(n) => {
-                n.as_i64().map(Y::Int).unwrap_or_else(|| s(n.to_string()))
-            }
-            serde_json::Value::String(x) => s(x),
-            serde_json::Value::Array(a) => seq(a.iter().map(Y::from_json)),
-            serde_json::Value::Object(o) => Y::Map(
-                o.iter()
-                    .map(|(k, v)| (k.clone(), Y::from_json(v)))
-                    .collect(),
-            ),
-        }
-    }
 }
 
 pub fn to_string(y: &Y) -> String {
