@@ -1013,15 +1013,16 @@ async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Resul
     Ok(())
 }
 
-/// Envoy's heap in use (tcmalloc's `server.memory_allocated`), bytes.
+/// Envoy's heap in use now (tcmalloc's `allocated` from the admin `/memory`
+/// endpoint, read live; the `server.memory_allocated` stat lags until the
+/// next stats flush), bytes.
 fn heap_allocated(envoy: &Envoy) -> Option<u64> {
-    envoy
-        .admin_get("/stats?filter=^server.memory_allocated$")?
-        .lines()
-        .find_map(|l| l.strip_prefix("server.memory_allocated: "))?
-        .trim()
-        .parse()
-        .ok()
+    let v: serde_json::Value = serde_json::from_str(&envoy.admin_get("/memory")?).ok()?;
+    // Envoy prints the uint64 fields as JSON strings.
+    match &v["allocated"] {
+        serde_json::Value::String(s) => s.parse().ok(),
+        n => n.as_u64(),
+    }
 }
 
 // ----- scenario 6: instructions per request (callgrind) -------------------------
