@@ -37,6 +37,15 @@ impl Engine {
         }
     }
 
+    /// The name of the HTTP filter that runs this build in Envoy (also the
+    /// key that disables it on a route).
+    pub fn envoy_filter(self) -> &'static str {
+        match self {
+            Engine::Module => "envoy.filters.http.dynamic_modules",
+            Engine::Wasm => "envoy.filters.http.wasm",
+        }
+    }
+
     /// The build's file name.
     pub fn file_name(self) -> &'static str {
         match self {

@@ -429,7 +429,7 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
                 ("disabled", Y::Bool(true)),
             ])
         };
-        let mut off = vec![("envoy.filters.http.wasm", disabled())];
+        let mut off = vec![(opts.filter.engine.envoy_filter(), disabled())];
         if gateway.oauth.is_some() {
             off.push(("envoy.filters.http.jwt_authn", disabled()));
         }
@@ -542,7 +542,7 @@ fn filter_entry(filter: &Filter, json: &str, keys: &[String]) -> Y {
     match filter.engine {
         // `${VAR}`s resolve in Envoy's own environment.
         Engine::Module => m(vec![
-            ("name", s("envoy.filters.http.dynamic_modules")),
+            ("name", s(filter.engine.envoy_filter())),
             (
                 "typed_config",
                 m(vec![
@@ -563,7 +563,7 @@ fn filter_entry(filter: &Filter, json: &str, keys: &[String]) -> Y {
             ),
         ]),
         Engine::Wasm => m(vec![
-            ("name", s("envoy.filters.http.wasm")),
+            ("name", s(filter.engine.envoy_filter())),
             (
                 "typed_config",
                 m(vec![
