@@ -124,8 +124,8 @@ impl Stack {
             .envoy
             .admin_get("/stats/prometheus")
             .unwrap_or_default()
-            // The module's stats carry Envoy's own prefix.
-            .replace("envoy_mcpgw_", "mcpgw_");
+            // The module's stats carry Envoy's prefix for module metrics.
+            .replace(mcpgw_module::names::PROMETHEUS_PREFIX, "");
         text.lines()
             .filter_map(|l| l.strip_prefix(series))
             .filter_map(|v| v.trim().parse::<f64>().ok())

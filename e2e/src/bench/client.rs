@@ -4,10 +4,12 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, ACCEPT, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -208,6 +210,48 @@ impl Conn {
             .ok_or_else(|| "initialize: no Mcp-Session-Id in the answer".to_string())?;
         self.session = Some(sid.to_string());
         Ok(())
+    }
+
+    /// `GET` an event stream (with the session, if there is one): the body,
+    /// once the answer is 200 `text/event-stream`. The connection carries
+    /// only this stream from then on.
+    pub async fn open_event_stream(&mut self) -> Result<Incoming, String> {
+        let mut b = Request::builder()
+            .method(Method::GET)
+            .uri(self.path.as_str())
+            .header(HOST, self.authority.as_str())
+            .header(ACCEPT, "text/event-stream");
+        if let Some(s) = &self.session {
+            b = b
+                .header("mcp-session-id", s.as_str())
+                .header("mcp-protocol-version", PROTOCOL_VERSION);
+        }
+        let req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+        self.tx.ready().await.map_err(|e| format!("send: {e}"))?;
+        let resp = self
+            .tx
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if resp.status() != 200 || !sse {
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(format!(
+                "GET: HTTP {status} (event stream: {sse}) {}",
+                snippet(&body)
+            ));
+        }
+        Ok(resp.into_body())
     }
 
     /// `tools/call` of `name`; the answer must be a successful result.
@@ -538,4 +582,85 @@ pub async fn sessions(
     }
     out.seconds = t0.elapsed().as_secs_f64();
     out
+}
+
+/// What the readers of long-lived event streams saw (shared by all the
+/// streams of one run).
+#[derive(Debug, Default)]
+pub struct EventSink {
+    /// Record arrivals (the measured window).
+    pub recording: bool,
+    /// Events carrying `"sent_us"` seen while recording.
+    pub events: u64,
+    /// How late each of them arrived (µs from the backend writing it to
+    /// the client reading it).
+    pub lat_us: Vec<u32>,
+    /// Streams that ended or broke before the reader was stopped.
+    pub ended: u64,
+    pub first_error: Option<String>,
+}
+
+/// Read an event stream to its end, recording into `sink` how late each
+/// timestamped event (`"sent_us":N`, see the backend's `--events`) arrived.
+/// Runs until the stream ends or the task is aborted.
+pub async fn read_events(mut body: Incoming, sink: Rc<RefCell<EventSink>>) {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                let now = super::backend::unix_us();
+                // Complete events end with a blank line.
+                let mut done = 0;
+                while let Some(end) = memchr::memmem::find(&buf[done..], b"\n\n") {
+                    let event = &buf[done..done + end];
+                    if let Some(sent) = sent_us(event) {
+                        let mut s = sink.borrow_mut();
+                        if s.recording {
+                            s.events += 1;
+                            let lat = now.saturating_sub(sent);
+                            s.lat_us.push(u32::try_from(lat).unwrap_or(u32::MAX));
+                        }
+                    }
+                    done += end + 2;
+                }
+                buf.drain(..done);
+            }
+            Some(Err(e)) => {
+                let mut s = sink.borrow_mut();
+                s.ended += 1;
+                s.first_error
+                    .get_or_insert(format!("event stream broke: {e}"));
+                return;
+            }
+            None => {
+                let mut s = sink.borrow_mut();
+                s.ended += 1;
+                s.first_error.get_or_insert("event stream ended".into());
+                return;
+            }
+        }
+    }
+}
+
+/// The `"sent_us":N` of an event, if it has one.
+fn sent_us(event: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(event, b"\"sent_us\":")? + 10;
+    let digits = event.get(at..)?;
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(digits.get(..n)?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sent_us_is_read_from_an_event() {
+        let e = br#"id: x
+data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"sent_us":1712345678901234}}}"#;
+        assert_eq!(super::sent_us(e), Some(1_712_345_678_901_234));
+        assert_eq!(super::sent_us(b"data: {}"), None);
+    }
 }
