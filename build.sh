@@ -136,6 +136,7 @@ cmd_test() {
 
 cmd_demo() {
     build_wasm >/dev/null
+    build_module >/dev/null
     ensure_venv
     log "building mcpgw and the example MCP servers"
     cargo build --quiet -p mcpgw

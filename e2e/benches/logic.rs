@@ -210,6 +210,7 @@ fn bench_stream(c: &mut Criterion) {
         sid: [7; 16],
         method: Some("tools/call".into()),
         request_id: Some("7".into()),
+        era: None,
     };
     let mut g = c.benchmark_group("stream");
     let with_ids = sse_stream();

@@ -119,6 +119,9 @@ class Wire(httpx2.AsyncBaseTransport):
             "method": request.method,
             "last_event_id": request.headers.get("last-event-id"),
             "has_session": "mcp-session-id" in request.headers,
+            "version": request.headers.get("mcp-protocol-version"),
+            "mcp_method": request.headers.get("mcp-method"),
+            "mcp_name": request.headers.get("mcp-name"),
             "at": self.now(),
             "events": [],
         }

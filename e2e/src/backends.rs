@@ -11,6 +11,10 @@
 //! * [`Kind::Beta`]: stateless, answers POSTs with `application/json` (falls back
 //!   to SSE when a tool emits notifications before its result). Tools: `echo`,
 //!   `multiply`, `count`, `whoami`.
+//! * [`Kind::Modern`]: Beta's tools (`echo` answers `modern: ...`), speaking
+//!   only 2026-07-28 (no `initialize`).
+//!
+//! Alpha and Beta, like every rmcp 3.9 server, also answer 2026-07-28 requests.
 //!
 //! Host and Origin validation are disabled so the gateway may forward any
 //! authority (`127.0.0.1:<port>`, `localhost:1975`, `alpha.test`, ...).
@@ -19,13 +23,18 @@ use std::{net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 
 use axum::serve::ListenerExt;
 use rmcp::{
-    handler::server::{router::tool::ToolRouter, tool::schema_for_output, wrapper::Parameters},
+    handler::server::{
+        router::tool::ToolRouter,
+        tool::{schema_for_output, InputResponses, RequestState},
+        wrapper::Parameters,
+    },
     model::{
-        CallToolResult, ContentBlock, Implementation, ProgressNotificationParam,
-        ServerCapabilities, ServerConfig,
+        CallToolResponse, CallToolResult, ContentBlock, Implementation, InputRequests,
+        InputRequiredResult, ProgressNotificationParam, ProtocolVersion, ServerCapabilities,
+        ServerConfig, ServerNotification, SubscriptionFilter,
     },
     schemars,
-    service::RequestContext,
+    service::{RequestContext, SubscriptionContext},
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         session::{local::LocalSessionManager, never::NeverSessionManager},
@@ -43,6 +52,8 @@ pub enum Kind {
     Alpha,
     /// Stateless, JSON answers, server name `beta`.
     Beta,
+    /// 2026-07-28 only, server name `modern`.
+    Modern,
 }
 
 impl Kind {
@@ -51,6 +62,7 @@ impl Kind {
         match self {
             Kind::Alpha => "alpha",
             Kind::Beta => "beta",
+            Kind::Modern => "modern",
         }
     }
 }
@@ -62,7 +74,10 @@ impl FromStr for Kind {
         match s.to_ascii_lowercase().as_str() {
             "alpha" => Ok(Kind::Alpha),
             "beta" => Ok(Kind::Beta),
-            other => Err(format!("unknown backend kind {other:?} (want alpha|beta)")),
+            "modern" => Ok(Kind::Modern),
+            other => Err(format!(
+                "unknown backend kind {other:?} (want alpha|beta|modern)"
+            )),
         }
     }
 }
@@ -161,6 +176,18 @@ pub async fn spawn_wrapped(
                 .with_json_response(true);
             let service = StreamableHttpService::new(
                 || Ok(Beta::new()),
+                Arc::new(NeverSessionManager::default()),
+                config,
+            );
+            axum::Router::new().route_service("/mcp", service)
+        }
+        Kind::Modern => {
+            let config = config
+                .with_legacy_session_mode(false)
+                .with_json_response(true)
+                .with_stateless_protocol_metadata_required(true);
+            let service = StreamableHttpService::new(
+                || Ok(Beta::modern()),
                 Arc::new(NeverSessionManager::default()),
                 config,
             );
@@ -493,10 +520,12 @@ impl ServerHandler for Alpha {
 // Beta
 // ---------------------------------------------------------------------------
 
-/// The stateless `beta` backend.
+/// The stateless `beta` backend, or (`modern`) the same tools as `modern`,
+/// which speaks only 2026-07-28.
 #[derive(Debug, Clone)]
 pub struct Beta {
     tool_router: ToolRouter<Self>,
+    modern: bool,
 }
 
 impl Default for Beta {
@@ -510,12 +539,29 @@ impl Beta {
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
+            modern: false,
         }
     }
 
-    #[tool(description = "Echo the text back, prefixed with 'beta: '")]
+    /// The 2026-07-28-only `modern` backend.
+    pub fn modern() -> Self {
+        Self {
+            modern: true,
+            ..Self::new()
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.modern {
+            Kind::Modern.name()
+        } else {
+            Kind::Beta.name()
+        }
+    }
+
+    #[tool(description = "Echo the text back, prefixed with the server's name")]
     async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
-        format!("beta: {}", args.text)
+        format!("{}: {}", self.name(), args.text)
     }
 
     #[tool(description = "Multiply two numbers")]
@@ -540,12 +586,88 @@ impl Beta {
     async fn whoami(&self, ctx: RequestContext<RoleServer>) -> String {
         whoami_text(&ctx)
     }
+
+    /// A 2026-07-28 multi-round-trip call: the first round asks the user
+    /// (elicitation) and hands out its own `requestState`; the retry that
+    /// brings both back orders the item. It asks whatever the client
+    /// declared (a misbehaving server, for the gateway's cross-era tests).
+    #[tool(description = "Order an item once the user confirms (2026-07-28 input_required)")]
+    async fn confirm(
+        &self,
+        Parameters(args): Parameters<ItemArgs>,
+        InputResponses(responses): InputResponses,
+        RequestState(state): RequestState,
+    ) -> CallToolResponse {
+        let mine = format!("{}-state:{}", self.name(), args.item);
+        if responses.is_some_and(|r| r.contains_key("ok")) && state.as_deref() == Some(&mine) {
+            return CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(
+                format!("ordered {}", args.item),
+            )]));
+        }
+        let ask = serde_json::json!({"ok": {"method": "elicitation/create", "params": {
+            "mode": "form",
+            "message": format!("Order {}?", args.item),
+            "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+        }}});
+        let requests: Option<InputRequests> = serde_json::from_value(ask).ok();
+        CallToolResponse::InputRequired(InputRequiredResult::new(requests, Some(mine)))
+    }
+}
+
+/// `confirm` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ItemArgs {
+    /// What to order.
+    pub item: String,
 }
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Beta {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("beta", env!("CARGO_PKG_VERSION")))
+        let caps = if self.modern {
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build()
+        } else {
+            ServerCapabilities::builder().enable_tools().build()
+        };
+        let info = ServerConfig::new(caps)
+            .with_server_info(Implementation::new(self.name(), env!("CARGO_PKG_VERSION")));
+        if self.modern {
+            info.with_instructions("Modern speaks only 2026-07-28.")
+        } else {
+            info
+        }
+    }
+
+    /// Modern serves `subscriptions/listen` (tools list changes).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.modern.then(|| requested.clone())
+    }
+
+    /// One tools list change shortly after the acknowledgement, then quiet
+    /// until the client leaves.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                let change = ServerNotification::ToolListChangedNotification(Default::default());
+                let _ = context.sink().send(change).await;
+            }
+            _ = context.cancelled() => return Ok(()),
+        }
+        context.cancelled().await;
+        Ok(())
+    }
+
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        if self.modern {
+            std::borrow::Cow::Borrowed(&[ProtocolVersion::V_2026_07_28])
+        } else {
+            std::borrow::Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS)
+        }
     }
 }

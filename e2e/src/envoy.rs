@@ -131,7 +131,6 @@ impl Engine {
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               dynamic_module_config:
                 name: {module}
-                metrics_namespace: {namespace}
                 module: {{local: {{filename: {path}}}}}
               filter_name: {filter}
               filter_config:
@@ -140,7 +139,6 @@ impl Engine {
 "#,
                 module = mcpgw_module::names::MODULE_NAME,
                 path = module_path().display(),
-                namespace = mcpgw_module::names::METRICS_NAMESPACE,
                 filter = mcpgw_module::names::FILTER_NAME,
             ),
         }

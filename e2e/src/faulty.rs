@@ -469,8 +469,9 @@ pub fn closed_port() -> u16 {
 pub fn mcpgw_stats(envoy: &crate::envoy::Envoy) -> HashMap<String, f64> {
     let text = envoy.admin_get("/stats/prometheus").unwrap_or_default();
     text.lines()
+        // The dynamic module's metrics sit under Envoy's namespace for them.
         .map(|l| {
-            l.strip_prefix("envoy_")
+            l.strip_prefix(mcpgw_module::names::PROMETHEUS_PREFIX)
                 .filter(|m| m.starts_with("mcpgw_"))
                 .unwrap_or(l)
         })

@@ -130,3 +130,67 @@ impl FixtureStack {
         self.envoy.assert_log_clean();
     }
 }
+
+/// Three backends, one per era, behind mcpgw (all prefixed):
+/// `py` (the Python SDK's `MCPServer`: both eras, MRTR, `subscriptions/listen`),
+/// `modern` (rmcp, 2026-07-28 only), `legacy` (the TypeScript SDK, 2025 era
+/// only), and `bare`: `modern` again, unprefixed (`prefix: never`), which
+/// 2026-07-28 requests reach routed from their headers alone.
+pub struct EraStack {
+    pub py: crate::peers::PeerServer,
+    pub legacy: crate::peers::PeerServer,
+    pub modern: TestServer,
+    pub envoy: Envoy,
+}
+
+impl EraStack {
+    pub async fn start(engine: Engine) -> EraStack {
+        use crate::peers::{node_bin, python_bin, PeerServer};
+        let (py, legacy, modern) = tokio::join!(
+            PeerServer::start(python_bin(), "e2e/python/modern_server.py"),
+            PeerServer::start(node_bin(), "e2e/node/legacy_server.mjs"),
+            backends::spawn(Kind::Modern),
+        );
+        let cfg = json!({
+            "session": {"key": SESSION_KEY},
+            "backends": [
+                {"name": "py", "cluster": "py", "authority": format!("127.0.0.1:{}", py.port)},
+                {"name": "modern", "cluster": "modern"},
+                {"name": "legacy", "cluster": "legacy", "authority": format!("127.0.0.1:{}", legacy.port)},
+                {"name": "bare", "cluster": "modern", "prefix": "never"}
+            ]
+        });
+        let yaml = render(
+            engine,
+            &cfg.to_string(),
+            &[
+                Cluster {
+                    name: "py".into(),
+                    port: py.port,
+                },
+                Cluster {
+                    name: "modern".into(),
+                    port: modern.port(),
+                },
+                Cluster {
+                    name: "legacy".into(),
+                    port: legacy.port,
+                },
+            ],
+            &[],
+        );
+        let envoy = tokio::task::spawn_blocking(move || Envoy::start(&yaml))
+            .await
+            .expect("envoy start");
+        EraStack {
+            py,
+            legacy,
+            modern,
+            envoy,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.envoy.url()
+    }
+}

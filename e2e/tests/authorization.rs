@@ -43,6 +43,33 @@ impl Stack {
             .await
     }
 
+    /// A 2026-07-28 request (no session): routing headers and `_meta` added.
+    async fn post_modern(&self, token: &str, mut body: Value) -> Answer {
+        let auth = format!("Bearer {token}");
+        let method = body["method"].as_str().unwrap_or_default().to_string();
+        let name = body["params"]["name"]
+            .as_str()
+            .or(body["params"]["uri"].as_str())
+            .map(str::to_string);
+        body["params"]["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}
+        });
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("accept", ACCEPT_BOTH),
+            ("authorization", auth.as_str()),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method.as_str()),
+        ];
+        if let Some(n) = &name {
+            headers.push(("mcp-name", n.as_str()));
+        }
+        Raw::new(&self.envoy.url())
+            .send(reqwest::Method::POST, &headers, Some(body.to_string()))
+            .await
+    }
+
     async fn session(&self, token: &str) -> String {
         let a = self
             .post(token, None, json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
@@ -97,8 +124,8 @@ impl Stack {
             .envoy
             .admin_get("/stats/prometheus")
             .unwrap_or_default()
-            // The module's stats carry Envoy's own prefix.
-            .replace("envoy_mcpgw_", "mcpgw_");
+            // The module's stats carry Envoy's prefix for module metrics.
+            .replace(mcpgw_module::names::PROMETHEUS_PREFIX, "");
         text.lines()
             .filter_map(|l| l.strip_prefix(series))
             .filter_map(|v| v.trim().parse::<f64>().ok())
@@ -261,6 +288,46 @@ async fn callers_see_and_use_exactly_their_grant(engine: Engine) {
     }
     // Nothing refused reached a backend.
     assert_eq!(s.upstream_requests("alpha"), before);
+    assert_eq!(s.upstream_requests("fx"), fx_before);
+
+    // The same caller as a 2026-07-28 client (stateless): the same list,
+    // private to it, and the same decisions.
+    let a = s
+        .post_modern(
+            &user,
+            json!({"jsonrpc":"2.0","id":20,"method":"tools/list","params":{}}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let mut names: Vec<String> = a.json()["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", a.body))
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alpha__add", "alpha__echo", "alpha__whoami"]);
+    assert_eq!(a.json()["result"]["cacheScope"], "private", "{}", a.body);
+    let ok = s
+        .post_modern(&user, call(21, "alpha__add", json!({"a": 1, "b": 2})))
+        .await;
+    assert_eq!(
+        ok.json()["result"]["structuredContent"]["sum"],
+        3,
+        "{}",
+        ok.body
+    );
+    let (alpha_before, fx_before) = (s.upstream_requests("alpha"), s.upstream_requests("fx"));
+    for r in [
+        call(22, "alpha__add", json!({"a": 500, "b": 2})),
+        json!({"jsonrpc":"2.0","id":23,"method":"resources/read","params":{"uri":"fx+test://static-text"}}),
+        call(24, "fx__test_simple_text", json!({})),
+    ] {
+        let a = s.post_modern(&user, r.clone()).await;
+        assert_eq!(a.status, 403, "{r}: {}", a.body);
+        assert_eq!(a.json()["id"], r["id"], "{}", a.body);
+    }
+    assert_eq!(s.upstream_requests("alpha"), alpha_before);
     assert_eq!(s.upstream_requests("fx"), fx_before);
 
     // The blue team (no `mcp` scope): the fixture's one prompt, its static

@@ -289,7 +289,8 @@ spec: {{endpoints: [{{ip: {{address: 127.0.0.1, port: {}}}}}]}}
 }
 
 /// Two `mcpgw run` (two Envoys, as behind a load balancer) with the same key
-/// serve each other's sessions.
+/// serve each other's sessions, one with each build of the filter (the
+/// dynamic module and mcpgw.wasm share sealed ids and revocations' format).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_gateways_with_one_key_share_sessions() {
     let alpha = backends::spawn(Kind::Alpha).await;
@@ -316,15 +317,19 @@ async fn two_gateways_with_one_key_share_sessions() {
             "--session-key-file".into(),
             key_file.display().to_string(),
             "--no-probe".into(),
+            "--engine".into(),
+            "module".into(),
         ],
         vec![],
     );
     let b = start(
-        vec![cfg_s, "--no-probe".into()],
+        vec![cfg_s, "--no-probe".into(), "--engine".into(), "wasm".into()],
         vec![("MCPGW_SESSION_KEY", KEY)],
     );
     let (a, b) = (a.await.expect("a"), b.await.expect("b"));
     assert!(a.log().contains("session key from"), "{}", a.log());
+    assert!(a.log().contains("(dynamic module "), "{}", a.log());
+    assert!(b.log().contains("(wasm filter "), "{}", b.log());
     assert!(
         b.log().contains("session key from $MCPGW_SESSION_KEY"),
         "{}",
@@ -456,54 +461,76 @@ fn mcpgw(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
-/// `mcpgw render` output passes `envoy --mode validate`, for both inputs.
+/// `mcpgw render` output passes `envoy --mode validate` (which loads the
+/// filter), for both inputs and both builds of the filter.
 #[test]
 fn rendered_envoy_yaml_passes_envoy_validate() {
-    // The default wasm path is where `run` keeps it; render writes it there.
-    let cache = tempfile::tempdir().expect("cache");
-    let cache_s = cache.path().display().to_string();
-    let (ok, yaml, err) = mcpgw(
-        &[
-            "render",
-            "--mcp-config",
-            "testdata/cli/mcp-servers.json",
-            "--port",
-            "0",
-            "--admin-port",
-            "0",
-            "--audit-log",
-            "-",
-            "--limit-per-caller",
-            "60/m",
-            "--limit-tool",
-            "github__create_issue=10/30s",
-        ],
-        &[("GITHUB_TOKEN", "x"), ("XDG_CACHE_HOME", &cache_s)],
-    );
-    assert!(ok, "{err}");
-    assert!(
-        yaml.contains(&format!("filename: {cache_s}/mcpgw/mcpgw-")),
-        "{yaml}"
-    );
-    assert!(err.contains("\"filesystem\" is a stdio server"), "{err}");
-    assert!(yaml.contains("host_env_keys"));
-    assert!(
-        yaml.contains("envoy.filters.http.local_ratelimit")
-            && yaml.contains("value: github__create_issue")
-    );
-    assert!(yaml.contains("\"rate_limit_headers\": true"), "{yaml}");
-    assert!(
-        yaml.contains("envoy.access_loggers.extension_filters.cel")
-            && yaml.contains("wasm.mcpgw.audit_decision")
-    );
-    assert!(!yaml.contains("ghp_"), "no secret in the file");
-    validate_with_envoy(&yaml, &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")]);
+    // The default filter path is where `run` keeps it; render writes it there.
+    for (engine, file, marker, audit) in [
+        (
+            "module",
+            "libmcpgw-",
+            "envoy.filters.http.dynamic_modules",
+            "%FILTER_STATE(mcpgw.audit_decision:PLAIN)%",
+        ),
+        (
+            "wasm",
+            "mcpgw-",
+            "host_env_keys",
+            "%FILTER_STATE(wasm.mcpgw.audit_decision:PLAIN)%",
+        ),
+    ] {
+        let cache = tempfile::tempdir().expect("cache");
+        let cache_s = cache.path().display().to_string();
+        let (ok, yaml, err) = mcpgw(
+            &[
+                "render",
+                "--engine",
+                engine,
+                "--mcp-config",
+                "testdata/cli/mcp-servers.json",
+                "--port",
+                "0",
+                "--admin-port",
+                "0",
+                "--audit-log",
+                "-",
+                "--limit-per-caller",
+                "60/m",
+                "--limit-tool",
+                "github__create_issue=10/30s",
+            ],
+            &[("GITHUB_TOKEN", "x"), ("XDG_CACHE_HOME", &cache_s)],
+        );
+        assert!(ok, "{engine}: {err}");
+        assert!(
+            yaml.contains(&format!("filename: {cache_s}/mcpgw/{file}")),
+            "{engine}: {yaml}"
+        );
+        assert!(err.contains("\"filesystem\" is a stdio server"), "{err}");
+        assert!(yaml.contains(marker), "{engine}: {yaml}");
+        assert!(
+            yaml.contains("envoy.filters.http.local_ratelimit")
+                && yaml.contains("value: github__create_issue"),
+            "{engine}: {yaml}"
+        );
+        assert!(yaml.contains("\"rate_limit_headers\": true"), "{yaml}");
+        // The audit record reads the build's own filter-state names.
+        assert!(
+            yaml.contains("envoy.access_loggers.extension_filters.cel") && yaml.contains(audit),
+            "{engine}: {yaml}"
+        );
+        assert!(!yaml.contains("ghp_"), "no secret in the file");
+        validate_with_envoy(&yaml, &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")]);
+    }
 
     let (ok, yaml, err) = mcpgw(
         &[
             "render",
             "testdata/cli/mcproute-full.yaml",
             "--previous-session-key",
+            "--engine",
+            "wasm",
             "--wasm",
             "/nonexistent/mcpgw.wasm",
         ],
@@ -532,10 +559,10 @@ fn rendered_envoy_yaml_passes_envoy_validate() {
 fn check_version_and_kubernetes() {
     let (ok, out, err) = mcpgw(&["--version"], &[]);
     assert!(ok, "{err}");
-    assert!(out.starts_with("mcpgw 0.1.0 (mcpgw.wasm sha256 "), "{out}");
+    assert!(out.starts_with("mcpgw 0.1.0 (libmcpgw.so sha256 "), "{out}");
     assert_eq!(
         out.trim().len(),
-        "mcpgw 0.1.0 (mcpgw.wasm sha256 )".len() + 64,
+        "mcpgw 0.1.0 (libmcpgw.so sha256 , mcpgw.wasm sha256 )".len() + 2 * 64,
         "{out}"
     );
 
@@ -595,6 +622,23 @@ fn check_version_and_kubernetes() {
     );
     assert!(!ok);
     assert!(err.contains("--wasm-url URL or --wasm-image REF"), "{err}");
+    // Envoy Gateway manifests run the wasm build: the module is refused,
+    // saying so.
+    let (ok, out, err) = mcpgw(
+        &[
+            "render",
+            "--kubernetes",
+            "--engine",
+            "module",
+            "--mcp-config",
+            "testdata/cli/mcp-servers.json",
+            "--wasm-url",
+            "https://example.com/mcpgw.wasm",
+        ],
+        &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")],
+    );
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("renders the wasm build only"), "{err}");
 
     // What Envoy Gateway would refuse or change, said by `check --kubernetes`
     // exactly as `render --kubernetes` says it.

@@ -290,7 +290,8 @@ async fn the_gateway_enforces_the_transport_rules(engine: Engine) {
         (a.status, a.json()["error"]["code"].as_i64()),
         (200, Some(-32601))
     );
-    // 2026-07-28 clients probe with server/discover: HTTP 400 + a non-modern JSON-RPC error.
+    // server/discover without the 2026-07-28 headers: a header mismatch
+    // (tests/modern.rs covers that era).
     let a = raw
         .post(
             None,
@@ -298,7 +299,7 @@ async fn the_gateway_enforces_the_transport_rules(engine: Engine) {
         )
         .await;
     assert_eq!(a.status, 400);
-    assert_eq!(a.json()["error"]["code"], -32601);
+    assert_eq!(a.json()["error"]["code"], -32020);
     assert_eq!(a.json()["id"], 9);
     // Only alpha keeps sessions (beta is stateless), so GET streams alpha's messages.
     let resp = reqwest::Client::new()

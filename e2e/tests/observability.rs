@@ -161,12 +161,12 @@ async fn metrics_access_logs_and_traces(engine: Engine) {
     // Histograms reach the admin view at the next stats flush (1 s in the tests).
     let mut text = String::new();
     for _ in 0..50 {
-        // The module's series carry Envoy's `envoy_` prefix.
+        // The module's series carry Envoy's prefix for module metrics.
         text = stack
             .envoy
             .admin_get("/stats/prometheus")
             .expect("stats")
-            .replace("envoy_mcpgw_", "mcpgw_");
+            .replace(mcpgw_module::names::PROMETHEUS_PREFIX, "");
         if text.contains("mcpgw_fanout_duration_ms_count{method=\"initialize\"} 1") {
             break;
         }

@@ -24,6 +24,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mcpgw_e2e::checks::{wire_lines, Checks};
 use mcpgw_e2e::envoy::Engine;
 use mcpgw_e2e::peers::{node_bin, python_bin, run_script};
 use mcpgw_e2e::stack::FixtureStack;
@@ -133,51 +134,6 @@ async fn run_client(program: PathBuf, script: &str, url: &str) -> Value {
     summary
 }
 
-/// The recorded exchanges, one a line, for failure messages.
-fn wire_lines(summary: &Value) -> String {
-    summary["wire"]
-        .as_array()
-        .map(|w| {
-            w.iter()
-                .map(Value::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-/// Collects mismatches so one run reports all of them.
-struct Checks {
-    label: &'static str,
-    failures: Vec<String>,
-}
-
-impl Checks {
-    fn eq(&mut self, what: &str, got: &Value, want: &Value) {
-        if got != want {
-            self.failures
-                .push(format!("{what}:\n      got:  {got}\n      want: {want}"));
-        }
-    }
-
-    fn that(&mut self, what: &str, ok: bool, got: &Value) {
-        if !ok {
-            self.failures.push(format!("{what}:\n      got: {got}"));
-        }
-    }
-
-    fn finish(self, summary: &Value) {
-        assert!(
-            self.failures.is_empty(),
-            "{}: {} mismatch(es) in the full session:\n  {}\nwire:\n{}",
-            self.label,
-            self.failures.len(),
-            self.failures.join("\n  "),
-            wire_lines(summary)
-        );
-    }
-}
-
 /// `[progress, total, message]` triples with the numbers as f64 (Python
 /// reports floats, TypeScript integers).
 fn progress(v: &Value) -> Vec<(Option<f64>, Option<f64>, Option<String>)> {
@@ -210,10 +166,7 @@ fn answers(event: &Value, id: &Value) -> bool {
 }
 
 fn check_session(r: &Value, c: &Client, engine: Engine) {
-    let mut k = Checks {
-        label: c.label,
-        failures: Vec::new(),
-    };
+    let mut k = Checks::new(c.label);
 
     // initialize: mcpgw itself, 2025-11-25, the capabilities it can route.
     k.eq("server name", &r["server_name"], &json!("mcpgw"));

@@ -2,11 +2,12 @@
 //! (with the built filter loaded and its plugin configuration checked), and a
 //! broken plugin configuration is refused with a message naming the field.
 
-use mcpgw_e2e::envoy::{envoy_bin, wasm_path, workspace_root};
+use mcpgw_e2e::envoy::{envoy_bin, module_path, wasm_path, workspace_root};
 use std::process::Command;
 
 fn validate(config: &std::path::Path) -> (bool, String) {
-    let _ = wasm_path(); // the configs load the built filter
+    // The configs load the built filter.
+    let _ = (wasm_path(), module_path());
     let out = Command::new(envoy_bin())
         .current_dir(workspace_root())
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
@@ -54,18 +55,29 @@ fn shipped_configs_validate() {
             "{}: stats_tags differ from the metric names",
             path.display()
         );
-        assert!(
-            text.contains("%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%"),
-            "{}: access log",
-            path.display()
-        );
+        // Each build publishes its fields under its own filter-state keys.
+        let module = text.contains("envoy.filters.http.dynamic_modules");
+        let (tool_key, audit_filter, audit_fields) = if module {
+            (
+                "%FILTER_STATE(mcpgw.tool:PLAIN)%",
+                mcpgw_module::names::audit_log_filter(),
+                mcpgw_module::names::audit_log_fields(),
+            )
+        } else {
+            (
+                "%FILTER_STATE(wasm.mcpgw.tool:PLAIN)%",
+                mcpgw_proxy_wasm::names::audit_log_filter(),
+                mcpgw_proxy_wasm::names::audit_log_fields(),
+            )
+        };
+        assert!(text.contains(tool_key), "{}: access log", path.display());
         // And the audit log, with every field of the record.
         assert!(
-            text.contains(&mcpgw_proxy_wasm::names::audit_log_filter()),
+            text.contains(&audit_filter),
             "{}: audit log filter",
             path.display()
         );
-        for (k, v) in mcpgw_proxy_wasm::names::audit_log_fields() {
+        for (k, v) in audit_fields {
             assert!(
                 text.contains(&format!("{k}: \"{v}\"")),
                 "{}: audit field {k}",
@@ -79,27 +91,28 @@ fn shipped_configs_validate() {
         );
         seen += 1;
     }
-    assert!(seen >= 2, "expected the shipped examples in envoy/");
+    assert!(seen >= 3, "expected the shipped examples in envoy/");
 }
 
 #[test]
 fn a_bad_plugin_config_is_refused_with_the_field_named() {
-    let good =
-        std::fs::read_to_string(workspace_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
-    let bad = good.replacen(
-        "\"tools\": {\"exclude\": [\"admin_reset\"]}",
-        "\"tools\": {\"exclude\": [\"admin_reset\"], \"include_regex\": [\"(\"]}",
-        1,
-    );
-    assert_ne!(good, bad);
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("bad.yaml");
-    // Relative wasm path: keep the working directory at the repository root.
-    std::fs::write(&path, bad).expect("write");
-    let (ok, log) = validate(&path);
-    assert!(!ok, "a broken config must not validate");
-    assert!(
-        log.contains("mcpgw config: backends[0].tools.include_regex[0]: invalid regex"),
-        "the log names the field:\n{log}"
-    );
+    for shipped in ["envoy/envoy.yaml", "envoy/envoy-module.yaml"] {
+        let good = std::fs::read_to_string(workspace_root().join(shipped)).expect(shipped);
+        let bad = good.replacen(
+            "\"tools\": {\"exclude\": [\"admin_reset\"]}",
+            "\"tools\": {\"exclude\": [\"admin_reset\"], \"include_regex\": [\"(\"]}",
+            1,
+        );
+        assert_ne!(good, bad, "{shipped}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("bad.yaml");
+        // Relative filter paths: keep the working directory at the repository root.
+        std::fs::write(&path, bad).expect("write");
+        let (ok, log) = validate(&path);
+        assert!(!ok, "{shipped}: a broken config must not validate");
+        assert!(
+            log.contains("mcpgw config: backends[0].tools.include_regex[0]: invalid regex"),
+            "{shipped}: the log names the field:\n{log}"
+        );
+    }
 }

@@ -6,7 +6,9 @@
 //! answers go back to the backend that asked (`roots` tells what it got), a
 //! reconnect with `Last-Event-ID` resumes each backend where it was, and the
 //! backends' streams end when the client leaves. The proxy-wasm build keeps
-//! its documented answer: 405 (it cannot stream side calls).
+//! its documented answer: 405 (it cannot stream side calls). A client that
+//! stops reading while a backend floods the stream is cut off at the cap
+//! (module only).
 
 use futures::StreamExt;
 use mcpgw_core::protocol::sse::{Event, Item, Parser};
@@ -270,4 +272,110 @@ async fn merged_get_stream(engine: Engine) {
         assert_eq!(last.as_deref(), Some("0"), "{cluster}: streams still open");
     }
     s.envoy.assert_log_clean();
+}
+
+/// A stateful backend whose GET stream sends 1 KB events as fast as the
+/// connection takes them (at most 256 MB), counting what it sent.
+async fn spawn_flood() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::response::Response;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let handler = move |method: Method, _headers: HeaderMap, body: String| {
+        let counter = counter.clone();
+        async move {
+            if method == Method::GET {
+                let event = format!(
+                    "data: {}\n\n",
+                    json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x".repeat(960)}})
+                );
+                let stream = futures::stream::iter(0..262_144u32).map(move |_| {
+                    counter.fetch_add(event.len() as u64, Ordering::Relaxed);
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from(event.clone()))
+                });
+                return Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from_stream(stream))
+                    .unwrap_or_default();
+            }
+            let msg: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if msg["method"] == "initialize" {
+                let r = json!({"jsonrpc":"2.0","id":msg["id"],"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"flood","version":"1"}}});
+                return Response::builder()
+                    .header("content-type", "application/json")
+                    .header("mcp-session-id", "flood-session")
+                    .body(Body::from(r.to_string()))
+                    .unwrap_or_default();
+            }
+            Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+    };
+    let app = axum::Router::new().route("/mcp", axum::routing::any(handler));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, sent)
+}
+
+/// A client that opens the merged stream and stops reading: what Envoy holds
+/// for it grows to its buffer's high watermark, what the module holds to
+/// `max_response_bytes`, then the stream ends and the backends' are closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_cut_off() {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    let (flood, sent) = spawn_flood().await;
+    let alpha = backends::spawn(Kind::Alpha).await;
+    let cfg = json!({
+        "session": {"key": SESSION_KEY},
+        "max_response_bytes": 262144,
+        "backends": [
+            {"name": "flood", "cluster": "flood"},
+            {"name": "alpha", "cluster": "alpha"}
+        ]
+    });
+    let clusters = [("flood", flood), ("alpha", alpha.port())].map(|(n, port)| Cluster {
+        name: n.into(),
+        port,
+    });
+    let yaml = render(Engine::Module, &cfg.to_string(), &clusters, &[]);
+    let envoy = tokio::task::spawn_blocking(move || Envoy::start(&yaml))
+        .await
+        .expect("envoy start");
+    let sid = Raw::new(&envoy.url()).session().await;
+    // A raw connection that sends the GET and never reads.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", envoy.port)).expect("connect");
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(1)));
+    write!(
+        conn,
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMcp-Protocol-Version: 2025-11-25\r\n\r\n"
+    )
+    .expect("send the GET");
+    let logged = mcpgw_e2e::faulty::wait_log(&envoy, &["does not read its event stream"]).await;
+    assert!(logged.is_some(), "{}", envoy.filter_log().join("\n"));
+    // The backend's stream was closed: it stops sending long before its 256 MB.
+    let mut before = sent.load(Ordering::Relaxed);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = sent.load(Ordering::Relaxed);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    assert!(
+        before < 64 << 20,
+        "the flooding backend sent {before} bytes; its stream should have been closed"
+    );
+    drop(conn);
+    envoy.assert_log_clean();
 }

@@ -187,6 +187,49 @@ impl Stack {
         serde_json::from_str(text).expect("whoami json")
     }
 
+    /// A 2026-07-28 request (no session; the routing headers its body implies).
+    async fn modern(&self, token: &str, id: u64, method: &str, mut params: Value) -> Value {
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let name = params["name"].as_str().map(str::to_string);
+        let auth = format!("Bearer {token}");
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("accept", ACCEPT_BOTH),
+            ("authorization", auth.as_str()),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+        ];
+        if let Some(n) = &name {
+            headers.push(("mcp-name", n.as_str()));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let a = self
+            .raw
+            .send(reqwest::Method::POST, &headers, Some(body.to_string()))
+            .await;
+        assert_eq!(a.status, 200, "{method}: {}", a.body);
+        a.json()
+    }
+
+    /// What `tool` (a `whoami`) saw, called by a 2026-07-28 client.
+    async fn modern_whoami(&self, token: &str, tool: &str) -> Value {
+        let r = self
+            .modern(
+                token,
+                7,
+                "tools/call",
+                json!({"name": tool, "arguments": {}}),
+            )
+            .await;
+        let text = r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{tool}: {r}"));
+        serde_json::from_str(text).expect("whoami json")
+    }
+
     /// A counter from `/stats/prometheus`, e.g. `mcpgw_token_exchanges_total{outcome="ok",backend="alpha"}`.
     fn stat(&self, series: &str) -> u64 {
         let stats = self
@@ -195,9 +238,9 @@ impl Stack {
             .unwrap_or_default();
         stats
             .lines()
-            // The dynamic module's stats carry Envoy's `envoy_` prefix.
+            // The dynamic module's stats carry Envoy's prefix for module metrics.
             .filter_map(|l| {
-                l.strip_prefix("envoy_")
+                l.strip_prefix(mcpgw_module::names::PROMETHEUS_PREFIX)
                     .unwrap_or(l)
                     .strip_prefix(&format!("{series} "))
             })
@@ -268,6 +311,29 @@ async fn backends_see_the_user_never_the_users_token(engine: Engine) {
     assert_eq!(b["token_claims"]["sub"], "bob");
     let a = s.whoami(&alice, &sid, "alpha__whoami").await;
     assert_eq!(a["token_claims"]["sub"], "alice");
+
+    // A 2026-07-28 client (no session): learning each backend's era, the
+    // list fan-out and the routed calls go with the caller's exchanged
+    // tokens, as in the session era.
+    let list = s.modern(&bob, 5, "tools/list", json!({})).await;
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"alpha__whoami") && names.contains(&"beta__whoami"),
+        "{names:?}"
+    );
+    let b = s.modern_whoami(&bob, "beta__whoami").await;
+    assert_eq!(b["token_claims"]["sub"], "bob", "{b}");
+    assert_eq!(b["token_claims"]["aud"], "https://beta.test");
+    let a = s.modern_whoami(&bob, "alpha__whoami").await;
+    assert_eq!(a["token_claims"]["sub"], "bob", "{a}");
+    assert_eq!(a["token_claims"]["act"]["sub"], "mcpgw-gateway", "{a}");
+    let a = s.modern_whoami(&alice, "alpha__whoami").await;
+    assert_eq!(a["token_claims"]["sub"], "alice", "{a}");
 
     // Reused until shortly before expiry, then exchanged again.
     expire().await;

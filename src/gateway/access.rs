@@ -14,7 +14,7 @@ use crate::protocol::jsonrpc::{error_json, INVALID_REQUEST};
 
 const AS_CACHE_KEY: &str = "mcpgw.as_metadata";
 const ALLOW_HEADERS: &str =
-    "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id";
+    "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name";
 const EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate";
 
 impl Exchange {

@@ -111,6 +111,15 @@ pub fn compile(raw: &RawAudit, backends: &[&str]) -> Result<AuditConfig, (String
     Ok(out)
 }
 
+impl AuditConfig {
+    /// Whether some argument values of `backend`'s `tool` are recorded.
+    pub fn keeps_values_of(&self, backend: &str, tool: &str) -> bool {
+        self.arguments
+            .iter()
+            .any(|(b, t, n)| b == backend && t == tool && !n.is_empty())
+    }
+}
+
 /// The decision part of the record (set by the policy check).
 #[derive(Debug, Default, Clone)]
 pub struct Audit {

@@ -32,6 +32,8 @@ pub enum Purpose {
     EventId = 3,
     Cursor = 4,
     TaskId = 5,
+    /// The 2026-07-28 MRTR `requestState` the gateway wraps a backend's in.
+    RequestState = 6,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +136,12 @@ impl Keyring {
     /// Open a token sealed for `purpose` by any key of the ring. Any damage
     /// (truncation, flipped bit, other purpose, unknown key) gives `None`.
     pub fn open(&self, purpose: Purpose, token: &str) -> Option<Vec<u8>> {
-        if token.len() > 16 * 1024 {
+        self.open_up_to(purpose, token, 16 * 1024)
+    }
+
+    /// [`Keyring::open`] for tokens up to `max_len` characters.
+    pub fn open_up_to(&self, purpose: Purpose, token: &str, max_len: usize) -> Option<Vec<u8>> {
+        if token.len() > max_len {
             return None;
         }
         let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
@@ -180,6 +187,20 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Length-prefixed (u32) byte string, for values that may exceed 64 KiB.
+    pub fn long_str(&mut self, v: &str) -> &mut Self {
+        let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(
+            v.as_bytes()
+                .get(..usize::try_from(len).unwrap_or(0))
+                .unwrap_or_default(),
+        );
+        self
+    }
+}
+
 pub struct Reader<'a> {
     buf: &'a [u8],
 }
@@ -211,6 +232,10 @@ impl<'a> Reader<'a> {
     pub fn str(&mut self) -> Option<&'a str> {
         let len = u16::from_be_bytes(self.array::<2>()?);
         std::str::from_utf8(self.take(usize::from(len))?).ok()
+    }
+    pub fn long_str(&mut self) -> Option<&'a str> {
+        let len = usize::try_from(u32::from_be_bytes(self.array::<4>()?)).ok()?;
+        std::str::from_utf8(self.take(len)?).ok()
     }
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()

@@ -7,10 +7,13 @@
 
 use super::host::LocalResponse;
 use super::stats::ErrorKind;
+use crate::protocol::jsonrpc::json_string;
 use crate::protocol::jsonrpc::{
     error_json, ParseError, BACKEND_ERROR, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST,
     METHOD_NOT_FOUND, PARSE_ERROR, RESOURCE_NOT_FOUND,
 };
+use crate::protocol::mcp::Version;
+use crate::protocol::modern::{HEADER_MISMATCH, UNSUPPORTED_VERSION};
 use crate::protocol::sse;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -24,6 +27,8 @@ pub struct GatewayError {
     pub kind: Option<ErrorKind>,
     /// The `Allow` header of a 405.
     pub allow: Option<&'static str>,
+    /// `error.data`, raw JSON.
+    pub data: Option<String>,
 }
 
 impl GatewayError {
@@ -39,6 +44,7 @@ impl GatewayError {
             message: message.into(),
             kind,
             allow: None,
+            data: None,
         }
     }
 
@@ -215,15 +221,6 @@ impl GatewayError {
         Self::new(200, METHOD_NOT_FOUND, m, Some(ErrorKind::UnknownMethod))
     }
 
-    /// What 2026-07-28 clients probe for: HTTP 400 with a JSON-RPC error that
-    /// is not a modern-era error, so they fall back to `initialize`.
-    pub fn legacy_only(supported: &str) -> GatewayError {
-        let m = format!(
-            "Method not found: this MCP endpoint does not support protocol 2026-07-28 or server/discover; it speaks {supported} and starts sessions with initialize"
-        );
-        Self::new(400, METHOD_NOT_FOUND, m, Some(ErrorKind::BadRequest))
-    }
-
     pub fn invalid_params(message: impl Into<Cow<'static, str>>) -> GatewayError {
         Self::new(200, INVALID_PARAMS, message, Some(ErrorKind::InvalidParams))
     }
@@ -312,6 +309,116 @@ impl GatewayError {
         Self::new(200, INTERNAL_ERROR, message, None)
     }
 
+    // ----- 2026-07-28 (stateless) --------------------------------------------------
+
+    /// A routing header missing, sent twice, malformed, or unlike the body.
+    pub fn header_mismatch(message: impl Into<Cow<'static, str>>) -> GatewayError {
+        Self::new(
+            400,
+            HEADER_MISMATCH,
+            message,
+            Some(ErrorKind::HeaderMismatch),
+        )
+    }
+
+    /// A protocol version the gateway does not serve, naming those it does
+    /// (both eras: a client that also speaks a handshake version falls back).
+    pub fn unsupported_protocol_version(requested: &str) -> GatewayError {
+        let supported: Vec<String> = Version::ALL_SERVED
+            .iter()
+            .map(|v| json_string(v.as_str()))
+            .collect();
+        let mut e = Self::new(
+            400,
+            UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            Some(ErrorKind::UnsupportedVersion),
+        );
+        e.data = Some(format!(
+            "{{\"supported\":[{}],\"requested\":{}}}",
+            supported.join(","),
+            json_string(requested)
+        ));
+        e
+    }
+
+    /// Malformed request metadata (`_meta`), answered 400.
+    pub fn invalid_meta(message: impl Into<Cow<'static, str>>) -> GatewayError {
+        Self::new(400, INVALID_PARAMS, message, Some(ErrorKind::InvalidParams))
+    }
+
+    /// A method the stateless revision does not have.
+    pub fn not_a_modern_method(method: &str, version: &str) -> GatewayError {
+        let m = format!(
+            "Method not found: {} (not a method of protocol {version})",
+            method.chars().take(64).collect::<String>()
+        );
+        Self::new(404, METHOD_NOT_FOUND, m, Some(ErrorKind::UnknownMethod))
+    }
+
+    /// A 2026-07-28 request (`server/discover`, `subscriptions/listen`)
+    /// without the 2026-07-28 headers.
+    pub fn modern_request_without_headers(method: &str) -> GatewayError {
+        Self::header_mismatch(format!(
+            "Header mismatch: {method} is a 2026-07-28 request; send it with MCP-Protocol-Version: 2026-07-28 and Mcp-Method"
+        ))
+    }
+
+    /// GET and DELETE have no meaning in 2026-07-28.
+    pub fn modern_method_not_allowed() -> GatewayError {
+        Self::new(
+            405,
+            INVALID_REQUEST,
+            "Method Not Allowed: protocol 2026-07-28 has no GET stream and no sessions; POST each request (subscriptions/listen for notifications)",
+            Some(ErrorKind::BadRequest),
+        )
+        .allowing("POST")
+    }
+
+    /// A 2026-07-28 client posted a JSON-RPC response.
+    pub fn modern_response_refused() -> GatewayError {
+        Self::new(
+            400,
+            INVALID_REQUEST,
+            "Invalid Request: a 2026-07-28 client sends requests and notifications only; servers ask for input with input_required results",
+            Some(ErrorKind::InvalidJsonRpc),
+        )
+    }
+
+    /// An MRTR `requestState` the gateway did not seal for this retry.
+    pub fn invalid_request_state() -> GatewayError {
+        Self::invalid_meta("Invalid params: invalid or expired requestState")
+    }
+
+    /// A handshake-era backend ended the session a worker held for
+    /// 2026-07-28 clients (a new one is opened on the next request).
+    pub fn held_session_ended(backend: &str) -> GatewayError {
+        let m = format!(
+            "backend {backend} ended the session mcpgw held with it; retry the request (a new session is opened)"
+        );
+        Self::new(200, INTERNAL_ERROR, m, Some(ErrorKind::BackendFailure))
+    }
+
+    /// This error as a 2026-07-28 client gets it: no code of the reserved
+    /// -32000..-32099 range but the specification's own (a backend failure
+    /// is -32603, "resource not found" -32602), and an error of the JSON-RPC
+    /// layer takes its code's status (-32602 is 400, -32601 404).
+    pub fn for_modern_client(mut self) -> GatewayError {
+        self.code = match self.code {
+            RESOURCE_NOT_FOUND => INVALID_PARAMS,
+            c if crate::protocol::modern::is_reserved_code(c)
+                && !(UNSUPPORTED_VERSION..=HEADER_MISMATCH).contains(&c) =>
+            {
+                INTERNAL_ERROR
+            }
+            c => c,
+        };
+        if self.status == 200 {
+            self.status = crate::protocol::modern::error_status(self.code);
+        }
+        self
+    }
+
     // ----- as the client sees it --------------------------------------------------
 
     /// The answer, for the request with raw JSON id `id`.
@@ -326,14 +433,17 @@ impl GatewayError {
     /// The JSON-RPC error message alone.
     pub fn body(&self, id: Option<&str>) -> String {
         let raw = id.and_then(|i| RawValue::from_string(i.to_string()).ok());
-        error_json(raw.as_deref(), self.code, &self.message, None)
+        error_json(
+            raw.as_deref(),
+            self.code,
+            &self.message,
+            self.data.as_deref(),
+        )
     }
 
     /// The error as an SSE `message` event, ending a stream that answers `id`.
     pub fn write_event(&self, out: &mut Vec<u8>, id: Option<&str>) {
-        let raw = id.and_then(|i| RawValue::from_string(i.to_string()).ok());
-        let e = sse::Event::data(error_json(raw.as_deref(), self.code, &self.message, None));
-        e.write(out);
+        sse::Event::data(self.body(id)).write(out);
     }
 }
 
@@ -343,6 +453,27 @@ mod tests {
     use crate::gateway::host::header;
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn modern_clients_get_no_reserved_code_and_the_codes_status() {
+        let e = GatewayError::backend("backend b failed").for_modern_client();
+        assert_eq!((e.status, e.code), (200, INTERNAL_ERROR));
+        let e = GatewayError::resource_not_found("x://1").for_modern_client();
+        assert_eq!((e.status, e.code), (400, INVALID_PARAMS));
+        let e = GatewayError::method_not_found("x/y").for_modern_client();
+        assert_eq!((e.status, e.code), (404, METHOD_NOT_FOUND));
+        let e = GatewayError::unsupported_protocol_version("1999").for_modern_client();
+        assert_eq!((e.status, e.code), (400, UNSUPPORTED_VERSION));
+        let v: serde_json::Value = serde_json::from_str(&e.body(Some("1"))).unwrap();
+        assert_eq!(v["error"]["data"]["requested"], "1999");
+        assert_eq!(v["error"]["data"]["supported"][0], "2026-07-28");
+        let e = GatewayError::too_large(10).for_modern_client();
+        assert_eq!(
+            (e.status, e.code),
+            (413, INVALID_REQUEST),
+            "HTTP-layer statuses stay"
+        );
+    }
 
     #[test]
     fn answers_carry_status_code_id_and_allow() {

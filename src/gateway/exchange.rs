@@ -11,6 +11,8 @@ use super::host::{
     LocalResponse, LogField, ResponseBodyAction,
 };
 use super::instance::Gateway;
+use super::modern::client::Learn;
+use super::modern::ModernReq;
 use super::naming::Resolved;
 use super::session::{caps, session_tag, BackendSession, Session, SessionError};
 use super::stats::{ErrorKind, RequestStats};
@@ -20,7 +22,7 @@ use crate::protocol::http::{self as h, accepts, media_type, path_only};
 use crate::protocol::jsonrpc::{
     self, error_json, result_json, Kind, Message, RawObject, INTERNAL_ERROR,
 };
-use crate::protocol::mcp::{self, ListKind, Notification, Request, Version};
+use crate::protocol::mcp::{ListKind, Notification, Request, Version};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -63,6 +65,11 @@ pub(super) struct RequestCtx {
     pub stats: RequestStats,
     /// When the current fan-out started (for its latency histogram).
     pub fanout_started_ms: u64,
+    /// The 2026-07-28 request, when the client speaks that revision.
+    pub modern: Option<Box<ModernReq>>,
+    /// The client's body, kept when a later step needs it again (a request
+    /// served after learning backends; one adapted to a backend's era).
+    pub body: Option<Vec<u8>>,
 }
 
 pub(super) enum State {
@@ -118,6 +125,8 @@ pub(super) enum FanOp {
     FirstSuccess,
     /// The issuer's metadata, fetched for 2025-03-26 clients.
     AsMetadata,
+    /// Learning backends' eras before a request can be served.
+    Learn(Box<Learn>),
 }
 
 /// Finding the owner of a bare tool or prompt name among several unprefixed
@@ -147,6 +156,7 @@ impl FanOp {
             FanOp::Lookup(_) => "lookup",
             FanOp::FirstSuccess => "first_success",
             FanOp::AsMetadata => "authorization_server_metadata",
+            FanOp::Learn(_) => "learn",
         }
     }
 }
@@ -156,7 +166,7 @@ pub(super) enum Mode {
     Pending,
     PassThrough,
     Json,
-    Sse(SseRewrite),
+    Sse(Box<SseRewrite>),
     /// Upstream body discarded (its replacement was already sent).
     Drop,
 }
@@ -231,6 +241,7 @@ impl Exchange {
         if self.req.stats.error.is_none() {
             self.req.stats.error = e.kind;
         }
+        let e = self.era_error(e);
         let r = e.response(self.req.request_id.as_deref());
         self.respond(r)
     }
@@ -528,10 +539,11 @@ impl Exchange {
             return HeadersAction::Respond(r);
         }
 
+        let modern = self.choose_era(headers);
         if let Some(v) = header(headers, h::PROTOCOL_VERSION) {
             let v = v.trim();
             let served = Version::parse(v).is_some_and(|p| Version::SERVED.contains(&p));
-            if !served && !mcp::is_modern_version(v) {
+            if !served && !modern {
                 let e = GatewayError::unsupported_version(v, &supported_list());
                 return HeadersAction::Respond(self.fail(e));
             }
@@ -559,6 +571,9 @@ impl Exchange {
                 if too_long {
                     return HeadersAction::Respond(self.too_large());
                 }
+                if modern {
+                    return self.modern_headers(host, end_of_stream);
+                }
                 if let Err(r) = self.load_session(host, headers) {
                     return HeadersAction::Respond(r);
                 }
@@ -567,6 +582,10 @@ impl Exchange {
                 }
                 self.state = State::AwaitBody;
                 HeadersAction::NeedBody
+            }
+            "GET" | "DELETE" if modern => {
+                self.req.stats.method = Some(format!("http.{}", method.to_ascii_lowercase()));
+                HeadersAction::Respond(self.modern_not_allowed())
             }
             "GET" => {
                 self.req.stats.method = Some("http.get".into());
@@ -672,14 +691,6 @@ impl Exchange {
         if !accepts(accept, h::EVENT_STREAM) {
             return HeadersAction::Respond(self.fail(GatewayError::not_acceptable_get()));
         }
-        if self
-            .req
-            .header_version
-            .as_deref()
-            .is_some_and(mcp::is_modern_version)
-        {
-            return HeadersAction::Respond(self.legacy_only());
-        }
         let session = match self.require_session(host, headers) {
             Ok(s) => s,
             Err(r) => return HeadersAction::Respond(r),
@@ -748,6 +759,7 @@ impl Exchange {
                 sid: session.sid,
                 method: None,
                 request_id: None,
+                era: None,
             },
             expects_response: false,
             ended: false,
@@ -878,17 +890,16 @@ impl Exchange {
             self.publish(host, LogField::JsonRpcId, id);
         }
         self.trace_from_meta(&msg);
-        let modern = self
-            .req
-            .header_version
-            .as_deref()
-            .is_some_and(mcp::is_modern_version);
+        if self.req.modern.is_some() {
+            return self.modern_body(host, &msg, body);
+        }
         match msg.kind {
             Kind::Request => {
                 let method = msg.method.as_deref().unwrap_or("");
                 let req = Request::classify(method);
-                if req == Request::Discover || modern {
-                    return BodyAction::Respond(self.legacy_only());
+                if req == Request::Discover || req == Request::Listen {
+                    let e = GatewayError::modern_request_without_headers(method);
+                    return BodyAction::Respond(self.fail(e));
                 }
                 if req == Request::Initialize {
                     return self.initialize(host, &msg, body);
@@ -897,6 +908,10 @@ impl Exchange {
                     let e = GatewayError::missing_session_initialize_first();
                     return BodyAction::Respond(self.fail(e));
                 };
+                if session.backends.iter().any(|b| b.version.is_modern()) {
+                    // 2026-07-28 backends need the request metadata added.
+                    self.req.body = Some(body.to_vec());
+                }
                 match req {
                     Request::Ping => {
                         let id = msg.id.map(|i| i.get()).unwrap_or("null").to_string();
@@ -916,12 +931,20 @@ impl Exchange {
                     Request::Complete => self.route_completion(host, &session, &msg, body),
                     Request::Task => self.route_task(host, &session, &msg, body),
                     Request::SetLogLevel => {
-                        let targets = self.with_cap(&session, caps::LOGGING);
+                        // 2026-07-28 backends take the level per request, not per session.
+                        let targets: Vec<usize> = self
+                            .with_cap(&session, caps::LOGGING)
+                            .into_iter()
+                            .filter(|i| !self.backend_is_modern(&session, *i))
+                            .collect();
                         self.fan_out(host, &session, FanOp::SetLevel, &targets, |_| {
                             Some(body.to_vec())
                         })
                     }
-                    Request::Initialize | Request::Discover | Request::Unknown => {
+                    Request::Initialize
+                    | Request::Discover
+                    | Request::Listen
+                    | Request::Unknown => {
                         BodyAction::Respond(self.fail(GatewayError::method_not_found(method)))
                     }
                 }
@@ -938,8 +961,13 @@ impl Exchange {
                     );
                 }
                 // Every backend of the session gets client notifications; a
-                // backend ignores a cancellation or progress for ids it does not know.
-                let targets: Vec<usize> = self.joined(&session).map(|(i, _)| i).collect();
+                // backend ignores a cancellation or progress for ids it does not
+                // know. 2026-07-28 backends take none over HTTP.
+                let targets: Vec<usize> = self
+                    .joined(&session)
+                    .filter(|(_, bs)| !bs.version.is_modern())
+                    .map(|(i, _)| i)
+                    .collect();
                 self.fan_out(host, &session, FanOp::Notify, &targets, |_| {
                     Some(body.to_vec())
                 })
@@ -953,9 +981,10 @@ impl Exchange {
         }
     }
 
-    /// The answer 2026-07-28 clients probe for (see [`GatewayError::legacy_only`]).
-    pub(super) fn legacy_only(&mut self) -> LocalResponse {
-        self.fail(GatewayError::legacy_only(&supported_list()))
+    /// Whether backend `i` of `session` speaks 2026-07-28.
+    pub(super) fn backend_is_modern(&self, session: &Session, i: usize) -> bool {
+        self.session_backend(session, i)
+            .is_some_and(|bs| bs.version.is_modern())
     }
 
     pub(super) fn session_backend<'s>(

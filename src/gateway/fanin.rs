@@ -29,9 +29,14 @@
 //!   an event store).
 //!
 //! Nothing here is GET-specific: any set of streaming side calls whose
-//! answers are event streams (2026-07-28 `subscriptions/listen` across
-//! backends) merges the same way, through [`Exchange::open_fan_in`]; only the
-//! requests opened differ.
+//! answers are event streams merges the same way, through
+//! [`Exchange::open_fan_in`]; only the requests opened differ. A 2026-07-28
+//! `subscriptions/listen` across backends ([`Exchange::open_listen_fan_in`])
+//! differs in three ways: the client's answer starts once every backend
+//! stream has answered, with the gateway's one acknowledgement of what the
+//! opened ones were asked for (events arriving before are held); events
+//! carry no ids (not resumable); when every stream fails the client gets a
+//! JSON-RPC error for its request.
 //!
 //! Hosts without streaming side calls (proxy-wasm buffers whole answers)
 //! never get here: they route the GET to a lone stateful backend, or answer
@@ -85,6 +90,8 @@ pub struct FanIn {
     cap: usize,
     started: bool,
     ended: bool,
+    /// A merged `subscriptions/listen` (`None`: a GET stream).
+    listen: Option<crate::gateway::modern::listen::ListenCtx>,
 }
 
 impl FanIn {
@@ -97,6 +104,7 @@ impl FanIn {
             cap,
             started: false,
             ended: false,
+            listen: None,
         }
     }
 
@@ -123,11 +131,58 @@ impl FanIn {
 
     /// End the merged stream after `data`, closing every backend stream.
     fn end(&mut self, mut out: StreamOutput) -> StreamOutput {
+        if self.listen.is_some() && !self.started && out.start.is_none() {
+            let held = std::mem::take(&mut out.data);
+            self.start_listen(&mut out, Vec::new());
+            out.data.extend_from_slice(&held);
+        }
         self.ended = true;
         self.held.clear();
         out.end = true;
         out.close.extend(self.live());
         out
+    }
+
+    /// A merged listen starts once no backend stream is still opening: the
+    /// headers `start`, the gateway's acknowledgement of what the opened
+    /// streams were asked for, then what was held.
+    fn start_listen(&mut self, out: &mut StreamOutput, start: Vec<(String, String)>) {
+        let Some(listen) = &self.listen else {
+            return;
+        };
+        let honoured = self
+            .upstreams
+            .iter()
+            .filter(|u| matches!(u.state, UpState::Open | UpState::Done))
+            .filter_map(|u| u.ctx.era.as_ref()?.listen.as_ref())
+            .fold(
+                Default::default(),
+                |acc: crate::gateway::modern::listen::Filter, l| acc.union(&l.honoured),
+            );
+        let mut data = Vec::new();
+        crate::protocol::sse::Event {
+            event: Some("message".into()),
+            ..crate::protocol::sse::Event::data(listen.acknowledgement(&honoured))
+        }
+        .write(&mut data);
+        data.extend_from_slice(&std::mem::take(&mut self.held));
+        let mut headers = vec![
+            (h::CONTENT_TYPE.to_string(), h::EVENT_STREAM.to_string()),
+            ("cache-control".to_string(), "no-cache".to_string()),
+        ];
+        headers.extend(start);
+        self.started = true;
+        out.start = Some(StreamStart::Stream(headers));
+        out.data = data;
+    }
+
+    /// A merged listen whose backend streams have all answered (one at
+    /// least opened) and that has not started yet.
+    fn listen_ready(&self) -> bool {
+        self.listen.is_some()
+            && !self.started
+            && !self.upstreams.iter().any(|u| u.state == UpState::Waiting)
+            && self.upstreams.iter().any(|u| u.state == UpState::Open)
     }
 
     /// Send `data` now, or hold it while the client does not read.
@@ -190,19 +245,61 @@ impl Exchange {
         positions: Vec<(String, String)>,
     ) -> Option<()> {
         let max = self.gw.cfg.max_response_bytes;
-        let mut fan = FanIn::new(sid, max, positions);
-        for (backend, call) in calls {
+        let fan = FanIn::new(sid, max, positions);
+        let calls = calls
+            .into_iter()
+            .map(|(backend, call)| {
+                let ctx = StreamCtx {
+                    backend,
+                    sid,
+                    method: None,
+                    request_id: None,
+                    era: None,
+                };
+                (ctx, call)
+            })
+            .collect();
+        self.open_streams(host, fan, calls)
+    }
+
+    /// Open a 2026-07-28 `subscriptions/listen` across backends: `calls`
+    /// (each stream's context carries what its backend was asked for) merged
+    /// for the client, acknowledged by the gateway as `listen`.
+    pub(super) fn open_listen_fan_in(
+        &mut self,
+        host: &mut dyn Host,
+        sid: [u8; 16],
+        calls: Vec<(StreamCtx, Outbound)>,
+        listen: crate::gateway::modern::listen::ListenCtx,
+    ) -> Option<()> {
+        let mut fan = FanIn::new(sid, self.gw.cfg.max_response_bytes, Vec::new());
+        fan.listen = Some(listen);
+        self.open_streams(host, fan, calls)
+    }
+
+    fn open_streams(
+        &mut self,
+        host: &mut dyn Host,
+        mut fan: FanIn,
+        calls: Vec<(StreamCtx, Outbound)>,
+    ) -> Option<()> {
+        let max = self.gw.cfg.max_response_bytes;
+        for (ctx, mut call) in calls {
+            let backend = ctx.backend;
+            // A stream opens at once: with a credential at hand (this
+            // request's or a cached one), else not at all.
+            let Some(credential) = self.credential_at_hand(host, backend) else {
+                self.log_backend(
+                    host,
+                    backend,
+                    "no exchanged token at hand for its event stream; left out (it joins once a call has exchanged one)",
+                );
+                self.count_backend_failure(host, backend);
+                continue;
+            };
+            call.headers.extend(credential);
             match host.open_stream(&call) {
-                Ok(id) => fan.add(
-                    id,
-                    StreamCtx {
-                        backend,
-                        sid,
-                        method: None,
-                        request_id: None,
-                    },
-                    max,
-                ),
+                Ok(id) => fan.add(id, ctx, max),
                 Err(_) => {
                     self.log_backend(host, backend, "could not open its event stream");
                     self.count_backend_failure(host, backend);
@@ -240,6 +337,7 @@ impl Exchange {
         headers: &[(String, String)],
     ) -> StreamOutput {
         let gw = Arc::clone(&self.gw);
+        let cors = self.req.cors.clone();
         let Some(fan) = self.fan_in() else {
             return StreamOutput::close(id);
         };
@@ -256,12 +354,19 @@ impl Exchange {
             if fan.started {
                 return StreamOutput::default();
             }
+            if fan.listen.is_some() {
+                let mut out = StreamOutput::default();
+                if fan.listen_ready() {
+                    fan.start_listen(&mut out, cors);
+                }
+                return out;
+            }
             fan.started = true;
             let mut start = vec![
                 (h::CONTENT_TYPE.to_string(), h::EVENT_STREAM.to_string()),
                 ("cache-control".to_string(), "no-cache".to_string()),
             ];
-            start.extend(self.req.cors.iter().cloned());
+            start.extend(cors);
             return StreamOutput {
                 start: Some(StreamStart::Stream(start)),
                 ..StreamOutput::default()
@@ -294,7 +399,10 @@ impl Exchange {
             }
         }
         let mut out = StreamOutput::close(id);
-        if let Some(r) = self.fan_in_failed(host) {
+        let cors = self.req.cors.clone();
+        if let Some(fan) = self.fan_in().filter(|f| f.listen_ready()) {
+            fan.start_listen(&mut out, cors);
+        } else if let Some(r) = self.fan_in_failed(host) {
             out.start = Some(StreamStart::Reply(r));
         }
         out
@@ -321,8 +429,23 @@ impl Exchange {
                 _ => (u.ctx.backend, 0),
             })
             .collect();
+        let listen = fan.listen.is_some();
         let gw = Arc::clone(&self.gw);
         let name = |i: usize| gw.backend_name(i).to_string();
+        if listen {
+            let names: Vec<String> = statuses
+                .iter()
+                .map(|(i, s)| format!("{} (HTTP {s})", name(*i)))
+                .collect();
+            self.note(ErrorKind::BackendFailure);
+            let e = self.era_error(GatewayError::backend_failed(
+                format!("no backend listen stream opened: {}", names.join(", ")),
+                true,
+            ));
+            let mut r = e.response(self.req.request_id.as_deref());
+            r.headers.extend(self.req.cors.iter().cloned());
+            return Some(self.respond(r));
+        }
         let e = if let Some((i, _)) = statuses.iter().find(|(_, s)| *s == 404) {
             self.note(ErrorKind::ExpiredSession);
             GatewayError::backend_session_ended(&name(*i))
@@ -394,6 +517,8 @@ impl Exchange {
                 return fan.end(out);
             }
             Ok(()) => {
+                // A merged listen holds events until its acknowledgement.
+                let blocked = blocked || !fan.started;
                 if !fan.deliver(events, blocked, &mut out) {
                     host.log(
                         Level::Warn,
@@ -445,7 +570,10 @@ impl Exchange {
                 );
                 self.count_backend_failure(host, backend);
                 let mut out = out;
-                if let Some(r) = self.fan_in_failed(host) {
+                let cors = self.req.cors.clone();
+                if let Some(fan) = self.fan_in().filter(|f| f.listen_ready()) {
+                    fan.start_listen(&mut out, cors);
+                } else if let Some(r) = self.fan_in_failed(host) {
                     out.start = Some(StreamStart::Reply(r));
                 }
                 out

@@ -48,12 +48,22 @@ impl Exchange {
                 self.req.authority.clone()
             }
         });
+        // A held session is shared by every 2026-07-28 client of this worker.
+        let held_id = (self.client_is_modern() && bs.is_some_and(|s| !s.version.is_modern()))
+            .then(|| self.gw.next_held_id());
+        let (body, era_headers) = super::modern::upstream::for_call(
+            self.client_is_modern(),
+            bs,
+            body,
+            held_id.as_deref(),
+        );
         let mut headers = vec![
             (":method".to_string(), method.to_string()),
             (":path".to_string(), b.path.clone()),
             (":authority".to_string(), authority),
             ("accept".to_string(), CALL_ACCEPT.to_string()),
         ];
+        headers.extend(era_headers);
         if !body.is_empty() {
             headers.push(("content-type".into(), h::JSON.into()));
         }
@@ -144,16 +154,22 @@ impl Exchange {
         )
     }
 
-    fn finish_initialize(
+    /// The session from the backends' `initialize` answers, and `modern`:
+    /// 2026-07-28 backends joined from what they said in `server/discover`.
+    pub(super) fn finish_initialize(
         &mut self,
         host: &mut dyn Host,
         negotiated: Version,
         calls: Vec<Call>,
+        modern: Vec<(usize, merge::BackendInit)>,
     ) -> LocalResponse {
         let max = self.cfg().max_response_bytes;
         let mut joined: Vec<(usize, merge::BackendInit, Option<String>)> = Vec::new();
         let mut failures = Vec::new();
         for c in calls {
+            if modern.iter().any(|(i, _)| *i == c.backend) {
+                continue;
+            }
             let Some(b) = self.gw.cfg.backends.get(c.backend) else {
                 continue;
             };
@@ -173,6 +189,8 @@ impl Exchange {
                 self.gw.meters.init_failure(host, c.backend);
             }
         }
+        joined.extend(modern.into_iter().map(|(i, init)| (i, init, None)));
+        joined.sort_by_key(|(i, _, _)| *i);
         for f in &failures {
             host.log(
                 Level::Warn,
@@ -279,9 +297,10 @@ impl Exchange {
         };
         if targets.is_empty() {
             let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
+            let hints = self.list_result_members(super::modern::cache::CacheHint::LOCAL);
             let r = LocalResponse::json(
                 200,
-                result_json_str(&id, &format!("{{\"{}\":[]}}", kind.items_key())),
+                result_json_str(&id, &format!("{{\"{}\":[]{hints}}}", kind.items_key())),
             );
             return BodyAction::Respond(self.respond(r));
         }
@@ -319,6 +338,24 @@ impl Exchange {
             .into_iter()
             .map(|c| (c.backend, c.response.unwrap_or_default()))
             .collect();
+        // A 404 is a session the backend ended (a 2026-07-28 backend has none).
+        let session_404 = responses
+            .iter()
+            .find(|(i, r)| {
+                r.status == 404
+                    && self
+                        .req
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| !self.backend_is_modern(s, *i))
+            })
+            .map(|(i, _)| *i);
+        if let Some(i) = session_404 {
+            let e = self
+                .held_session_ended(host, i)
+                .unwrap_or_else(|| GatewayError::backend_session_ended(self.gw.backend_name(i)));
+            return self.fail(e);
+        }
         let name_of = |i: usize| {
             self.gw
                 .cfg
@@ -327,9 +364,6 @@ impl Exchange {
                 .map(|b| b.name.clone())
                 .unwrap_or_default()
         };
-        if let Some((i, _)) = responses.iter().find(|(_, r)| r.status == 404) {
-            return self.fail(GatewayError::backend_session_ended(&name_of(*i)));
-        }
         // Borrowed all the way: a large list is parsed once and copied once.
         let mut messages: Vec<(usize, std::borrow::Cow<'_, str>)> = Vec::new();
         let mut failures = Vec::new();
@@ -351,6 +385,8 @@ impl Exchange {
             .into_iter()
             .map(|(i, e)| {
                 self.gw.meters.backend_failure(host, i);
+                // What was learned of it may be why: asked again next time.
+                self.gw.eras.forget(i);
                 format!("{}: {e}", name_of(i))
             })
             .collect();
@@ -433,6 +469,7 @@ impl Exchange {
             result.push_str(",\"nextCursor\":");
             result.push_str(&json_string(&token));
         }
+        result.push_str(&self.list_result_members(merged.cache));
         result.push_str("}}");
         self.respond(LocalResponse::json(200, result))
     }
@@ -468,7 +505,10 @@ impl Exchange {
         for c in &f.calls {
             let status = c.response.as_ref().map_or(0, |r| r.status);
             if !(200..300).contains(&status)
-                && !matches!(f.op, FanOp::List { .. } | FanOp::Initialize { .. })
+                && !matches!(
+                    f.op,
+                    FanOp::List { .. } | FanOp::Initialize { .. } | FanOp::Learn(_)
+                )
             {
                 self.log_backend(host, c.backend, &format!("answered HTTP {status}"));
             }
@@ -476,7 +516,29 @@ impl Exchange {
         let elapsed = host.now_ms().saturating_sub(self.req.fanout_started_ms);
         self.gw.meters.fanout(host, f.op.label(), elapsed);
         let r = match f.op {
-            FanOp::Initialize { negotiated } => self.finish_initialize(host, negotiated, f.calls),
+            FanOp::Initialize { negotiated } => {
+                // A backend that refused the handshake may speak only 2026-07-28.
+                let refused = self.refused_initializations(&f.calls);
+                let probe: Vec<usize> = refused
+                    .iter()
+                    .copied()
+                    .filter(|i| self.gw.eras.learned(*i).is_none())
+                    .collect();
+                if !probe.is_empty() {
+                    let steps = probe
+                        .into_iter()
+                        .map(|i| (i, super::modern::client::Step::Discover))
+                        .collect();
+                    let then = super::modern::client::Then::Initialize {
+                        negotiated,
+                        calls: f.calls,
+                    };
+                    return Some(self.learn(host, steps, then));
+                }
+                let joins = self.modern_joins(&refused);
+                self.finish_initialize(host, negotiated, f.calls, joins)
+            }
+            FanOp::Learn(l) => return Some(self.finish_learn(host, *l, f.calls)),
             FanOp::List { kind } => self.finish_list(host, kind, f.calls),
             FanOp::SetLevel => {
                 let id = self.req.request_id.clone().unwrap_or_else(|| "null".into());
@@ -663,11 +725,17 @@ impl Exchange {
         }
         match ok.as_slice() {
             [(i, text)] => {
+                let era = self
+                    .req
+                    .session
+                    .as_ref()
+                    .and_then(|s| self.stream_era(s, *i));
                 let ctx = StreamCtx {
                     backend: *i,
                     sid: self.req.session.as_ref().map(|s| s.sid).unwrap_or_default(),
                     method: self.req.method.clone(),
                     request_id: self.req.request_id.clone(),
+                    era,
                 };
                 let mut answered = stream::Answer::default();
                 let body = stream::rewrite_message(&self.gw, &ctx, text, &mut answered)
@@ -695,7 +763,7 @@ impl Exchange {
 }
 
 /// The capability bits kept in the session for a backend.
-fn caps_bits(c: &serde_json::Map<String, serde_json::Value>) -> u8 {
+pub(super) fn caps_bits(c: &serde_json::Map<String, serde_json::Value>) -> u8 {
     let mut bits = c.keys().fold(0, |acc, k| acc | caps::bit(k));
     if c.get("tasks").and_then(|t| t.get("list")).is_some() {
         bits |= caps::TASK_LIST;

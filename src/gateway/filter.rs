@@ -55,6 +55,14 @@ impl NameFilter {
         })
     }
 
+    /// No rule at all: every name passes.
+    pub fn allows_all(&self) -> bool {
+        self.include.is_empty()
+            && self.exclude.is_empty()
+            && self.include_regex.is_empty()
+            && self.exclude_regex.is_empty()
+    }
+
     pub fn allows(&self, name: &str) -> bool {
         if self.exclude.iter().any(|e| e == name)
             || self.exclude_regex.iter().any(|r| r.is_match(name))

@@ -1,14 +1,17 @@
 //! One gateway per plugin configuration (and, in hosts that share one
 //! configuration between threads, per worker): the compiled configuration and
 //! what every request of it shares (revocations, the tool-label cap, the
-//! cache of opened sessions, the metric handles).
+//! cache of opened sessions, the metric handles, what was learned of
+//! backends' eras).
 
 use super::config::Config;
 use super::host::Configure;
+use super::modern::eras::BackendEras;
 use super::revocation::Revocations;
 use super::session::SessionCache;
 use super::stats::{Cardinality, Meters};
 use super::token_exchange::Tokens;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The compiled configuration plus process-wide helpers; one per plugin config.
@@ -23,6 +26,11 @@ pub struct Gateway {
     /// Exchanged upstream tokens (this worker's) and their metrics
     /// (`token_exchange`).
     pub tokens: Tokens,
+    /// What this worker learned of each backend's protocol era.
+    pub eras: BackendEras,
+    /// Numbers the ids of 2026-07-28 requests sent through the sessions this
+    /// worker holds with 2025-era backends.
+    held_ids: AtomicU64,
 }
 
 impl Gateway {
@@ -47,6 +55,8 @@ impl Gateway {
         tokens: Tokens,
     ) -> Gateway {
         Gateway {
+            eras: BackendEras::new(cfg.backends.len()),
+            held_ids: AtomicU64::new(0),
             cfg,
             revocations,
             cardinality: Cardinality::default(),
@@ -70,6 +80,13 @@ impl Gateway {
             Arc::clone(&self.meters),
             self.tokens.for_worker(&self.cfg),
         )
+    }
+
+    /// A request id no other request through this worker's held sessions
+    /// uses (raw JSON).
+    pub fn next_held_id(&self) -> String {
+        let n = self.held_ids.fetch_add(1, Ordering::Relaxed);
+        format!("\"mcpgw-held-{n}\"")
     }
 
     /// What an adapter logs once the gateway is configured.

@@ -4,6 +4,7 @@
 
 use super::config::{Backend, Config};
 use super::host::CallResponse;
+use super::modern::cache::CacheHint;
 use super::naming::Naming;
 use super::policy::Resource;
 use crate::protocol::http::{media_type, EVENT_STREAM, JSON};
@@ -81,8 +82,9 @@ pub fn parse_initialize(result: &str) -> Result<BackendInit, String> {
         .get("protocolVersion")
         .and_then(Value::as_str)
         .ok_or("initialize result without protocolVersion")?;
-    let version =
-        Version::parse(pv).ok_or_else(|| format!("unsupported protocol version \"{pv}\""))?;
+    let version = Version::parse(pv)
+        .filter(|v| !v.is_modern())
+        .ok_or_else(|| format!("unsupported protocol version \"{pv}\""))?;
     let capabilities = match v.get("capabilities") {
         Some(Value::Object(m)) => m.clone(),
         None => Map::new(),
@@ -164,16 +166,24 @@ pub fn initialize_result(
         Value::String(env!("CARGO_PKG_VERSION").into()),
     );
     result.insert("serverInfo".into(), Value::Object(info));
-    let with_instructions: Vec<_> = joined
+    let parts: Vec<(&Backend, Option<&str>)> = joined
         .iter()
-        .filter_map(|(b, i)| {
-            i.instructions
-                .as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| (b, s))
-        })
+        .map(|(b, i)| (*b, i.instructions.as_deref()))
         .collect();
-    let instructions = match with_instructions.as_slice() {
+    if let Some(i) = merged_instructions(cfg, &parts) {
+        result.insert("instructions".into(), Value::String(i));
+    }
+    Value::Object(result).to_string()
+}
+
+/// The backends' instructions as one text: a single backend's as they are,
+/// several under a heading per backend.
+pub fn merged_instructions(cfg: &Config, parts: &[(&Backend, Option<&str>)]) -> Option<String> {
+    let with_instructions: Vec<_> = parts
+        .iter()
+        .filter_map(|(b, i)| i.filter(|s| !s.trim().is_empty()).map(|s| (b, s)))
+        .collect();
+    match with_instructions.as_slice() {
         [] => None,
         [(_, only)] if cfg.backends.len() == 1 => Some(only.to_string()),
         many => Some(
@@ -182,11 +192,7 @@ pub fn initialize_result(
                 .collect::<Vec<_>>()
                 .join("\n\n"),
         ),
-    };
-    if let Some(i) = instructions {
-        result.insert("instructions".into(), Value::String(i));
     }
-    Value::Object(result).to_string()
 }
 
 /// One backend's page of a list.
@@ -206,7 +212,7 @@ pub enum MergeError {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MergedList {
     /// The merged items, as a JSON array text.
     pub items: String,
@@ -216,6 +222,8 @@ pub struct MergedList {
     pub broken: Vec<(usize, String)>,
     /// Names longer than clients accept after prefixing.
     pub overlong: Vec<String>,
+    /// The pages' cache hints combined (2026-07-28 `ttlMs` / `cacheScope`).
+    pub cache: CacheHint,
 }
 
 /// MCP Apps: a tool's UI is a `ui://` resource named in its `_meta`; it is
@@ -261,6 +269,10 @@ pub struct PageItems<'a> {
     tasks: Option<Vec<RawObject<'a>>>,
     #[serde(borrow, default, rename = "nextCursor")]
     next_cursor: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "ttlMs")]
+    ttl_ms: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default, rename = "cacheScope")]
+    cache_scope: Option<Cow<'a, str>>,
 }
 
 impl<'a> PageItems<'a> {
@@ -349,7 +361,17 @@ pub fn merge_pages(
     opts: &ListOptions<'_>,
 ) -> Result<MergedList, MergeError> {
     let naming = Naming::new(cfg);
-    let mut out = MergedList::default();
+    let mut out = MergedList {
+        items: String::new(),
+        next: Vec::new(),
+        broken: Vec::new(),
+        overlong: Vec::new(),
+        cache: CacheHint::merge(
+            pages
+                .iter()
+                .map(|(_, p)| CacheHint::read(p.ttl_ms, p.cache_scope.as_deref())),
+        ),
+    };
     let mut first = true;
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut capacity = prefix.len() + 256;

@@ -6,6 +6,8 @@
 //! streams (`fanin`); refusals are typed (`error`). State
 //! that must outlive a request lives in sealed ids (`session`, `tokens`, built
 //! on `crypto`); what all requests of one configuration share is `instance`.
+//! The stateless 2026-07-28 revision (validation, discover, MRTR state,
+//! listen, backend eras) is in `modern`, over the same steps.
 
 mod access;
 pub mod audit;
@@ -22,6 +24,7 @@ pub mod hooks;
 pub mod host;
 pub mod instance;
 pub mod merge;
+pub mod modern;
 pub mod naming;
 pub mod policy;
 pub mod revocation;

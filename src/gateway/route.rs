@@ -104,18 +104,22 @@ impl Exchange {
         expects_response: bool,
     ) -> BodyAction {
         let mut headers = self.upstream_headers(session, backend);
+        let (body, era_ops) = self.era_forward(session, backend, body);
+        headers.extend(era_ops);
         if let Some(b) = self.gw.cfg.backends.get(backend) {
             self.req.stats.backend = Some(b.name.clone());
         }
         if let Some(b) = &body {
             headers.push(HeaderOp::Set(h::CONTENT_LENGTH.into(), b.len().to_string()));
         }
+        let era = self.stream_era(session, backend);
         self.state = State::Routed(Box::new(Routed {
             ctx: StreamCtx {
                 backend,
                 sid: session.sid,
                 method: self.req.method.clone(),
                 request_id: self.req.request_id.clone(),
+                era,
             },
             expects_response,
             ended: false,
@@ -188,11 +192,33 @@ impl Exchange {
         if let Err(r) = self.check_name(host, i, what, &original, msg.params) {
             return BodyAction::Respond(r);
         }
-        if original == *name {
-            return self.forward(session, i, None, true);
+        self.forward_renamed(host, session, i, &params, body, ("name", &name, &original))
+    }
+
+    /// Forward to backend `i` (the caller's permission already checked),
+    /// `member` of the params set to the backend's own name or URI when it
+    /// differs from the client's (`rename`: member, client's, backend's).
+    fn forward_renamed(
+        &mut self,
+        host: &mut dyn Host,
+        session: &Session,
+        i: usize,
+        params: &RawObject<'_>,
+        body: &[u8],
+        rename: (&str, &str, &str),
+    ) -> BodyAction {
+        let (member, client, original) = rename;
+        let renamed = json_string(original);
+        let replace: &[(&str, &str)] = if original == client {
+            &[]
+        } else {
+            &[(member, &renamed)]
+        };
+        match self.routed_params(host, session, i, params, replace) {
+            Err(r) => BodyAction::Respond(r),
+            Ok(None) => self.forward(session, i, None, true),
+            Ok(Some(p)) => self.forward_with(session, i, body, "params", &p, true),
         }
-        let p = params.write_with(&[("name", &json_string(&original))]);
-        self.forward_with(session, i, body, "params", &p, true)
     }
 
     pub(super) fn route_by_uri(
@@ -228,11 +254,7 @@ impl Exchange {
         if let Err(r) = self.check_uri(host, i, &original, false, msg.params) {
             return BodyAction::Respond(r);
         }
-        if original == *uri {
-            return self.forward(session, i, None, true);
-        }
-        let p = params.write_with(&[("uri", &json_string(&original))]);
-        self.forward_with(session, i, body, "params", &p, true)
+        self.forward_renamed(host, session, i, &params, body, ("uri", &uri, &original))
     }
 
     /// `completion/complete` goes where its reference (a prompt or a resource
@@ -422,13 +444,19 @@ impl Exchange {
         let ok = (200..300).contains(&status);
         if ok && ct == h::EVENT_STREAM {
             ops.push(HeaderOp::Remove(h::CONTENT_LENGTH.into()));
-            r.mode = Mode::Sse(SseRewrite::new(self.gw.cfg.max_response_bytes));
+            r.mode = Mode::Sse(Box::new(SseRewrite::new(self.gw.cfg.max_response_bytes)));
             return ResponseHeadersAction::Continue(ops);
         }
+        // A 2026-07-28 backend has no sessions: its 404 is a JSON-RPC
+        // error (method not found) like any other 4xx.
+        let stateless = r.ctx.era.as_ref().is_some_and(|e| e.backend_modern);
         if ct == h::JSON
             && r.expects_response
             && (ok
-                || (400..500).contains(&status) && status != 401 && status != 403 && status != 404)
+                || (400..500).contains(&status)
+                    && status != 401
+                    && status != 403
+                    && (status != 404 || stateless))
         {
             ops.push(HeaderOp::Remove(h::CONTENT_LENGTH.into()));
             r.mode = Mode::Json;
@@ -444,7 +472,17 @@ impl Exchange {
         let expects = r.expects_response;
         let routed_to = r.ctx.backend;
         let is_get = r.ctx.method.is_none() && r.ctx.request_id.is_none();
-        let reply = if status == 404 {
+        let backend = r.ctx.backend;
+        let held_404 = status == 404 && !stateless && self.client_is_modern();
+        let held_ended = if held_404 {
+            self.held_session_ended(host, backend)
+        } else {
+            None
+        };
+        let reply = if let Some(e) = held_ended {
+            // The session this worker held for 2026-07-28 clients ended.
+            self.era_error(e).response(self.req.request_id.as_deref())
+        } else if status == 404 {
             host.log(
                 Level::Info,
                 &format!("backend {name} answered 404: its session ended"),
@@ -463,9 +501,14 @@ impl Exchange {
                 Level::Warn,
                 &format!("backend {name} failed: {what} ({ct})"),
             );
-            let e = GatewayError::backend_failed(format!("backend {name} failed: {what}"), expects);
+            let e = self.era_error(GatewayError::backend_failed(
+                format!("backend {name} failed: {what}"),
+                expects,
+            ));
             self.note(ErrorKind::BackendFailure);
             self.count_backend_failure(host, routed_to);
+            // What was learned of it may be why: asked again next time.
+            self.gw.eras.forget(routed_to);
             e.response(if expects {
                 self.req.request_id.as_deref()
             } else {
@@ -498,6 +541,7 @@ impl Exchange {
         end_of_stream: bool,
     ) -> ResponseBodyAction {
         let gw = Arc::clone(&self.gw);
+        let errs = self.error_era();
         let State::Routed(r) = &mut self.state else {
             return ResponseBodyAction::Continue;
         };
@@ -536,7 +580,7 @@ impl Exchange {
                 host.log(Level::Warn, &m);
                 self.note(ErrorKind::BackendFailure);
                 self.count_backend_failure(host, backend);
-                let e = GatewayError::backend(m);
+                let e = errs.apply(GatewayError::backend(m));
                 ResponseBodyAction::Replace(e.body(want.as_deref()).into_bytes())
             }
             Mode::Sse(rw) => {
@@ -549,7 +593,8 @@ impl Exchange {
                     );
                     if r.expects_response {
                         let m = format!("backend {name} sent a broken event stream: {e}");
-                        GatewayError::backend(m).write_event(&mut out, r.ctx.request_id.as_deref());
+                        errs.apply(GatewayError::backend(m))
+                            .write_event(&mut out, r.ctx.request_id.as_deref());
                     }
                     r.mode = Mode::Drop;
                     return ResponseBodyAction::Replace(out);
@@ -571,9 +616,15 @@ impl Exchange {
                             .error
                             .get_or_insert(ErrorKind::BackendFailure);
                         gw.meters.backend_failure(host, r.ctx.backend);
-                        GatewayError::backend(format!("backend {name} {why}"))
+                        errs.apply(GatewayError::backend(format!("backend {name} {why}")))
                             .write_event(&mut out, r.ctx.request_id.as_deref());
                     }
+                }
+                // Requests the client cannot receive: answered for it.
+                let refused = std::mem::take(&mut rw.refused);
+                let backend = r.ctx.backend;
+                if !refused.is_empty() {
+                    self.refuse_server_requests(host, backend, refused);
                 }
                 ResponseBodyAction::Replace(out)
             }

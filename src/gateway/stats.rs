@@ -150,10 +150,14 @@ pub enum ErrorKind {
     /// A backend's token exchange failed (`token_exchange`).
     TokenExchange,
     RateLimited,
+    /// 2026-07-28: headers and body disagree, or a required header is missing.
+    HeaderMismatch,
+    /// 2026-07-28: a protocol version the gateway does not serve.
+    UnsupportedVersion,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::InvalidJsonRpc,
         ErrorKind::BadRequest,
         ErrorKind::TooLarge,
@@ -171,6 +175,8 @@ impl ErrorKind {
         ErrorKind::Collision,
         ErrorKind::TokenExchange,
         ErrorKind::RateLimited,
+        ErrorKind::HeaderMismatch,
+        ErrorKind::UnsupportedVersion,
     ];
 
     pub fn label(self) -> &'static str {
@@ -192,6 +198,8 @@ impl ErrorKind {
             ErrorKind::Collision => "name_collision",
             ErrorKind::TokenExchange => "token_exchange",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::HeaderMismatch => "header_mismatch",
+            ErrorKind::UnsupportedVersion => "unsupported_version",
         }
     }
 }
@@ -320,7 +328,7 @@ pub fn method_index(m: &str) -> usize {
 }
 
 /// The `method` label of `mcpgw.fanout_duration_ms`: what was fanned out.
-pub const FANOUT_METHODS: [&str; 12] = [
+pub const FANOUT_METHODS: [&str; 13] = [
     "initialize",
     "tools/list",
     "prompts/list",
@@ -333,6 +341,7 @@ pub const FANOUT_METHODS: [&str; 12] = [
     "lookup",
     "first_success",
     "authorization_server_metadata",
+    "learn",
 ];
 
 /// The gateway's metric handles, declared once per configuration.
@@ -532,6 +541,7 @@ mod tests {
             })),
             FanOp::FirstSuccess,
             FanOp::AsMetadata,
+            FanOp::Learn(Box::new(crate::gateway::modern::client::Learn::nothing())),
         ];
         ops.extend(ListKind::ALL.map(|kind| FanOp::List { kind }));
         let labels: HashSet<&str> = ops.iter().map(FanOp::label).collect();

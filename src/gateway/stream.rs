@@ -13,11 +13,14 @@
 use super::config::Backend;
 use super::host::{Host, Level};
 use super::instance::Gateway;
+use super::modern::answer::{self, Outcome, Refused};
+use super::modern::StreamEra;
 use super::naming::Naming;
 use super::tokens::Wrapped;
 use crate::protocol::jsonrpc::{self, json_string, Kind, RawObject};
 use crate::protocol::sse::{self, Item};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Whether (and how) a backend's message answered the client's request.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct StreamCtx {
     /// The client's request method and raw id, when the stream answers one.
     pub method: Option<String>,
     pub request_id: Option<String>,
+    /// Set when the client or the backend speaks 2026-07-28 (see `modern::answer`).
+    pub era: Option<Arc<StreamEra>>,
 }
 
 impl StreamCtx {
@@ -45,6 +50,22 @@ impl StreamCtx {
 /// Rewrite one JSON-RPC message from the backend. `Ok(None)`: unchanged.
 /// `answer` records whether the message answered the client's request, and how.
 pub fn rewrite_message(
+    gw: &Gateway,
+    ctx: &StreamCtx,
+    text: &str,
+    answer: &mut Answer,
+) -> Option<String> {
+    match &ctx.era {
+        None => rewrite_legacy(gw, ctx, text, answer),
+        Some(era) => match answer::rewrite(gw, ctx, era, text, answer, &mut Vec::new()) {
+            Outcome::Replace(new) => Some(new),
+            Outcome::Keep | Outcome::Drop => None,
+        },
+    }
+}
+
+/// [`rewrite_message`] between handshake-era peers.
+pub(super) fn rewrite_legacy(
     gw: &Gateway,
     ctx: &StreamCtx,
     text: &str,
@@ -222,9 +243,14 @@ pub fn rewrite_result(
     let mut v: Value = serde_json::from_str(result).ok()?;
     let mut changed = false;
     if tasks {
+        // 2026-07-28 tasks (an extension): the created task is the result itself.
+        let task_result = v.get("resultType").and_then(Value::as_str) == Some("task");
         changed |= match method {
+            "tools/call" if task_result => seal_task_at(gw, sid, backend, Some(&mut v)),
             "tools/call" => seal_task_at(gw, sid, backend, v.get_mut("task")),
-            "tasks/get" | "tasks/cancel" => seal_task_at(gw, sid, backend, Some(&mut v)),
+            "tasks/get" | "tasks/cancel" | "tasks/update" => {
+                seal_task_at(gw, sid, backend, Some(&mut v))
+            }
             "tasks/result" => seal_task_at(
                 gw,
                 sid,
@@ -235,24 +261,8 @@ pub fn rewrite_result(
         };
     }
     if uris {
-        let fix = |uri: &mut Value| {
-            if let Some(s) = uri.as_str() {
-                *uri = Value::String(naming.expose_uri(backend, s).into_owned());
-            }
-        };
-        let fix_content = |c: &mut Value| match c.get("type").and_then(Value::as_str) {
-            Some("resource_link") => {
-                if let Some(u) = c.get_mut("uri") {
-                    fix(u);
-                }
-            }
-            Some("resource") => {
-                if let Some(u) = c.get_mut("resource").and_then(|r| r.get_mut("uri")) {
-                    fix(u);
-                }
-            }
-            _ => {}
-        };
+        let fix = |uri: &mut Value| expose_uri_value(&naming, backend, uri);
+        let fix_content = |c: &mut Value| expose_content_uris(&naming, backend, c);
         match method {
             "tools/call" | "tasks/result" => {
                 if let Some(items) = v.get_mut("content").and_then(Value::as_array_mut) {
@@ -286,6 +296,30 @@ pub fn rewrite_result(
     changed.then(|| v.to_string())
 }
 
+fn expose_uri_value(naming: &Naming<'_>, backend: &Backend, uri: &mut Value) {
+    if let Some(s) = uri.as_str() {
+        *uri = Value::String(naming.expose_uri(backend, s).into_owned());
+    }
+}
+
+/// A content block's resource URI (`resource_link`, embedded `resource`)
+/// in the backend's namespace.
+pub fn expose_content_uris(naming: &Naming<'_>, backend: &Backend, c: &mut Value) {
+    match c.get("type").and_then(Value::as_str) {
+        Some("resource_link") => {
+            if let Some(u) = c.get_mut("uri") {
+                expose_uri_value(naming, backend, u);
+            }
+        }
+        Some("resource") => {
+            if let Some(u) = c.get_mut("resource").and_then(|r| r.get_mut("uri")) {
+                expose_uri_value(naming, backend, u);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Incremental SSE rewriting for one routed stream.
 #[derive(Debug)]
 pub struct SseRewrite {
@@ -295,6 +329,8 @@ pub struct SseRewrite {
     pub answer: Answer,
     /// The backend gave event ids, so the client can resume after a drop.
     pub resumable: bool,
+    /// Requests of the backend the client cannot receive (see `modern::answer`).
+    pub refused: Vec<Refused>,
 }
 
 impl SseRewrite {
@@ -304,6 +340,7 @@ impl SseRewrite {
             items: Vec::new(),
             answer: Answer::default(),
             resumable: false,
+            refused: Vec::new(),
         }
     }
 
@@ -354,16 +391,40 @@ impl SseRewrite {
             self.items.clear();
             return Ok(());
         }
+        let modern_client = ctx.era.as_ref().is_some_and(|e| e.client_modern);
         for mut item in self.items.drain(..) {
             if let Item::Event(ev) = &mut item {
+                if modern_client {
+                    // 2026-07-28 streams are not resumable: no event ids, no
+                    // priming events, no reconnection delay.
+                    ev.id = None;
+                    ev.retry = None;
+                    if ev.data.as_deref().is_none_or(str::is_empty) {
+                        continue;
+                    }
+                }
                 if let Some(id) = ev.id.take() {
                     self.resumable = true;
                     ev.id = Some(event_id(id));
                 }
                 if ev.event_type() == "message" {
                     if let Some(data) = ev.data.as_deref() {
-                        if let Some(new) = rewrite_message(gw, ctx, data, &mut self.answer) {
-                            ev.data = Some(new);
+                        let outcome = match &ctx.era {
+                            None => rewrite_legacy(gw, ctx, data, &mut self.answer)
+                                .map_or(Outcome::Keep, Outcome::Replace),
+                            Some(era) => answer::rewrite(
+                                gw,
+                                ctx,
+                                era,
+                                data,
+                                &mut self.answer,
+                                &mut self.refused,
+                            ),
+                        };
+                        match outcome {
+                            Outcome::Keep => {}
+                            Outcome::Replace(new) => ev.data = Some(new),
+                            Outcome::Drop => continue,
                         }
                     }
                 }
@@ -392,6 +453,7 @@ mod tests {
             sid: [3; 16],
             method: Some(method.into()),
             request_id: Some("7".into()),
+            era: None,
         }
     }
 

@@ -340,6 +340,23 @@ pub fn gateway_with(backends: &str, extra: &str) -> Gateway {
     Gateway::new(cfg, &mut FakeConfigure)
 }
 
+/// A client's request headers: `method` on `/mcp`, accepting JSON and SSE,
+/// with a JSON body, plus `extra`.
+pub fn request_headers(method: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_string(), method.to_string()),
+        (":path".to_string(), "/mcp".to_string()),
+        (":authority".to_string(), "localhost:1975".to_string()),
+        (
+            "accept".to_string(),
+            "application/json, text/event-stream".to_string(),
+        ),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    h
+}
+
 pub fn json_response(body: &str) -> CallResponse {
     CallResponse {
         status: 200,

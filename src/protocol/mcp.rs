@@ -2,18 +2,30 @@
 //! gateway's point of view (answered here, fanned out, or routed by a name,
 //! a URI or a token inside it).
 
-/// Protocol revisions that use the `initialize` handshake (the "legacy era"
-/// in 2026-07-28 terms), oldest first.
+/// Protocol revisions, oldest first: those that use the `initialize`
+/// handshake (the "legacy era" in 2026-07-28 terms), then the stateless
+/// ("modern") 2026-07-28.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Version {
     V2024_11_05,
     V2025_03_26,
     V2025_06_18,
     V2025_11_25,
+    /// Stateless: no `initialize`, every request carries its version and
+    /// capabilities; a backend session entry with this version has no id.
+    V2026_07_28,
 }
 
 impl Version {
-    /// What the gateway negotiates with clients, newest first.
+    /// Every revision the gateway serves on its endpoint, newest first (the
+    /// `supported` list of `-32022` and of `server/discover`).
+    pub const ALL_SERVED: [Version; 4] = [
+        Version::V2026_07_28,
+        Version::V2025_11_25,
+        Version::V2025_06_18,
+        Version::V2025_03_26,
+    ];
+    /// What the gateway negotiates with `initialize`, newest first.
     pub const SERVED: [Version; 3] = [
         Version::V2025_11_25,
         Version::V2025_06_18,
@@ -29,6 +41,7 @@ impl Version {
             "2025-03-26" => Version::V2025_03_26,
             "2025-06-18" => Version::V2025_06_18,
             "2025-11-25" => Version::V2025_11_25,
+            "2026-07-28" => Version::V2026_07_28,
             _ => return None,
         })
     }
@@ -39,6 +52,7 @@ impl Version {
             Version::V2025_03_26 => "2025-03-26",
             Version::V2025_06_18 => "2025-06-18",
             Version::V2025_11_25 => "2025-11-25",
+            Version::V2026_07_28 => "2026-07-28",
         }
     }
 
@@ -48,6 +62,7 @@ impl Version {
             Version::V2025_03_26 => 2,
             Version::V2025_06_18 => 3,
             Version::V2025_11_25 => 4,
+            Version::V2026_07_28 => 5,
         }
     }
 
@@ -57,6 +72,7 @@ impl Version {
             2 => Version::V2025_03_26,
             3 => Version::V2025_06_18,
             4 => Version::V2025_11_25,
+            5 => Version::V2026_07_28,
             _ => return None,
         })
     }
@@ -70,14 +86,18 @@ impl Version {
         }
     }
 
+    /// The stateless era (no `initialize`, no sessions).
+    pub fn is_modern(self) -> bool {
+        self >= Version::V2026_07_28
+    }
+
     /// JSON-RPC batches were removed in 2025-06-18.
     pub fn allows_batches(self) -> bool {
         self <= Version::V2025_03_26
     }
 }
 
-/// Revisions without `initialize` (stateless, `server/discover`). Recognised
-/// so their clients get an answer that makes them fall back to `initialize`.
+/// Revisions without `initialize` (stateless, `server/discover`).
 pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
 
 pub fn is_modern_version(s: &str) -> bool {
@@ -163,19 +183,23 @@ pub enum Request {
     Unsubscribe,
     /// Routed by `params.ref` (a prompt name or a resource URI).
     Complete,
-    /// `tasks/get`, `tasks/result`, `tasks/cancel`: routed by the sealed `params.taskId`.
+    /// `tasks/get`, `tasks/result`, `tasks/cancel` (2025-11-25) and
+    /// `tasks/update` (the 2026-07-28 tasks extension): routed by the sealed
+    /// `params.taskId`.
     Task,
     /// Fanned out; the answer is empty.
     SetLogLevel,
-    /// 2026-07-28 discovery probe; answered so the client falls back.
+    /// 2026-07-28: answered by the gateway from what it learned of the backends.
     Discover,
+    /// 2026-07-28 `subscriptions/listen`: a long-lived notification stream.
+    Listen,
     /// Anything else: -32601.
     Unknown,
 }
 
 impl Request {
     /// Every method the gateway knows, with how it handles it.
-    pub const TABLE: [(&'static str, Request); 18] = [
+    pub const TABLE: [(&'static str, Request); 20] = [
         ("initialize", Request::Initialize),
         ("ping", Request::Ping),
         ("tools/list", Request::List(ListKind::Tools)),
@@ -195,8 +219,10 @@ impl Request {
         ("tasks/get", Request::Task),
         ("tasks/result", Request::Task),
         ("tasks/cancel", Request::Task),
+        ("tasks/update", Request::Task),
         ("logging/setLevel", Request::SetLogLevel),
         ("server/discover", Request::Discover),
+        ("subscriptions/listen", Request::Listen),
     ];
 
     pub fn classify(method: &str) -> Request {
@@ -272,6 +298,11 @@ mod tests {
         assert_eq!(Version::negotiate("2025-06-18"), Version::V2025_06_18);
         assert_eq!(Version::negotiate("2025-03-26"), Version::V2025_03_26);
         assert_eq!(Version::negotiate("2026-07-28"), Version::LATEST);
+        assert!(Version::V2026_07_28.is_modern() && !Version::LATEST.is_modern());
+        for v in Version::ALL_SERVED {
+            assert_eq!(Version::from_byte(v.to_byte()), Some(v));
+            assert_eq!(Version::parse(v.as_str()), Some(v));
+        }
         assert_eq!(Version::negotiate("2024-11-05"), Version::LATEST);
         assert_eq!(Version::negotiate("garbage"), Version::LATEST);
         for v in Version::SERVED {

@@ -5,6 +5,7 @@
 mod bridge;
 mod child;
 mod discovery;
+mod engine;
 mod envoy_bin;
 #[cfg(test)]
 mod golden;
@@ -26,20 +27,16 @@ use model::{Diagnostics, Gateway};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The built filter, embedded (see build.rs).
-pub static WASM: &[u8] = include_bytes!(env!("MCPGW_EMBEDDED_WASM"));
-
-/// Hex sha256 of the embedded filter.
+/// Hex sha256 of the embedded mcpgw.wasm.
 pub fn wasm_sha256() -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(WASM);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    engine::Engine::Wasm.sha256()
 }
 
 fn long_version() -> String {
     format!(
-        "{} (mcpgw.wasm sha256 {})",
+        "{} (libmcpgw.so sha256 {}, mcpgw.wasm sha256 {})",
         env!("CARGO_PKG_VERSION"),
+        engine::Engine::Module.sha256(),
         wasm_sha256()
     )
 }
@@ -51,8 +48,9 @@ const LONG_ABOUT: &str = "\
 mcpgw turns Envoy into one MCP endpoint (http://localhost:1975/mcp) in front of \
 many MCP servers. It reads the servers file your agent already has (Claude, \
 Cursor, VS Code: `mcpServers` / `servers`) or an Envoy AI Gateway MCPRoute file, \
-and runs Envoy with the embedded mcpgw.wasm filter. stdio servers are started \
-and bridged to HTTP. The same input renders to an envoy.yaml (for `envoy -c` or \
+and runs Envoy with the embedded filter: the dynamic module libmcpgw.so (the \
+default) or mcpgw.wasm (`--engine wasm`). stdio servers are started and \
+bridged to HTTP. The same input renders to an envoy.yaml (for `envoy -c` or \
 `func-e run -c`) and to Envoy Gateway manifests (`render --kubernetes`).
 
 Quick start:
@@ -65,7 +63,7 @@ Quick start:
 #[derive(Parser, Debug)]
 #[command(name = "mcpgw", about = ABOUT, long_about = LONG_ABOUT, disable_version_flag = true)]
 struct Cli {
-    /// Print the version and the embedded wasm's sha256.
+    /// Print the version and the embedded filters' sha256.
     #[arg(short = 'V', long, global = false)]
     version: bool,
     #[command(subcommand)]
@@ -252,6 +250,11 @@ pub struct RunArgs {
     /// through the gateway).
     #[arg(long)]
     pub no_probe: bool,
+    /// Which build of the filter Envoy runs: `module` (the dynamic module
+    /// libmcpgw.so: faster, merges several servers' GET streams) or `wasm`
+    /// (mcpgw.wasm in Envoy's V8).
+    #[arg(long, value_enum, default_value_t = engine::DEFAULT)]
+    pub engine: engine::Engine,
 }
 
 #[derive(Args, Debug)]
@@ -260,11 +263,22 @@ struct RenderArgs {
     input: Input,
     #[command(flatten)]
     listen: Listen,
+    /// Which build of the filter the config runs: `module` (the dynamic
+    /// module libmcpgw.so) or `wasm` (mcpgw.wasm) [default: module; with
+    /// --kubernetes: wasm, the only build rendered for Envoy Gateway].
+    #[arg(long, value_enum)]
+    engine: Option<engine::Engine>,
     /// Path of mcpgw.wasm in the rendered envoy.yaml [default: where `mcpgw
     /// run` keeps it, $XDG_CACHE_HOME/mcpgw/mcpgw-<sha256>.wasm, written there
     /// by this command].
     #[arg(long, value_name = "PATH")]
     wasm: Option<PathBuf>,
+    /// Path of libmcpgw.so in the rendered envoy.yaml [default: where `mcpgw
+    /// run` keeps it, $XDG_CACHE_HOME/mcpgw/libmcpgw-<sha256>.so, written
+    /// there by this command]. It must be built for the Envoy it runs in
+    /// (the Envoy 1.40 Linux x86_64 build).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
     /// Also accept $MCPGW_PREVIOUS_SESSION_KEY (key rotation).
     #[arg(long)]
     previous_session_key: bool,
@@ -531,9 +545,13 @@ fn cmd_check(a: &CheckArgs) -> Result<(), String> {
         render_envoy::preflight(&checked)?;
         // Validate with placeholder bridge ports and a placeholder key: the
         // filter checks everything else exactly as in Envoy.
+        let filter = engine::Filter {
+            engine: engine::DEFAULT,
+            path: PathBuf::from(engine::DEFAULT.file_name()),
+        };
         let mut opts = render_options(
             &Listen::default_for_check(),
-            PathBuf::from("mcpgw.wasm"),
+            filter,
             PathBuf::from("ca.pem"),
             false,
         );
@@ -634,7 +652,7 @@ impl Listen {
 
 pub fn render_options(
     l: &Listen,
-    wasm: PathBuf,
+    filter: engine::Filter,
     ca_file: PathBuf,
     previous_key: bool,
 ) -> render_envoy::Options {
@@ -642,42 +660,13 @@ pub fn render_options(
         address: l.address.to_string(),
         port: l.port,
         admin_port: l.admin_port,
-        wasm,
+        filter,
         ca_file,
         bridge_ports: Default::default(),
         previous_key,
         access_log: l.access_log.clone(),
         audit_log: l.audit_log.clone(),
     }
-}
-
-/// Where `run` keeps the wasm: content-addressed in the user's cache dir.
-pub fn wasm_cache_path() -> Result<PathBuf, String> {
-    let base = match env_var("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => match env_var("HOME").filter(|h| !h.is_empty()) {
-            Some(h) => PathBuf::from(h).join(".cache"),
-            None => std::env::temp_dir(),
-        },
-    };
-    let sha = wasm_sha256();
-    Ok(base
-        .join("mcpgw")
-        .join(format!("mcpgw-{}.wasm", sha.get(..16).unwrap_or(&sha))))
-}
-
-/// Write the embedded wasm to `path` (atomically) unless it is already there.
-pub fn write_wasm(path: &Path) -> Result<(), String> {
-    if std::fs::read(path).is_ok_and(|b| b == WASM) {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, WASM).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn cmd_render(a: &RenderArgs) -> Result<(), String> {
@@ -691,6 +680,9 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     loaded.gateway.limits = a.listen.limits()?;
     discover_jwks_blocking(&mut loaded.gateway, a.listen.ca_file.as_deref())?;
     if a.kubernetes {
+        if a.engine == Some(engine::Engine::Module) {
+            return Err("render --kubernetes renders the wasm build only (--engine wasm, the default here): Envoy Gateway manifests for the dynamic module are not rendered (see README, Kubernetes with Envoy Gateway)".into());
+        }
         if !loaded.gateway.limits.is_empty() {
             return Err("--limit-per-caller / --limit-tool: not rendered for Kubernetes; use Envoy Gateway's BackendTrafficPolicy rateLimit on the headers x-mcpgw-tool / x-mcpgw-caller (see README)".into());
         }
@@ -705,9 +697,10 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
             (None, Some(i)) => render_kube::WasmCode::Image(i.clone()),
             _ => return Err("render --kubernetes needs --wasm-url URL or --wasm-image REF: where the cluster gets mcpgw.wasm (publish the embedded build; `mcpgw --version` prints its sha256)".into()),
         };
+        let sha256 = wasm_sha256();
         let opts = render_kube::Options {
             code,
-            sha256: wasm_sha256(),
+            sha256,
             session_key: keys.current,
             previous_key: keys.previous,
             deploy: a.kube.deploy(),
@@ -718,13 +711,21 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
         return Ok(());
     }
     render_envoy::preflight(&loaded.gateway)?;
-    let wasm = match &a.wasm {
-        Some(p) => p.clone(),
-        None => {
-            let p = wasm_cache_path()?;
-            write_wasm(&p)?;
-            p
-        }
+    let engine = a.engine.unwrap_or(engine::DEFAULT);
+    let given = match engine {
+        engine::Engine::Module => &a.module,
+        engine::Engine::Wasm => &a.wasm,
+    };
+    let filter = engine::Filter {
+        engine,
+        path: match given {
+            Some(p) => p.clone(),
+            None => {
+                let p = engine.cache_path();
+                engine.write(&p)?;
+                p
+            }
+        },
     };
     let needs_ca = render_envoy::needs_ca(&loaded.gateway);
     let ca = if needs_ca {
@@ -732,7 +733,7 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     } else {
         a.listen.ca_file.clone().unwrap_or_default()
     };
-    let mut opts = render_options(&a.listen, wasm, ca, a.previous_session_key);
+    let mut opts = render_options(&a.listen, filter, ca, a.previous_session_key);
     opts.access_log.get_or_insert_with(|| "-".into());
     let mut warnings = Vec::new();
     let served = render_envoy::served(&loaded.gateway, &opts, &mut warnings);

@@ -1,6 +1,7 @@
 //! [`Gateway`] -> a complete Envoy bootstrap (envoy.yaml) running the
 //! filter: what `mcpgw run` starts Envoy with and `mcpgw render` prints.
 
+use crate::engine::{Engine, Filter};
 use crate::model::{
     Backend, CaSource, Gateway, Host, HttpTarget, Jwks, LimitKey, RateLimit, Target, Tls,
 };
@@ -25,8 +26,9 @@ pub struct Options {
     pub address: String,
     pub port: u16,
     pub admin_port: u16,
-    /// Where the filter's wasm is (for `run`: the state dir copy).
-    pub wasm: PathBuf,
+    /// Which build of the filter runs, and where it is (for `run`: the
+    /// cache copy).
+    pub filter: Filter,
     /// CA bundle for https backends.
     pub ca_file: PathBuf,
     /// `127.0.0.1` ports of the stdio bridges (`run` only).
@@ -146,7 +148,7 @@ fn stats_config() -> Y {
 
 /// One JSON line per request (to `dest`: a path or `-` for stdout), with the
 /// MCP fields the filter publishes.
-fn access_log(dest: &str) -> Y {
+fn access_log(dest: &str, engine: Engine) -> Y {
     let mut fields = vec![
         ("start_time", s("%START_TIME%")),
         ("method", s("%REQ(:METHOD)%")),
@@ -155,27 +157,20 @@ fn access_log(dest: &str) -> Y {
         ("duration_ms", s("%DURATION%")),
         ("upstream_cluster", s("%UPSTREAM_CLUSTER%")),
     ];
-    fields.extend(
-        mcpgw_proxy_wasm::names::ACCESS_LOG_FIELDS
-            .iter()
-            .map(|(k, v)| (*k, s(v))),
-    );
+    fields.extend(engine.access_log_fields().iter().map(|(k, v)| (*k, s(v))));
     fields.push(("traceparent", s("%REQ(TRACEPARENT)%")));
     json_logger(dest, fields, None)
 }
 
 /// The audit log: one JSON record per `tools/call`, `prompts/get`,
 /// `resources/read` and denial (see the filter's `audit`), to `dest`.
-pub fn audit_log(dest: &str) -> Y {
-    let fields = mcpgw_proxy_wasm::names::audit_log_fields()
+pub fn audit_log(dest: &str, engine: Engine) -> Y {
+    let fields = engine
+        .audit_log_fields()
         .into_iter()
         .map(|(k, v)| (k, s(&v)))
         .collect();
-    json_logger(
-        dest,
-        fields,
-        Some(&mcpgw_proxy_wasm::names::audit_log_filter()),
-    )
+    json_logger(dest, fields, Some(&engine.audit_log_filter()))
 }
 
 fn json_logger(dest: &str, fields: Vec<(&str, Y)>, cel_filter: Option<&str>) -> Y {
@@ -370,55 +365,7 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
             ),
         ]));
     }
-    http_filters.push(m(vec![
-        ("name", s("envoy.filters.http.wasm")),
-        (
-            "typed_config",
-            m(vec![
-                (
-                    "@type",
-                    s("type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"),
-                ),
-                (
-                    "config",
-                    m(vec![
-                        ("name", s("mcpgw")),
-                        ("root_id", s("mcpgw")),
-                        ("allow_on_headers_stop_iteration", Y::Bool(true)),
-                        ("failure_policy", s("FAIL_RELOAD")),
-                        (
-                            "configuration",
-                            m(vec![
-                                (
-                                    "@type",
-                                    s("type.googleapis.com/google.protobuf.StringValue"),
-                                ),
-                                ("value", s(&json)),
-                            ]),
-                        ),
-                        (
-                            "vm_config",
-                            m(vec![
-                                ("runtime", s("envoy.wasm.runtime.v8")),
-                                ("vm_id", s("mcpgw")),
-                                (
-                                    "code",
-                                    m(vec![(
-                                        "local",
-                                        m(vec![("filename", s(opts.wasm.display().to_string()))]),
-                                    )]),
-                                ),
-                                (
-                                    "environment_variables",
-                                    m(vec![("host_env_keys", seq(keys.iter().map(s)))]),
-                                ),
-                            ]),
-                        ),
-                    ]),
-                ),
-            ]),
-        ),
-    ]));
+    http_filters.push(filter_entry(&opts.filter, &json, &keys));
     if !gateway.limits.is_empty() {
         http_filters.push(local_rate_limit(&gateway.limits));
     }
@@ -510,7 +457,7 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
                 ("disabled", Y::Bool(true)),
             ])
         };
-        let mut off = vec![("envoy.filters.http.wasm", disabled())];
+        let mut off = vec![(opts.filter.engine.envoy_filter(), disabled())];
         if gateway.oauth.is_some() {
             off.push(("envoy.filters.http.jwt_authn", disabled()));
         }
@@ -537,8 +484,12 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
     let loggers: Vec<Y> = opts
         .access_log
         .iter()
-        .map(|d| access_log(d))
-        .chain(opts.audit_log.iter().map(|d| audit_log(d)))
+        .map(|d| access_log(d, opts.filter.engine))
+        .chain(
+            opts.audit_log
+                .iter()
+                .map(|d| audit_log(d, opts.filter.engine)),
+        )
         .collect();
     if let (false, Y::Map(pairs)) = (loggers.is_empty(), &mut hcm) {
         pairs.insert(4.min(pairs.len()), ("access_log".into(), seq(loggers)));
@@ -597,8 +548,86 @@ pub fn render(gateway: &Gateway, opts: &Options) -> String {
         };
         out.push_str(&format!("#   {k}: {what}\n"));
     }
+    if opts.filter.engine == Engine::Module {
+        out.push_str(
+            "# The filter is the dynamic module libmcpgw.so, built for Envoy 1.40 (its ABI v0.2.0) on Linux x86_64; `mcpgw render --engine wasm` renders the proxy-wasm build instead.\n",
+        );
+    }
     out.push_str(&crate::yaml::to_string(&root));
     out
+}
+
+/// The mcpgw HTTP filter of `filter`'s build with the plugin JSON.
+fn filter_entry(filter: &Filter, json: &str, keys: &[String]) -> Y {
+    let path = filter.path.display().to_string();
+    let config = m(vec![
+        (
+            "@type",
+            s("type.googleapis.com/google.protobuf.StringValue"),
+        ),
+        ("value", s(json)),
+    ]);
+    match filter.engine {
+        // `${VAR}`s resolve in Envoy's own environment.
+        Engine::Module => m(vec![
+            ("name", s(filter.engine.envoy_filter())),
+            (
+                "typed_config",
+                m(vec![
+                    (
+                        "@type",
+                        s("type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"),
+                    ),
+                    (
+                        "dynamic_module_config",
+                        m(vec![
+                            ("name", s(mcpgw_module::names::MODULE_NAME)),
+                            ("module", m(vec![("local", m(vec![("filename", s(path))]))])),
+                        ]),
+                    ),
+                    ("filter_name", s(mcpgw_module::names::FILTER_NAME)),
+                    ("filter_config", config),
+                ]),
+            ),
+        ]),
+        Engine::Wasm => m(vec![
+            ("name", s(filter.engine.envoy_filter())),
+            (
+                "typed_config",
+                m(vec![
+                    (
+                        "@type",
+                        s("type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"),
+                    ),
+                    (
+                        "config",
+                        m(vec![
+                            ("name", s("mcpgw")),
+                            ("root_id", s("mcpgw")),
+                            ("allow_on_headers_stop_iteration", Y::Bool(true)),
+                            ("failure_policy", s("FAIL_RELOAD")),
+                            ("configuration", config),
+                            (
+                                "vm_config",
+                                m(vec![
+                                    ("runtime", s("envoy.wasm.runtime.v8")),
+                                    ("vm_id", s("mcpgw")),
+                                    (
+                                        "code",
+                                        m(vec![("local", m(vec![("filename", s(path))]))]),
+                                    ),
+                                    (
+                                        "environment_variables",
+                                        m(vec![("host_env_keys", seq(keys.iter().map(s)))]),
+                                    ),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    }
 }
 
 /// Envoy's local rate limit after mcpgw, keyed by the attributes mcpgw names
@@ -790,7 +819,10 @@ mod tests {
             address: "127.0.0.1".into(),
             port: 1975,
             admin_port: 1064,
-            wasm: "/home/u/.cache/mcpgw/mcpgw-0123456789abcdef.wasm".into(),
+            filter: Filter {
+                engine: Engine::Wasm,
+                path: "/home/u/.cache/mcpgw/mcpgw-0123456789abcdef.wasm".into(),
+            },
             ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             bridge_ports,
             previous_key: false,
@@ -904,6 +936,13 @@ mod tests {
         let (p, text) = golden::testdata("mcp-servers.json");
         let (g, _) = crate::mcp_config::load(&p, &text, &golden::env, EnvCheck::Require).unwrap();
         golden::check("mcp-servers.envoy.yaml", &render_checked(&g, &opts()));
+        // The dynamic module: its filter entry and access-log fields.
+        let mut o = opts();
+        o.filter = Filter {
+            engine: Engine::Module,
+            path: "/home/u/.cache/mcpgw/libmcpgw-0123456789abcdef.so".into(),
+        };
+        golden::check("mcp-servers.module.envoy.yaml", &render_checked(&g, &o));
         // Without a bridge (render), the stdio server is left out, with a warning.
         let mut o = opts();
         o.bridge_ports.clear();

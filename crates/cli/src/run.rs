@@ -129,12 +129,11 @@ async fn run(a: RunArgs) -> Result<(), String> {
 
     let ct = CancellationToken::new();
     let mut bridges = Vec::new();
-    let mut opts = crate::render_options(
-        &a.listen,
-        crate::wasm_cache_path()?,
-        ca,
-        keys.previous.is_some(),
-    );
+    let filter = crate::engine::Filter {
+        engine: a.engine,
+        path: a.engine.cache_path(),
+    };
+    let mut opts = crate::render_options(&a.listen, filter, ca, keys.previous.is_some());
     for b in &gateway.backends {
         if let Target::Stdio(cmd) = &b.target {
             let bopts = bridge::Options {
@@ -186,14 +185,24 @@ async fn run(a: RunArgs) -> Result<(), String> {
     };
     plugin::validate(&served, &json, &env_for_filter)?;
 
-    crate::write_wasm(&opts.wasm)?;
+    opts.filter.engine.write(&opts.filter.path)?;
     let state = StateDir::create()?;
     let cfg = state.0.join("envoy.yaml");
     std::fs::write(&cfg, &yaml).map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
     log(format!("session key from {}", keys.origin));
-    log(format!("Envoy {} with {}", envoy.display(), cfg.display()));
+    log(format!(
+        "Envoy {} with {} ({} {})",
+        envoy.display(),
+        cfg.display(),
+        match opts.filter.engine {
+            crate::engine::Engine::Module => "dynamic module",
+            crate::engine::Engine::Wasm => "wasm filter",
+        },
+        opts.filter.path.display()
+    ));
 
-    let wasm_level = match a.log_level.as_str() {
+    // The filter logs at info or the chosen level, whichever is more verbose.
+    let filter_level = match a.log_level.as_str() {
         "trace" | "debug" => a.log_level.clone(),
         _ => "info".into(),
     };
@@ -201,7 +210,10 @@ async fn run(a: RunArgs) -> Result<(), String> {
     cmd.arg("-c")
         .arg(&cfg)
         .args(["--disable-hot-restart", "-l", &a.log_level])
-        .args(["--component-log-level", &format!("wasm:{wasm_level}")])
+        .args([
+            "--component-log-level",
+            &format!("wasm:{filter_level},dynamic_modules:{filter_level}"),
+        ])
         .envs(&envoy_env)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);

@@ -16,6 +16,33 @@
 use std::ffi::{c_char, c_void};
 use std::sync::OnceLock;
 
+/// The hooks this module exports (`envoy_dynamic_module_on_` + each): the
+/// ones Envoy 1.40 requires of an HTTP-filter module (it refuses to load one
+/// without them); `lib.rs` defines them.
+pub const HOOKS: [&str; 21] = [
+    "program_init",
+    "http_filter_config_new",
+    "http_filter_config_destroy",
+    "http_filter_new",
+    "http_filter_destroy",
+    "http_filter_request_headers",
+    "http_filter_request_body",
+    "http_filter_request_trailers",
+    "http_filter_response_headers",
+    "http_filter_response_body",
+    "http_filter_response_trailers",
+    "http_filter_stream_complete",
+    "http_filter_http_callout_done",
+    "http_filter_http_stream_headers",
+    "http_filter_http_stream_data",
+    "http_filter_http_stream_trailers",
+    "http_filter_http_stream_complete",
+    "http_filter_http_stream_reset",
+    "http_filter_scheduled",
+    "http_filter_downstream_above_write_buffer_high_watermark",
+    "http_filter_downstream_below_write_buffer_low_watermark",
+];
+
 /// What `envoy_dynamic_module_on_program_init` answers.
 pub const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
 

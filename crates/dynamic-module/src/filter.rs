@@ -111,15 +111,9 @@ impl Declare {
     }
 }
 
-/// A metric's name within the module's stats namespace
-/// ([`names::METRICS_NAMESPACE`], which already says `mcpgw`).
-fn local_name(name: &str) -> &str {
-    name.strip_prefix("mcpgw.").unwrap_or(name)
-}
-
 impl Configure for Declare {
     fn define_metric(&mut self, family: &Family, labels: &[&str]) -> Option<MetricId> {
-        let id = self.define(family.kind, local_name(&series_name(family, labels)), &[])?;
+        let id = self.define(family.kind, &series_name(family, labels), &[])?;
         self.series.push(Series {
             id,
             kind: family.kind,
@@ -143,7 +137,7 @@ impl Config {
             .iter()
             .filter(|f| !f.labels.is_empty())
             .filter_map(|f| {
-                let id = declare.define(f.kind, local_name(f.name), f.labels)?;
+                let id = declare.define(f.kind, f.name, f.labels)?;
                 Some(Labelled {
                     name: f.name,
                     id,

@@ -15,11 +15,15 @@ pub const LIBRARY_FILE: &str = "libmcpgw.so";
 /// The `filter_name` the module answers to.
 pub const FILTER_NAME: &str = "mcpgw";
 
-/// The `metrics_namespace` of the module's configuration: its metrics are
-/// `mcpgw.<name>` in Envoy's stats. Envoy's Prometheus output prefixes
-/// `envoy_` to them (`envoy_mcpgw_requests_total`), unlike proxy-wasm's
-/// (`mcpgw_requests_total`), whose namespace it strips.
-pub const METRICS_NAMESPACE: &str = "mcpgw";
+/// Envoy's default `metrics_namespace` of dynamic modules, left as it is (so
+/// every deployment names the metrics alike, Envoy Gateway's included): the
+/// module's metrics are `dynamicmodulescustom.mcpgw.<name>` in Envoy's stats
+/// and `envoy_dynamicmodulescustom_mcpgw_<name>` in its Prometheus output
+/// (proxy-wasm's custom namespace is stripped there: `mcpgw_<name>`).
+pub const METRICS_NAMESPACE: &str = "dynamicmodulescustom";
+
+/// The Prometheus prefix of the module's metrics (before `mcpgw_`).
+pub const PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
 
 /// The filter-state key a field is published under (a plain string object,
 /// readable as `%FILTER_STATE(<key>:PLAIN)%`).

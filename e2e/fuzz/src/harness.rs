@@ -14,6 +14,8 @@ use mcpgw_core::gateway::host::{
     ResponseBodyAction, ResponseHeadersAction,
 };
 use mcpgw_core::gateway::merge::{self, ListOptions, ListPage};
+use mcpgw_core::gateway::modern::listen::{Filter, ListenCtx};
+use mcpgw_core::gateway::modern::{Seal, StreamEra};
 use mcpgw_core::gateway::session::{caps, BackendSession, Session};
 use mcpgw_core::gateway::stats::series_name;
 use mcpgw_core::gateway::stream::{self, Answer, SseRewrite, StreamCtx};
@@ -541,7 +543,41 @@ pub fn jsonrpc(data: &[u8]) {
         .ok()
         .and_then(|m| m.id)
         .map(|i| i.get().to_string());
-    for (backend, method) in [
+    // Each era pairing: both handshake-era, a 2026-07-28 client (listening
+    // or not), a 2025-era client of a 2026-07-28 backend.
+    let eras = [
+        None,
+        Some(Arc::new(StreamEra {
+            client_modern: true,
+            backend_modern: true,
+            seal: Some(Seal {
+                method: "tools/call".into(),
+                target: "a__t".into(),
+                args: [1; 16],
+                backend: "a".into(),
+            }),
+            ..Default::default()
+        })),
+        Some(Arc::new(StreamEra {
+            client_modern: true,
+            any_id: true,
+            listen: Some(ListenCtx {
+                id: "1".into(),
+                honoured: Filter {
+                    tools: true,
+                    uris: vec!["a+x://1".into()],
+                    ..Default::default()
+                },
+                merged: false,
+            }),
+            ..Default::default()
+        })),
+        Some(Arc::new(StreamEra {
+            backend_modern: true,
+            ..Default::default()
+        })),
+    ];
+    for ((backend, method), era) in [
         (0, "tools/call"),
         (0, "resources/read"),
         (0, "prompts/get"),
@@ -549,12 +585,16 @@ pub fn jsonrpc(data: &[u8]) {
         (0, "tasks/result"),
         (2, "tools/call"),
         (9, "tools/call"),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|m| eras.iter().map(move |e| (m, e.clone())))
+    {
         let ctx = StreamCtx {
             backend,
             sid: SID,
             method: Some(method.into()),
             request_id: request_id.clone(),
+            era,
         };
         let mut answer = Answer::default();
         if let Some(out) = stream::rewrite_message(&gw, &ctx, text, &mut answer) {
@@ -723,6 +763,7 @@ pub fn sse(data: &[u8]) {
             sid: SID,
             method: Some(method.into()),
             request_id: Some("7".into()),
+            era: None,
         };
         let mut rw = SseRewrite::new(max);
         let mut out = Vec::new();

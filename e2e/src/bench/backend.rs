@@ -2,6 +2,9 @@
 //! what a gateway costs is not hidden behind the backend's own cost.
 //!
 //! - `initialize`: a result with `tools` capability and a fresh `Mcp-Session-Id`;
+//! - `server/discover`: 2026-07-28 and the handshake versions (it answers both
+//!   eras, as the SDK servers do); a 2026-07-28 request's result carries
+//!   `resultType`;
 //! - notifications and client responses: `202 Accepted`;
 //! - `tools/list`: a precomputed list (`--tools N`, `--tool-bytes B`; `--big` is
 //!   2,000 tools of about 1,000 bytes, about 2 MB);
@@ -11,7 +14,10 @@
 //! - `GET` accepting `text/event-stream`: a standalone SSE stream, a priming
 //!   event (an id and empty data) then a `: ping` comment every `--ping-ms`
 //!   (default 500), open until the client goes away (the soak's streams);
-//!   other `GET`s: 405.
+//!   with `--events`, a `notifications/message` event instead of each ping,
+//!   carrying the time it was written (`"sent_us"`, µs since the Unix
+//!   epoch) and an event id (the merged-streams scenario measures how late
+//!   events arrive); other `GET`s: 405.
 //!
 //! `--delay-ms D` delays every answer by `D` ms (fan-out scenario). Answers are
 //! `application/json`, except a `tools/call` whose arguments carry
@@ -56,6 +62,8 @@ pub struct Options {
     pub threads: usize,
     /// Interval of the `: ping` comments on `GET` streams.
     pub ping_ms: u64,
+    /// Timestamped events instead of the pings.
+    pub events: bool,
 }
 
 impl Default for Options {
@@ -68,16 +76,18 @@ impl Default for Options {
             delay_ms: 0,
             threads: 1,
             ping_ms: 500,
+            events: false,
         }
     }
 }
 
-pub const USAGE: &str = "bench-backend [--port P] [--name N] [--tools N] [--tool-bytes B] [--big] [--delay-ms D] [--threads T] [--ping-ms MS]
+pub const USAGE: &str = "bench-backend [--port P] [--name N] [--tools N] [--tool-bytes B] [--big] [--delay-ms D] [--threads T] [--ping-ms MS] [--events]
 
 A fast MCP test backend on 127.0.0.1 (canned JSON-RPC answers). Prints
 `listening 127.0.0.1:PORT` once it accepts connections.
   --big       2,000 tools of about 1,000 bytes each (a tools/list of about 2 MB)
-  --ping-ms   interval of the `: ping` comments on GET (SSE) streams (default 500)";
+  --ping-ms   interval of the `: ping` comments on GET (SSE) streams (default 500)
+  --events    a timestamped notifications/message event on GET streams instead of each ping";
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options, String> {
@@ -97,6 +107,7 @@ impl Options {
                 "--delay-ms" => o.delay_ms = num(&val(a)?)?,
                 "--threads" => o.threads = num::<usize>(&val(a)?)?.max(1),
                 "--ping-ms" => o.ping_ms = num::<u64>(&val(a)?)?.max(1),
+                "--events" => o.events = true,
                 "--big" => {
                     o.tools = 2000;
                     o.tool_bytes = 1000;
@@ -113,7 +124,7 @@ impl Options {
 
     /// The arguments that reproduce these options.
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--port".into(),
             self.port.to_string(),
             "--name".into(),
@@ -128,7 +139,11 @@ impl Options {
             self.threads.to_string(),
             "--ping-ms".into(),
             self.ping_ms.to_string(),
-        ]
+        ];
+        if self.events {
+            args.push("--events".into());
+        }
+        args
     }
 }
 
@@ -191,6 +206,7 @@ pub fn tools_list_result(n: usize, bytes: usize) -> String {
 
 const CALL_RESULT: &str =
     r#"{"content":[{"type":"text","text":"ok: benchmark answer"}],"isError":false}"#;
+const MODERN_CALL_RESULT: &str = r#"{"content":[{"type":"text","text":"ok: benchmark answer"}],"isError":false,"resultType":"complete"}"#;
 
 struct State {
     opts: Options,
@@ -278,15 +294,40 @@ fn streamed_call(id: &RawValue, token: Option<&RawValue>, ms: u64) -> Response<B
     sse(frames.boxed())
 }
 
-/// A standalone `GET` stream: a priming event, then `: ping` comments until
-/// the client goes away (the write fails and hyper drops the stream).
-fn get_stream(sid: &str, every: Duration) -> Response<Body> {
+/// Microseconds since the Unix epoch (the clock every process on the
+/// machine shares).
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A standalone `GET` stream: a priming event, then `: ping` comments (or
+/// timestamped events) until the client goes away (the write fails and
+/// hyper drops the stream).
+fn get_stream(sid: &str, every: Duration, events: bool) -> Response<Body> {
     let priming = Bytes::from(format!("id: {sid}-0\ndata:\n\n"));
+    let sid = sid.to_string();
     let pings = futures::stream::unfold(
-        tokio::time::interval_at(tokio::time::Instant::now() + every, every),
-        |mut t| async move {
-            t.tick().await;
-            Some((Ok(Frame::data(Bytes::from_static(b": ping\n\n"))), t))
+        (
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+            1u64,
+        ),
+        move |(mut t, n)| {
+            let sid = sid.clone();
+            async move {
+                t.tick().await;
+                let frame = if events {
+                    Bytes::from(format!(
+                        "id: {sid}-{n}\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":{{\"sent_us\":{}}}}}}}\n\n",
+                        unix_us()
+                    ))
+                } else {
+                    Bytes::from_static(b": ping\n\n")
+                };
+                Some((Ok(Frame::data(frame)), (t, n + 1)))
+            }
         },
     );
     sse(
@@ -294,6 +335,11 @@ fn get_stream(sid: &str, every: Duration) -> Response<Body> {
             .chain(pings)
             .boxed(),
     )
+}
+
+/// A 2026-07-28 request carries its protocol version in `_meta`.
+fn modern_request(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\"io.modelcontextprotocol/protocolVersion\"").is_some()
 }
 
 fn answer(id: &RawValue, tail: &[u8]) -> Vec<u8> {
@@ -368,6 +414,13 @@ impl State {
                 }
                 r
             }
+            "server/discover" => {
+                let tail = format!(
+                    r#","result":{{"resultType":"complete","supportedVersions":["2026-07-28","2025-11-25","2025-06-18","2025-03-26"],"capabilities":{{"tools":{{}}}},"_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"{}","version":"1.0.0"}}}},"ttlMs":60000,"cacheScope":"public"}}}}"#,
+                    self.opts.name
+                );
+                json(StatusCode::OK, answer(id, tail.as_bytes()))
+            }
             "tools/list" => json(StatusCode::OK, answer(id, &self.list_tail)),
             "tools/call" => {
                 let call = p
@@ -394,7 +447,11 @@ impl State {
                         .and_then(|m| m.progress_token);
                     return streamed_call(id, token, ms);
                 }
-                let tail = format!(",\"result\":{CALL_RESULT}}}");
+                let tail = if modern_request(body) {
+                    format!(",\"result\":{MODERN_CALL_RESULT}}}")
+                } else {
+                    format!(",\"result\":{CALL_RESULT}}}")
+                };
                 json(StatusCode::OK, answer(id, tail.as_bytes()))
             }
             "ping" => json(StatusCode::OK, answer(id, br#","result":{}}"#)),
@@ -423,7 +480,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
         {
             let n = st.streams.fetch_add(1, Ordering::Relaxed);
             let sid = format!("{}-{:016x}-s{n:x}", st.opts.name, st.salt);
-            get_stream(&sid, Duration::from_millis(st.opts.ping_ms))
+            get_stream(&sid, Duration::from_millis(st.opts.ping_ms), st.opts.events)
         }
         _ => {
             let mut r = empty(StatusCode::METHOD_NOT_ALLOWED);

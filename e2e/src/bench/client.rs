@@ -4,22 +4,29 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, ACCEPT, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// The protocol version the benchmark clients speak.
 pub const PROTOCOL_VERSION: &str = "2025-06-18";
+/// The stateless revision the `modern` clients speak.
+pub const MODERN_VERSION: &str = "2026-07-28";
 
 /// Where a client connects: `http://127.0.0.1:<port><path>`.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub port: u16,
     pub path: String,
+    /// Speak 2026-07-28: no session, the request metadata in `_meta` and
+    /// the `Mcp-Method` / `Mcp-Name` headers on every POST.
+    pub modern: bool,
 }
 
 impl Target {
@@ -27,6 +34,15 @@ impl Target {
         Target {
             port,
             path: "/mcp".into(),
+            modern: false,
+        }
+    }
+
+    /// A 2026-07-28 client of the same endpoint.
+    pub fn modern(port: u16) -> Target {
+        Target {
+            modern: true,
+            ..Target::new(port)
         }
     }
 }
@@ -81,6 +97,7 @@ pub struct Conn {
     path: String,
     pub session: Option<String>,
     next_id: u64,
+    modern: bool,
 }
 
 impl Conn {
@@ -102,6 +119,7 @@ impl Conn {
             path: t.path.clone(),
             session: None,
             next_id: 1,
+            modern: t.modern,
         })
     }
 
@@ -112,6 +130,11 @@ impl Conn {
 
     /// POST one JSON-RPC message (with the session id, if there is one).
     pub async fn post(&mut self, body: String) -> Result<Reply, String> {
+        self.post_with(body, &[]).await
+    }
+
+    /// [`Conn::post`] with more request headers.
+    async fn post_with(&mut self, body: String, extra: &[(&str, &str)]) -> Result<Reply, String> {
         let mut b = Request::builder()
             .method(Method::POST)
             .uri(self.path.as_str())
@@ -122,6 +145,9 @@ impl Conn {
             b = b
                 .header("mcp-session-id", s.as_str())
                 .header("mcp-protocol-version", PROTOCOL_VERSION);
+        }
+        for (k, v) in extra {
+            b = b.header(*k, *v);
         }
         let req = b
             .body(Full::new(Bytes::from(body)))
@@ -186,13 +212,67 @@ impl Conn {
         Ok(())
     }
 
+    /// `GET` an event stream (with the session, if there is one): the body,
+    /// once the answer is 200 `text/event-stream`. The connection carries
+    /// only this stream from then on.
+    pub async fn open_event_stream(&mut self) -> Result<Incoming, String> {
+        let mut b = Request::builder()
+            .method(Method::GET)
+            .uri(self.path.as_str())
+            .header(HOST, self.authority.as_str())
+            .header(ACCEPT, "text/event-stream");
+        if let Some(s) = &self.session {
+            b = b
+                .header("mcp-session-id", s.as_str())
+                .header("mcp-protocol-version", PROTOCOL_VERSION);
+        }
+        let req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+        self.tx.ready().await.map_err(|e| format!("send: {e}"))?;
+        let resp = self
+            .tx
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if resp.status() != 200 || !sse {
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(format!(
+                "GET: HTTP {status} (event stream: {sse}) {}",
+                snippet(&body)
+            ));
+        }
+        Ok(resp.into_body())
+    }
+
     /// `tools/call` of `name`; the answer must be a successful result.
     pub async fn call_tool(&mut self, name: &str) -> Result<usize, String> {
         let id = self.next_id();
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"text":"hello"}}}}}}"#
-        );
-        let r = self.post(body).await?;
+        let r = if self.modern {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"text":"hello"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"{MODERN_VERSION}","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+            );
+            let headers = [
+                ("mcp-protocol-version", MODERN_VERSION),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", name),
+            ];
+            self.post_with(body, &headers).await?
+        } else {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"text":"hello"}}}}}}"#
+            );
+            self.post(body).await?
+        };
         if r.status != 200 || !contains(r.message(), b"\"isError\":false") {
             return Err(format!(
                 "tools/call {name}: HTTP {} {}",
@@ -329,7 +409,8 @@ pub async fn closed_loop(target: &Target, op: &Op, spec: Spec, watch: &[u32]) ->
     for _ in 0..spec.conns {
         let c = async {
             let mut c = Conn::open(target).await?;
-            if spec.session {
+            // 2026-07-28 has no sessions.
+            if spec.session && !target.modern {
                 c.initialize().await?;
             }
             Ok::<Conn, String>(c)
@@ -501,4 +582,85 @@ pub async fn sessions(
     }
     out.seconds = t0.elapsed().as_secs_f64();
     out
+}
+
+/// What the readers of long-lived event streams saw (shared by all the
+/// streams of one run).
+#[derive(Debug, Default)]
+pub struct EventSink {
+    /// Record arrivals (the measured window).
+    pub recording: bool,
+    /// Events carrying `"sent_us"` seen while recording.
+    pub events: u64,
+    /// How late each of them arrived (µs from the backend writing it to
+    /// the client reading it).
+    pub lat_us: Vec<u32>,
+    /// Streams that ended or broke before the reader was stopped.
+    pub ended: u64,
+    pub first_error: Option<String>,
+}
+
+/// Read an event stream to its end, recording into `sink` how late each
+/// timestamped event (`"sent_us":N`, see the backend's `--events`) arrived.
+/// Runs until the stream ends or the task is aborted.
+pub async fn read_events(mut body: Incoming, sink: Rc<RefCell<EventSink>>) {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                let now = super::backend::unix_us();
+                // Complete events end with a blank line.
+                let mut done = 0;
+                while let Some(end) = memchr::memmem::find(&buf[done..], b"\n\n") {
+                    let event = &buf[done..done + end];
+                    if let Some(sent) = sent_us(event) {
+                        let mut s = sink.borrow_mut();
+                        if s.recording {
+                            s.events += 1;
+                            let lat = now.saturating_sub(sent);
+                            s.lat_us.push(u32::try_from(lat).unwrap_or(u32::MAX));
+                        }
+                    }
+                    done += end + 2;
+                }
+                buf.drain(..done);
+            }
+            Some(Err(e)) => {
+                let mut s = sink.borrow_mut();
+                s.ended += 1;
+                s.first_error
+                    .get_or_insert(format!("event stream broke: {e}"));
+                return;
+            }
+            None => {
+                let mut s = sink.borrow_mut();
+                s.ended += 1;
+                s.first_error.get_or_insert("event stream ended".into());
+                return;
+            }
+        }
+    }
+}
+
+/// The `"sent_us":N` of an event, if it has one.
+fn sent_us(event: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(event, b"\"sent_us\":")? + 10;
+    let digits = event.get(at..)?;
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(digits.get(..n)?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sent_us_is_read_from_an_event() {
+        let e = br#"id: x
+data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"sent_us":1712345678901234}}}"#;
+        assert_eq!(super::sent_us(e), Some(1_712_345_678_901_234));
+        assert_eq!(super::sent_us(b"data: {}"), None);
+    }
 }

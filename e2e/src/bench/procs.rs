@@ -1,9 +1,10 @@
 //! The processes a benchmark runs: backends (this binary re-executed as
-//! `__backend`) and Envoys (plain router, native `mcp_router`, mcpgw), each
-//! with its generated configuration. Every child is killed when its handle
+//! `__backend`) and Envoys (plain router, native `mcp_router`, mcpgw as the
+//! dynamic module or the wasm filter), each with its generated configuration. Every child is killed when its handle
 //! drops, and also when the benchmark itself dies (`PR_SET_PDEATHSIG`).
 
 use super::backend;
+use crate::envoy::Engine;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,12 +89,24 @@ pub enum Proxy {
     Plain,
     /// Envoy's own `envoy.filters.http.mcp` + `envoy.filters.http.mcp_router`.
     Native,
-    /// mcpgw.wasm with this plugin configuration (JSON) and the router.
-    Mcpgw { plugin: String },
-    /// mcpgw.wasm loaded but never matching (its `path` is another one):
-    /// the router sends everything to the first upstream, like [`Proxy::Plain`].
-    /// What any proxy-wasm filter costs in V8, before mcpgw does any work.
-    WasmIdle { plugin: String },
+    /// mcpgw (the given build) with this plugin configuration (JSON) and the
+    /// router.
+    Mcpgw { engine: Engine, plugin: String },
+    /// mcpgw loaded but never matching (its `path` is another one): the
+    /// router sends everything to the first upstream, like [`Proxy::Plain`].
+    /// What any filter of that kind costs (V8 for the wasm build), before
+    /// mcpgw does any work.
+    Idle { engine: Engine, plugin: String },
+}
+
+impl Proxy {
+    /// The build of mcpgw this proxy runs, if any.
+    pub fn engine(&self) -> Option<Engine> {
+        match self {
+            Proxy::Mcpgw { engine, .. } | Proxy::Idle { engine, .. } => Some(*engine),
+            Proxy::Plain | Proxy::Native => None,
+        }
+    }
 }
 
 /// mcpgw's plugin configuration for these backends (cluster = name).
@@ -133,8 +146,9 @@ fn merge(into: &mut serde_json::Value, extra: &serde_json::Value) {
 
 /// The whole Envoy configuration for `proxy` in front of `backends`: one
 /// listener on 127.0.0.1 (port chosen by the OS), no access log, the same
-/// buffer limits and timeouts for every kind of proxy.
-pub fn render(proxy: &Proxy, backends: &[&Backend], wasm: &Path) -> String {
+/// buffer limits and timeouts for every kind of proxy. `code` is the build
+/// of mcpgw the proxy loads (`mcpgw.wasm` or `libmcpgw.so`), if it loads one.
+pub fn render(proxy: &Proxy, backends: &[&Backend], code: &Path) -> String {
     let mut clusters = String::new();
     for b in backends {
         clusters.push_str(&format!(
@@ -179,32 +193,13 @@ pub fn render(proxy: &Proxy, backends: &[&Backend], wasm: &Path) -> String {
                 ),
             )
         }
-        Proxy::Mcpgw { plugin } | Proxy::WasmIdle { plugin } => (
-            if matches!(proxy, Proxy::WasmIdle { .. }) {
+        Proxy::Mcpgw { engine, plugin } | Proxy::Idle { engine, plugin } => (
+            if matches!(proxy, Proxy::Idle { .. }) {
                 format!("              - match: {{prefix: \"/\"}}\n                route: {{cluster: {first}, timeout: 0s}}\n")
             } else {
                 "              - match: {prefix: \"/\", headers: [{name: x-mcpgw-cluster, present_match: true}]}\n                route: {cluster_header: x-mcpgw-cluster, timeout: 0s}\n              - match: {prefix: \"/\"}\n                direct_response: {status: 404, body: {inline_string: \"not found\"}}\n".to_string()
             },
-            format!(
-                r#"          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: mcpgw
-                root_id: mcpgw
-                allow_on_headers_stop_iteration: true
-                failure_policy: FAIL_RELOAD
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {plugin}
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  vm_id: mcpgw
-                  code: {{local: {{filename: {wasm}}}}}
-"#,
-                plugin = serde_json::Value::String(plugin.clone()),
-                wasm = wasm.display()
-            ),
+            filter_yaml(*engine, plugin, code),
         ),
     };
     // The router is terminal except with mcp_router, which replaces it.
@@ -237,6 +232,47 @@ static_resources:
 {filters}{router}  clusters:
 {clusters}"#
     )
+}
+
+/// mcpgw's entry in `http_filters` (indented for [`render`]).
+fn filter_yaml(engine: Engine, plugin: &str, code: &Path) -> String {
+    let plugin = serde_json::Value::String(plugin.to_string());
+    let code = code.display();
+    match engine {
+        Engine::Module => format!(
+            r#"          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config:
+                name: {module}
+                module: {{local: {{filename: {code}}}}}
+              filter_name: {filter}
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {plugin}
+"#,
+            module = mcpgw_module::names::MODULE_NAME,
+            filter = mcpgw_module::names::FILTER_NAME,
+        ),
+        Engine::Wasm => format!(
+            r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: mcpgw
+                root_id: mcpgw
+                allow_on_headers_stop_iteration: true
+                failure_policy: FAIL_RELOAD
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {plugin}
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  vm_id: mcpgw
+                  code: {{local: {{filename: {code}}}}}
+"#
+        ),
+    }
 }
 
 /// A running Envoy.
@@ -275,13 +311,33 @@ impl Envoy {
 
     /// Start Envoy with `yaml`; wait (30 s at most) until its listener is live.
     pub fn start(bin: &Path, label: &str, yaml: &str, concurrency: usize) -> Result<Envoy, String> {
+        Self::start_with(bin, label, yaml, concurrency, &[], Duration::from_secs(30))
+    }
+
+    /// [`Envoy::start`] under `wrapper` (e.g. `valgrind --tool=callgrind`;
+    /// it must exec Envoy in its own process), waiting up to `ready_within`.
+    pub fn start_with(
+        bin: &Path,
+        label: &str,
+        yaml: &str,
+        concurrency: usize,
+        wrapper: &[String],
+        ready_within: Duration,
+    ) -> Result<Envoy, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let cfg = dir.path().join("envoy.yaml");
         std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
         let admin_file = dir.path().join("admin");
         let log = std::fs::File::create(dir.path().join("envoy.log")).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = match wrapper.split_first() {
+            Some((w, args)) => {
+                let mut c = Command::new(w);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("-c")
             .arg(&cfg)
             .arg("--admin-address-path")
@@ -303,7 +359,7 @@ impl Envoy {
             port: 0,
             admin_port: 0,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + ready_within;
         loop {
             if let Ok(Some(status)) = envoy.child.try_wait() {
                 return Err(format!(

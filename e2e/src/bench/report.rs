@@ -26,6 +26,45 @@ pub struct Row {
     pub errors: u64,
 }
 
+/// One side of one round of the merged-streams scenario.
+#[derive(Debug, Clone)]
+pub struct StreamRow {
+    pub variant: String,
+    pub round: usize,
+    /// Client streams (each merges every backend's stream).
+    pub streams: usize,
+    /// Timestamped events received in the window, and how many the
+    /// backends' intervals predict.
+    pub events: u64,
+    pub expected: f64,
+    /// How late events arrived (backend write to client read), µs.
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Envoy RSS with the streams open minus before, per client stream.
+    pub rss_per_stream_kib: Option<f64>,
+    /// Envoy RSS once the streams closed minus before they opened.
+    pub rss_after_close_kib: Option<f64>,
+    /// The same for Envoy's heap in use (tcmalloc), which leaves out what
+    /// the allocator keeps for reuse.
+    pub heap_per_stream_kib: Option<f64>,
+    pub heap_after_close_kib: Option<f64>,
+    /// Envoy CPU µs per event forwarded.
+    pub envoy_cpu_per_event: Option<f64>,
+    pub opened_in: Duration,
+    /// Streams that ended before the window closed.
+    pub ended: u64,
+}
+
+/// Instructions Envoy executed per request under callgrind.
+#[derive(Debug, Clone)]
+pub struct CgRow {
+    pub variant: String,
+    /// `tools/call` or `tools/list`.
+    pub what: String,
+    pub ir_per_req: f64,
+    pub requests: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Memory {
     /// (sessions so far, Envoy RSS KiB)
@@ -52,7 +91,12 @@ pub struct Report {
     pub list: Vec<Row>,
     /// Tools and bytes of mcpgw's merged large list.
     pub list_tools: (usize, usize),
-    pub memory: Option<Memory>,
+    /// Per build (variant label).
+    pub memory: Vec<(String, Memory)>,
+    pub streams: Vec<StreamRow>,
+    pub callgrind: Vec<CgRow>,
+    stream_backends: usize,
+    event_ms: u64,
     errors: Vec<String>,
     elapsed: Duration,
     load_end: f64,
@@ -86,10 +130,13 @@ fn variants(rows: &[Row]) -> Vec<String> {
     let rank = |v: &str| match v {
         "direct" => 0,
         "plain" => 1,
-        "wasm-idle" => 2,
-        "native" => 3,
-        "mcpgw" => 4,
-        _ => 5,
+        "module-idle" => 2,
+        "wasm-idle" => 3,
+        "native" => 4,
+        MODULE => 5,
+        WASM => 6,
+        "mcpgw-wasm-quiet" => 7,
+        _ => 8,
     };
     let mut out: Vec<String> = Vec::new();
     for r in rows {
@@ -108,6 +155,10 @@ fn f(x: f64, decimals: usize) -> String {
         "-".into()
     }
 }
+
+/// The variant labels of mcpgw's two builds.
+const MODULE: &str = "mcpgw-module";
+const WASM: &str = "mcpgw-wasm";
 
 /// Met / missed against a target, for the table.
 fn verdict(ok: Option<bool>) -> &'static str {
@@ -135,7 +186,11 @@ impl Report {
             fanout: Vec::new(),
             list: Vec::new(),
             list_tools: (0, 0),
-            memory: None,
+            memory: Vec::new(),
+            streams: Vec::new(),
+            callgrind: Vec::new(),
+            stream_backends: o.stream_backends,
+            event_ms: o.event_ms,
             errors: Vec::new(),
             elapsed: Duration::ZERO,
             load_end: 0.0,
@@ -242,6 +297,8 @@ impl Report {
         self.fanout_section(&mut s);
         self.list_section(&mut s);
         self.memory_section(&mut s);
+        self.streams_section(&mut s);
+        self.callgrind_section(&mut s);
 
         if !self.errors.is_empty() {
             let _ = writeln!(s, "## Errors\n");
@@ -256,10 +313,16 @@ impl Report {
             "- Everything runs on 127.0.0.1: the benchmark's own backend (`bench-backend`: hyper, canned JSON-RPC answers, `TCP_NODELAY`), Envoy ({} worker(s), no access log, warn logging), and a closed-loop load generator on HTTP/1.1 keep-alive connections (hyper, one thread). Each connection first opens an MCP session (`initialize`, `notifications/initialized`) and then repeats its request with that `Mcp-Session-Id`.",
             self.concurrency
         );
-        let _ = writeln!(s, "- Variants: **direct** (client to backend), **plain** (Envoy's HTTP router to one backend), **native** (Envoy's `envoy.filters.http.mcp` + `envoy.filters.http.mcp_router`, 2 backends, tools called as `b0__echo`/`b1__echo`), **mcpgw** (the wasm filter + router, 2 backends, same tool names), **mcpgw-quiet** (the same with `observability` off: no per-request stats or access-log fields), **wasm-idle** (mcpgw.wasm loaded in front of the plain route but configured for another path, so it only looks at the headers: the cost of any proxy-wasm filter in V8), and **mcpgw@LABEL** (another build of the filter, `--wasm-variant`). Connection *i* calls the tool of backend *i* mod 2. The native filters' configuration is checked with `envoy --mode validate` first.");
+        let _ = writeln!(s, "- Variants: **direct** (client to backend), **plain** (Envoy's HTTP router to one backend), **native** (Envoy's `envoy.filters.http.mcp` + `envoy.filters.http.mcp_router`, 2 backends, tools called as `b0__echo`/`b1__echo`), **mcpgw-module** (the dynamic module `libmcpgw.so` + router, 2 backends, same tool names), **mcpgw-wasm** (the wasm filter `mcpgw.wasm` + router, the same), **mcpgw-wasm-quiet** (the wasm filter with `observability` off: no per-request stats or access-log fields), **mcpgw-2026** (the module with MCP 2026-07-28 clients: no session, every POST with `Mcp-Method`/`Mcp-Name`, `echo` of an unprefixed backend that speaks 2026-07-28, so the call is routed from the headers without reading the body), **module-idle** / **wasm-idle** (the build loaded in front of the plain route but configured for another path, so it only looks at the headers: the cost of any such filter, V8 for the wasm), and **mcpgw-module@LABEL** / **mcpgw-wasm@LABEL** (another build, `--module-variant` / `--wasm-variant`). Connection *i* calls the tool of backend *i* mod 2. The native filters' configuration is checked with `envoy --mode validate` first.");
         let _ = writeln!(s, "- Each round runs every variant back to back (the order rotates per round); a run is a warm-up, then a measured window in which only requests that complete count. Figures are medians over rounds; ratios are medians of per-round ratios.");
         let _ = writeln!(s, "- Envoy CPU per request: utime+stime of the Envoy process (`/proc/<pid>/stat`, all threads) over the window, divided by the requests completed in it; the backends' likewise. p50/p99 are client-side latencies.");
         let _ = writeln!(s, "- MB is 10^6 bytes. Fan-out backends answer after a fixed {} ms; the reference is the slowest of the backends' own p50 measured directly in the same round.", self.delay_ms);
+        if !self.streams.is_empty() {
+            let _ = writeln!(s, "- Merged streams: {} backends each write a `notifications/message` event with its write time (µs since the epoch) on every `GET` stream every {} ms. **direct**: every client stream is the client's own `GET` to each backend (the same events, no gateway); **mcpgw-module**: one session and one `GET` per client stream, merged by the module from all backends. An event's lateness is the client's read time minus the backend's write time (same machine clock). Each mcpgw-module round starts a fresh Envoy (its allocator keeps what an earlier round freed). Envoy RSS per stream is (RSS with the streams open − RSS before) / client streams, each holding {} upstream streams; heap is tcmalloc's bytes in use (admin `/memory` `allocated`, read live), which leaves out what the allocator keeps for reuse: heap after close near 0 means nothing stays behind once the streams close.", self.stream_backends, self.event_ms, self.stream_backends);
+        }
+        if !self.callgrind.is_empty() {
+            let _ = writeln!(s, "- Instructions per request: Envoy (`--concurrency 1`) under `valgrind --tool=callgrind` with instrumentation off until a warm-up on one connection is done, then on for a fixed number of requests (`callgrind_control --instr=on/off`); everything Envoy's process executed in between (all threads, V8's generated code included) divided by the requests. Repeatable within a fraction of a percent whatever the machine's load, unlike wall-clock figures; they leave out what instructions do not show (cache misses, system calls' kernel time).");
+        }
         s
     }
 
@@ -267,58 +330,120 @@ impl Report {
         Self::ratio(&self.call, a, b, key, |r| Some(r.rps))
     }
 
-    fn targets(&self, s: &mut String) {
-        let _ = writeln!(s, "## Targets (issue 5)\n");
-        let _ = writeln!(s, "| Target | Measured | Result |\n|---|---|---|");
-        if !self.call.is_empty() {
-            for conns in [1usize, 16] {
-                let r = self.call_ratio("mcpgw", "plain", conns);
-                let ok = r.is_finite().then_some(r >= 0.85);
-                let _ = writeln!(
-                    s,
-                    "| tools/call, {conns} connection(s): mcpgw ≥ 0.85× plain Envoy req/s | {}× | {} |",
-                    f(r, 2),
-                    verdict(ok)
-                );
-                let r = self.call_ratio("mcpgw", "native", conns);
-                let ok = r.is_finite().then_some(r >= 1.0);
-                let _ = writeln!(
-                    s,
-                    "| tools/call, {conns} connection(s): mcpgw ≥ 1.0× native mcp_router req/s | {}× | {} |",
-                    f(r, 2),
-                    verdict(ok)
-                );
+    /// Median over rounds of `a`'s p50 minus `b`'s, in µs.
+    fn added_p50_us(&self, a: &str, b: &str, key: usize) -> f64 {
+        let mut v = Vec::new();
+        for ra in Self::rows(&self.call, a, key) {
+            if let Some(rb) = Self::rows(&self.call, b, key).find(|r| r.round == ra.round) {
+                v.push((ra.p50 - rb.p50) * 1000.0);
             }
         }
-        if !self.fanout.is_empty() {
-            for n in [1usize, 2, 4, 8] {
-                let r = self.fanout_ratio("mcpgw", n);
-                let ok = r.is_finite().then_some(r <= 1.2);
-                let _ = writeln!(
-                    s,
-                    "| tools/list fan-out over {n}: mcpgw p50 ≤ 1.2× slowest backend | {}× | {} |",
-                    f(r, 2),
-                    verdict(ok)
+        median(v)
+    }
+
+    fn targets(&self, s: &mut String) {
+        let _ = writeln!(s, "## Targets\n");
+        let _ = writeln!(
+            s,
+            "Issue 15 (the dynamic module), then issue 5's targets for both builds.\n"
+        );
+        let _ = writeln!(s, "| Target | Measured | Result |\n|---|---|---|");
+        let mut row = |target: String, measured: String, result: &str| {
+            let _ = writeln!(s, "| {target} | {measured} | {result} |");
+        };
+        let at_least = |x: f64, min: f64| x.is_finite().then_some(x >= min);
+        let at_most = |x: f64, max: f64| x.is_finite().then_some(x <= max);
+        if !self.call.is_empty() {
+            for conns in [1usize, 16] {
+                let r = self.call_ratio(MODULE, "plain", conns);
+                row(
+                    format!(
+                        "tools/call, {conns} connection(s): mcpgw-module ≥ 0.85× plain Envoy req/s"
+                    ),
+                    format!("{}×", f(r, 2)),
+                    verdict(at_least(r, 0.85)),
+                );
+                let r = self.call_ratio(MODULE, "native", conns);
+                row(
+                    format!("tools/call, {conns} connection(s): mcpgw-module ≥ 1.4× native mcp_router req/s"),
+                    format!("{}×", f(r, 2)),
+                    verdict(at_least(r, 1.4)),
+                );
+                let d = self.added_p50_us(MODULE, "plain", conns);
+                row(
+                    format!("tools/call, {conns} connection(s): mcpgw-module adds ≤ 15 µs p50 over plain Envoy"),
+                    format!("{} µs", f(d, 0)),
+                    verdict(at_most(d, 15.0)),
+                );
+                let r = self.call_ratio(WASM, "native", conns);
+                row(
+                    format!("tools/call, {conns} connection(s): mcpgw-wasm ≥ 1.0× native mcp_router req/s"),
+                    format!("{}×", f(r, 2)),
+                    verdict(at_least(r, 1.0)),
                 );
             }
         }
         if !self.list.is_empty() {
-            let mbps = self.list_mbps("mcpgw");
-            let ok = mbps.is_finite().then_some(mbps >= 200.0);
-            let _ = writeln!(
-                s,
-                "| large tools/list through mcpgw ≥ 200 MB/s (merged bytes / p50 latency, end to end) | {} MB/s | {} |",
-                f(mbps, 0),
-                verdict(ok)
+            let m = self.list_mbps(MODULE);
+            let w = self.list_mbps(WASM);
+            let r = m / w;
+            row(
+                "2,000-tool tools/list: mcpgw-module ≥ 2× mcpgw-wasm MB/s".into(),
+                format!("{}× ({} vs {} MB/s)", f(r, 2), f(m, 0), f(w, 0)),
+                verdict(at_least(r, 2.0)),
             );
         }
-        if let Some(m) = &self.memory {
-            let (grows, text) = m.verdict();
-            let _ = writeln!(
-                s,
-                "| Envoy RSS does not grow with sessions | {text} | {} |",
-                verdict(Some(!grows))
+        if !self.streams.is_empty() {
+            let (p50, p99) = self.stream_added();
+            let med_of = |g: fn(&StreamRow) -> Option<f64>| {
+                median(self.streams.iter().filter_map(g).collect())
+            };
+            let rss = med_of(|r| r.rss_per_stream_kib);
+            let heap = med_of(|r| r.heap_per_stream_kib);
+            // The issue asks for these figures without a threshold.
+            row(
+                format!(
+                    "merged GET streams ({} backends, {} client streams): event latency added by the gateway, Envoy memory per client stream",
+                    self.stream_backends,
+                    self.streams.first().map_or(0, |r| r.streams)
+                ),
+                format!(
+                    "p50 {} µs, p99 {} µs; RSS {} KiB, heap in use {} KiB per stream",
+                    f(p50, 0),
+                    f(p99, 0),
+                    f(rss, 1),
+                    f(heap, 1)
+                ),
+                "figures (no threshold set)",
             );
+        }
+        for engine in [MODULE, WASM] {
+            if !self.fanout.is_empty() {
+                for n in [1usize, 2, 4, 8] {
+                    let r = self.fanout_ratio(engine, n);
+                    row(
+                        format!("tools/list fan-out over {n}: {engine} p50 ≤ 1.2× slowest backend"),
+                        format!("{}×", f(r, 2)),
+                        verdict(at_most(r, 1.2)),
+                    );
+                }
+            }
+            if !self.list.is_empty() {
+                let mbps = self.list_mbps(engine);
+                row(
+                    format!("large tools/list through {engine} ≥ 200 MB/s (merged bytes / p50 latency, end to end)"),
+                    format!("{} MB/s", f(mbps, 0)),
+                    verdict(at_least(mbps, 200.0)),
+                );
+            }
+            if let Some((_, m)) = self.memory.iter().find(|(v, _)| v == engine) {
+                let (grows, text) = m.verdict();
+                row(
+                    format!("{engine}: Envoy RSS does not grow with sessions"),
+                    text,
+                    verdict(Some(!grows)),
+                );
+            }
         }
         let _ = writeln!(s);
     }
@@ -352,120 +477,145 @@ impl Report {
             }
         }
         let _ = writeln!(s);
-        if Self::has(&self.call, "mcpgw") && Self::has(&self.call, "plain") {
+        if !Self::has(&self.call, "plain") {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "| Ratio (median of per-round ratios) | 1 conn | 16 conns |\n|---|---:|---:|"
+        );
+        let mut line = |name: &str, m: &dyn Fn(usize) -> f64, d: usize, unit: &str| {
             let _ = writeln!(
                 s,
-                "| Ratio (median of per-round ratios) | 1 conn | 16 conns |\n|---|---:|---:|"
+                "| {name} | {}{unit} | {}{unit} |",
+                f(m(1), d),
+                f(m(16), d)
             );
-            let mut line = |name: &str, m: &dyn Fn(usize) -> f64, d: usize, unit: &str| {
-                let _ = writeln!(
-                    s,
-                    "| {name} | {}{unit} | {}{unit} |",
-                    f(m(1), d),
-                    f(m(16), d)
-                );
-            };
+        };
+        let cpu = |a: &'static str, b: &'static str| {
+            move |k| Self::ratio(&self.call, a, b, k, |r| r.envoy_cpu)
+        };
+        let extra = |a: &'static str, b: &'static str| {
+            move |k| {
+                Self::med(&self.call, a, k, |r| r.envoy_cpu)
+                    - Self::med(&self.call, b, k, |r| r.envoy_cpu)
+            }
+        };
+        for (engine, idle) in [(MODULE, "module-idle"), (WASM, "wasm-idle")] {
+            if !Self::has(&self.call, engine) {
+                continue;
+            }
             line(
-                "mcpgw / plain Envoy, req/s",
-                &|k| self.call_ratio("mcpgw", "plain", k),
+                &format!("{engine} / plain Envoy, req/s"),
+                &|k| self.call_ratio(engine, "plain", k),
                 2,
                 "×",
             );
             line(
-                "mcpgw / native mcp_router, req/s",
-                &|k| self.call_ratio("mcpgw", "native", k),
+                &format!("{engine} / native mcp_router, req/s"),
+                &|k| self.call_ratio(engine, "native", k),
                 2,
                 "×",
             );
             line(
-                "native mcp_router / plain Envoy, req/s",
-                &|k| self.call_ratio("native", "plain", k),
-                2,
-                "×",
-            );
-            line(
-                "mcpgw / plain Envoy, Envoy CPU per request",
-                &|k| Self::ratio(&self.call, "mcpgw", "plain", k, |r| r.envoy_cpu),
-                2,
-                "×",
-            );
-            line(
-                "mcpgw / native mcp_router, Envoy CPU per request",
-                &|k| Self::ratio(&self.call, "mcpgw", "native", k, |r| r.envoy_cpu),
-                2,
-                "×",
-            );
-            let extra = |a: &'static str, b: &'static str| {
-                move |k| {
-                    Self::med(&self.call, a, k, |r| r.envoy_cpu)
-                        - Self::med(&self.call, b, k, |r| r.envoy_cpu)
-                }
-            };
-            line(
-                "mcpgw's extra Envoy CPU over plain (µs/req)",
-                &extra("mcpgw", "plain"),
+                &format!("{engine} − plain Envoy, p50 (µs)"),
+                &|k| self.added_p50_us(engine, "plain", k),
                 0,
                 "",
             );
-            if Self::has(&self.call, "wasm-idle") {
+            line(
+                &format!("{engine} / plain Envoy, Envoy CPU per request"),
+                &cpu(engine, "plain"),
+                2,
+                "×",
+            );
+            line(
+                &format!("{engine} / native mcp_router, Envoy CPU per request"),
+                &cpu(engine, "native"),
+                2,
+                "×",
+            );
+            line(
+                &format!("{engine}'s extra Envoy CPU over plain (µs/req)"),
+                &extra(engine, "plain"),
+                0,
+                "",
+            );
+            if Self::has(&self.call, idle) {
                 line(
-                    "of which: any wasm filter in V8 (wasm-idle − plain, µs/req)",
-                    &extra("wasm-idle", "plain"),
+                    &format!("of which: the filter loaded ({idle} − plain, µs/req)"),
+                    &extra(idle, "plain"),
                     0,
                     "",
                 );
                 line(
-                    "of which: mcpgw's own work (mcpgw − wasm-idle, µs/req)",
-                    &extra("mcpgw", "wasm-idle"),
+                    &format!("of which: mcpgw's own work ({engine} − {idle}, µs/req)"),
+                    &extra(engine, idle),
                     0,
                     "",
                 );
             }
-            if Self::has(&self.call, "mcpgw-quiet") {
-                line(
-                    "of which: stats and access-log fields (mcpgw − mcpgw-quiet, µs/req)",
-                    &extra("mcpgw", "mcpgw-quiet"),
-                    0,
-                    "",
-                );
-                line(
-                    "mcpgw-quiet / plain Envoy, req/s",
-                    &|k| self.call_ratio("mcpgw-quiet", "plain", k),
-                    2,
-                    "×",
-                );
-                line(
-                    "mcpgw-quiet / native mcp_router, req/s",
-                    &|k| self.call_ratio("mcpgw-quiet", "native", k),
-                    2,
-                    "×",
-                );
-            }
-            for v in variants(&self.call) {
-                if !v.starts_with("mcpgw@") {
-                    continue;
-                }
-                line(
-                    &format!("{v} / mcpgw, req/s"),
-                    &|k| self.call_ratio(&v, "mcpgw", k),
-                    2,
-                    "×",
-                );
-                line(
-                    &format!("{v} / mcpgw, Envoy CPU per request"),
-                    &|k| Self::ratio(&self.call, &v, "mcpgw", k, |r| r.envoy_cpu),
-                    2,
-                    "×",
-                );
-                line(
-                    &format!("{v} / plain Envoy, req/s"),
-                    &|k| self.call_ratio(&v, "plain", k),
-                    2,
-                    "×",
-                );
-            }
-            let _ = writeln!(s);
         }
+        if Self::has(&self.call, "mcpgw-2026") {
+            line(
+                "mcpgw-2026 (header-routed) / mcpgw-module (sessions), req/s",
+                &|k| self.call_ratio("mcpgw-2026", MODULE, k),
+                2,
+                "×",
+            );
+            line(
+                "mcpgw-2026 / plain Envoy, req/s",
+                &|k| self.call_ratio("mcpgw-2026", "plain", k),
+                2,
+                "×",
+            );
+        }
+        if Self::has(&self.call, MODULE) && Self::has(&self.call, WASM) {
+            line(
+                "mcpgw-module / mcpgw-wasm, req/s",
+                &|k| self.call_ratio(MODULE, WASM, k),
+                2,
+                "×",
+            );
+        }
+        line(
+            "native mcp_router / plain Envoy, req/s",
+            &|k| self.call_ratio("native", "plain", k),
+            2,
+            "×",
+        );
+        if Self::has(&self.call, "mcpgw-wasm-quiet") {
+            line(
+                "wasm stats and access-log fields (mcpgw-wasm − mcpgw-wasm-quiet, µs/req)",
+                &extra(WASM, "mcpgw-wasm-quiet"),
+                0,
+                "",
+            );
+        }
+        for v in variants(&self.call) {
+            let Some((base, _)) = v.split_once('@') else {
+                continue;
+            };
+            line(
+                &format!("{v} / {base}, req/s"),
+                &|k| self.call_ratio(&v, base, k),
+                2,
+                "×",
+            );
+            line(
+                &format!("{v} / {base}, Envoy CPU per request"),
+                &|k| Self::ratio(&self.call, &v, base, k, |r| r.envoy_cpu),
+                2,
+                "×",
+            );
+            line(
+                &format!("{v} / plain Envoy, req/s"),
+                &|k| self.call_ratio(&v, "plain", k),
+                2,
+                "×",
+            );
+        }
+        let _ = writeln!(s);
     }
 
     fn fanout_ratio(&self, v: &str, n: usize) -> f64 {
@@ -487,28 +637,30 @@ impl Report {
             "## 2. tools/list fan-out (each backend delays {} ms)\n",
             self.delay_ms
         );
-        let _ = writeln!(s, "| Backends | Slowest backend p50 ms | mcpgw p50 ms | mcpgw p99 ms | mcpgw / slowest | native p50 ms | native p99 ms | native / slowest |");
-        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| Backends | Slowest backend p50 ms | Variant | p50 ms | p99 ms | p50 / slowest |"
+        );
+        let _ = writeln!(s, "|---:|---:|---|---:|---:|---:|");
         let rows: Vec<Row> = self.fanout.iter().map(|(r, _)| r.clone()).collect();
         for n in [1usize, 2, 4, 8] {
             let slow = median(
                 self.fanout
                     .iter()
-                    .filter(|(r, _)| r.variant == "mcpgw" && r.key == n)
+                    .filter(|(r, _)| r.key == n)
                     .map(|(_, s)| *s)
                     .collect(),
             );
-            let _ = writeln!(
-                s,
-                "| {n} | {} | {} | {} | {}× | {} | {} | {}× |",
-                f(slow, 2),
-                f(Self::med(&rows, "mcpgw", n, |r| Some(r.p50)), 2),
-                f(Self::med(&rows, "mcpgw", n, |r| Some(r.p99)), 2),
-                f(self.fanout_ratio("mcpgw", n), 2),
-                f(Self::med(&rows, "native", n, |r| Some(r.p50)), 2),
-                f(Self::med(&rows, "native", n, |r| Some(r.p99)), 2),
-                f(self.fanout_ratio("native", n), 2),
-            );
+            for v in [MODULE, WASM, "native"] {
+                let _ = writeln!(
+                    s,
+                    "| {n} | {} | {v} | {} | {} | {}× |",
+                    f(slow, 2),
+                    f(Self::med(&rows, v, n, |r| Some(r.p50)), 2),
+                    f(Self::med(&rows, v, n, |r| Some(r.p99)), 2),
+                    f(self.fanout_ratio(v, n), 2),
+                );
+            }
         }
         let _ = writeln!(s);
     }
@@ -541,47 +693,155 @@ impl Report {
             );
         }
         let _ = writeln!(s);
-        if Self::has(&self.list, "mcpgw") && Self::has(&self.list, "plain") {
+        for engine in [MODULE, WASM] {
+            if !(Self::has(&self.list, engine) && Self::has(&self.list, "plain")) {
+                continue;
+            }
             let l = &self.list;
-            let bytes = Self::med(l, "mcpgw", 1, |r| Some(r.bytes as f64));
-            let extra_ms = Self::med(l, "mcpgw", 1, |r| Some(r.p50))
+            let bytes = Self::med(l, engine, 1, |r| Some(r.bytes as f64));
+            let extra_ms = Self::med(l, engine, 1, |r| Some(r.p50))
                 - Self::med(l, "plain", 1, |r| Some(r.p50));
-            let extra_cpu = Self::med(l, "mcpgw", 1, |r| r.envoy_cpu)
+            let extra_cpu = Self::med(l, engine, 1, |r| r.envoy_cpu)
                 - Self::med(l, "plain", 1, |r| r.envoy_cpu);
             let _ = writeln!(
                 s,
-                "The filter's own share (mcpgw minus plain Envoy, same list): {} ms more latency ({} MB/s of merged answer over that time) and {} ms more Envoy CPU per list ({} MB per CPU second). mcpgw's answer: {} tools, {} bytes.\n",
+                "{engine}'s own share (minus plain Envoy, same list): {} ms more latency ({} MB/s of merged answer over that time) and {} ms more Envoy CPU per list ({} MB per CPU second).\n",
                 f(extra_ms, 2),
                 f(bytes / extra_ms / 1000.0, 0),
                 f(extra_cpu / 1000.0, 2),
                 f(bytes / extra_cpu, 0),
-                self.list_tools.0,
-                self.list_tools.1,
+            );
+        }
+        let _ = writeln!(
+            s,
+            "mcpgw's answer: {} tools, {} bytes.\n",
+            self.list_tools.0, self.list_tools.1
+        );
+    }
+
+    fn memory_section(&self, s: &mut String) {
+        for (engine, m) in &self.memory {
+            let _ = writeln!(s, "## 4. Envoy memory over sessions ({engine}, 2 backends; each session: initialize + one tools/call)\n");
+            let _ = writeln!(s, "| Sessions | Envoy RSS MiB |\n|---:|---:|");
+            for (n, kib) in &m.points {
+                let what = if *n == 0 {
+                    " (idle, after start)".to_string()
+                } else if *n == m.warm {
+                    " (after warm-up)".to_string()
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(s, "| {n}{what} | {:.1} |", *kib as f64 / 1024.0);
+            }
+            let (_, text) = m.verdict();
+            let _ = writeln!(
+                s,
+                "\n{text}. {} sessions/s after warm-up; {} errors (target {} sessions).\n",
+                f(m.rate, 0),
+                m.errors,
+                m.target
             );
         }
     }
 
-    fn memory_section(&self, s: &mut String) {
-        let Some(m) = &self.memory else { return };
-        let _ = writeln!(s, "## 4. Envoy memory over sessions (mcpgw, 2 backends; each session: initialize + one tools/call)\n");
-        let _ = writeln!(s, "| Sessions | Envoy RSS MiB |\n|---:|---:|");
-        for (n, kib) in &m.points {
-            let what = if *n == 0 {
-                " (idle, after start)".to_string()
-            } else if *n == m.warm {
-                " (after warm-up)".to_string()
-            } else {
-                String::new()
-            };
-            let _ = writeln!(s, "| {n}{what} | {:.1} |", *kib as f64 / 1024.0);
+    /// Median over rounds of (gateway − direct) p50 and p99 lateness, µs.
+    fn stream_added(&self) -> (f64, f64) {
+        let mut p50 = Vec::new();
+        let mut p99 = Vec::new();
+        for g in self.streams.iter().filter(|r| r.variant == MODULE) {
+            if let Some(d) = self
+                .streams
+                .iter()
+                .find(|r| r.variant == "direct" && r.round == g.round)
+            {
+                p50.push(g.p50_us - d.p50_us);
+                p99.push(g.p99_us - d.p99_us);
+            }
         }
-        let (_, text) = m.verdict();
+        (median(p50), median(p99))
+    }
+
+    fn streams_section(&self, s: &mut String) {
+        if self.streams.is_empty() {
+            return;
+        }
         let _ = writeln!(
             s,
-            "\n{text}. {} sessions/s after warm-up; {} errors (target {} sessions).\n",
-            f(m.rate, 0),
-            m.errors,
-            m.target
+            "## 5. Merged GET streams ({} backends, an event every {} ms from each)\n",
+            self.stream_backends, self.event_ms
+        );
+        let _ = writeln!(s, "| Variant | Round | Client streams | Events (expected) | Late by p50 µs | p99 µs | Envoy RSS KiB per stream | heap KiB per stream | RSS after close KiB | heap after close KiB | Envoy CPU µs per event | Opened in s | Ended early |");
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let opt = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| f(v, d));
+        for r in &self.streams {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} ({:.0}) | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                r.variant,
+                r.round + 1,
+                r.streams,
+                r.events,
+                r.expected,
+                f(r.p50_us, 0),
+                f(r.p99_us, 0),
+                opt(r.rss_per_stream_kib, 1),
+                opt(r.heap_per_stream_kib, 1),
+                opt(r.rss_after_close_kib, 0),
+                opt(r.heap_after_close_kib, 0),
+                opt(r.envoy_cpu_per_event, 1),
+                r.opened_in.as_secs_f64(),
+                r.ended
+            );
+        }
+        let (p50, p99) = self.stream_added();
+        let _ = writeln!(
+            s,
+            "\nAdded by the gateway (median over rounds of mcpgw-module − direct): p50 {} µs, p99 {} µs.\n",
+            f(p50, 0),
+            f(p99, 0)
+        );
+    }
+
+    fn callgrind_section(&self, s: &mut String) {
+        if self.callgrind.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "## 6. Instructions Envoy executes per request (callgrind)\n"
+        );
+        let _ = writeln!(s, "| Request | Variant | Instructions per request | vs plain | vs native | Requests counted |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+        let get = |v: &str, what: &str| {
+            self.callgrind
+                .iter()
+                .find(|r| r.variant == v && r.what == what)
+                .map_or(f64::NAN, |r| r.ir_per_req)
+        };
+        for r in &self.callgrind {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {}× | {}× | {} |",
+                r.what,
+                r.variant,
+                f(r.ir_per_req, 0),
+                f(r.ir_per_req / get("plain", &r.what), 2),
+                f(r.ir_per_req / get("native", &r.what), 2),
+                r.requests
+            );
+        }
+        let m = get(MODULE, "tools/call");
+        let w = get(WASM, "tools/call");
+        let _ = writeln!(
+            s,
+            "\nCPU-bound estimates from instruction counts (req/s scale with 1 / instructions when Envoy's one worker is the bottleneck): mcpgw-module {}× plain and {}× native; mcpgw-wasm {}× native; on the large list, mcpgw-module {}× mcpgw-wasm.\n",
+            f(get("plain", "tools/call") / m, 2),
+            f(get("native", "tools/call") / m, 2),
+            f(get("native", "tools/call") / w, 2),
+            f(get(WASM, "tools/list") / get(MODULE, "tools/list"), 2),
         );
     }
 }

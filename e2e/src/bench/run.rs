@@ -2,13 +2,32 @@
 //! interleaved round by round, summarised as medians and ratios.
 
 use super::backend;
-use super::client::{self, Op, RunResult, Spec, Target};
+use super::client::{self, EventSink, Op, RunResult, Spec, Target};
 use super::procs::{mcpgw_plugin, render, Backend, Envoy, Proxy};
-use super::report::{Report, Row};
+use super::report::{CgRow, Report, Row, StreamRow};
 use super::sys;
+use crate::envoy::Engine;
 use serde_json::json;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+/// The variant label of mcpgw in each build.
+pub fn label(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Module => "mcpgw-module",
+        Engine::Wasm => "mcpgw-wasm",
+    }
+}
+
+/// The label of mcpgw loaded but idle, per build.
+pub fn idle_label(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Module => "module-idle",
+        Engine::Wasm => "wasm-idle",
+    }
+}
 
 /// What to run and for how long.
 #[derive(Debug, Clone)]
@@ -17,6 +36,7 @@ pub struct Options {
     pub out: PathBuf,
     pub envoy: PathBuf,
     pub wasm: PathBuf,
+    pub module: PathBuf,
     pub rounds: usize,
     pub warmup: Duration,
     /// Measured window of one tools/call run.
@@ -32,10 +52,29 @@ pub struct Options {
     pub scenarios: Vec<Scenario>,
     /// Limit scenario 1 to these variants (all when empty).
     pub variants: Vec<String>,
-    /// Other builds of the filter, run as extra variants `mcpgw@LABEL`
-    /// (before/after comparisons in one invocation).
-    pub extra_wasm: Vec<(String, PathBuf)>,
+    /// Other builds of the filter, run as extra variants
+    /// `mcpgw-wasm@LABEL` / `mcpgw-module@LABEL` (before/after comparisons
+    /// in one invocation).
+    pub extra: Vec<(String, Engine, PathBuf)>,
+    /// Merged-streams scenario: client streams, backends, event interval,
+    /// measured window.
+    pub streams: usize,
+    pub stream_backends: usize,
+    pub event_ms: u64,
+    pub stream_measure: Duration,
+    /// Requests per variant under callgrind.
+    pub cg_requests: u64,
     pub note: Option<String>,
+}
+
+impl Options {
+    /// The build of mcpgw each engine loads.
+    pub fn code(&self, engine: Engine) -> &Path {
+        match engine {
+            Engine::Module => &self.module,
+            Engine::Wasm => &self.wasm,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +83,8 @@ pub enum Scenario {
     Fanout,
     List,
     Memory,
+    Streams,
+    Callgrind,
 }
 
 impl Scenario {
@@ -53,9 +94,11 @@ impl Scenario {
             "fanout" | "2" => Scenario::Fanout,
             "list" | "3" => Scenario::List,
             "memory" | "4" => Scenario::Memory,
+            "streams" | "5" => Scenario::Streams,
+            "callgrind" | "6" => Scenario::Callgrind,
             _ => {
                 return Err(format!(
-                    "unknown scenario {s:?} (call, fanout, list, memory)"
+                    "unknown scenario {s:?} (call, fanout, list, memory, streams, callgrind)"
                 ))
             }
         })
@@ -64,23 +107,32 @@ impl Scenario {
 
 pub const USAGE: &str = "bench [--quick] [--out bench/results.md] [options]
 
-Benchmarks mcpgw against a direct connection, a plain Envoy router and Envoy's
-native mcp + mcp_router filters, on 127.0.0.1 only, and writes a Markdown
-report. Envoy: $ENVOY_BIN, else <repo>/.venv/bin/envoy. Filter:
-target/wasm32-wasip1/release/mcpgw.wasm (./build.sh wasm).
+Benchmarks mcpgw (the dynamic module and the wasm filter) against a direct
+connection, a plain Envoy router and Envoy's native mcp + mcp_router filters,
+on 127.0.0.1 only, and writes a Markdown report. Envoy: $ENVOY_BIN, else
+<repo>/.venv/bin/envoy. Filters: target/dynamic-module/libmcpgw.so
+(./build.sh module) and target/wasm32-wasip1/release/mcpgw.wasm (./build.sh wasm).
 
-  --quick                 short runs (about 2 minutes) to check the harness
+  --quick                 short runs (about 3 minutes) to check the harness
   --out PATH              report file (default bench/results.md)
-  --only LIST             scenarios: call,fanout,list,memory (default all)
-  --variants LIST         scenario 1 only these: direct,plain,wasm-idle,native,mcpgw,mcpgw-quiet,mcpgw@LABEL
-  --wasm-variant L=PATH   also run another build of the filter as variant mcpgw@L
-                          (scenarios 1 and 3; repeatable; for before/after figures)
+  --only LIST             scenarios: call,fanout,list,memory,streams,callgrind
+                          (default all but callgrind)
+  --variants LIST         scenario 1 only these: direct,plain,wasm-idle,module-idle,native,
+                          mcpgw-wasm,mcpgw-wasm-quiet,mcpgw-module,mcpgw-2026,
+                          mcpgw-wasm@LABEL,...
+  --wasm-variant L=PATH   also run another build of the wasm filter as variant
+                          mcpgw-wasm@L (scenarios 1, 3 and 6; repeatable)
+  --module-variant L=PATH the same for another build of the module (mcpgw-module@L)
   --rounds N              rounds of interleaved variants (default 5, quick 2)
   --measure SECS          measured window of a tools/call run (default 5, quick 1.5)
   --envoy-concurrency N   Envoy worker threads (default 1)
   --delay-ms MS           backend delay in the fan-out scenario (default 20)
   --sessions N            sessions in the memory scenario (default 100000, quick 5000)
-  --wasm PATH             another build of the filter (before/after comparisons)
+  --streams N             client streams in the merged-streams scenario (default 500, quick 100)
+  --event-ms MS           each backend stream's event interval there (default 1000)
+  --cg-requests N         tools/call requests per variant under callgrind (default 2000, quick 300)
+  --wasm PATH             another build of the wasm filter
+  --module PATH           another build of the dynamic module
   --note TEXT             a note printed at the top of the report";
 
 impl Options {
@@ -94,6 +146,7 @@ impl Options {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root.join(".venv/bin/envoy")),
             wasm: root.join("target/wasm32-wasip1/release/mcpgw.wasm"),
+            module: root.join("target/dynamic-module/libmcpgw.so"),
             rounds: if quick { 2 } else { 5 },
             warmup: Duration::from_millis(if quick { 300 } else { 1000 }),
             measure: Duration::from_millis(if quick { 1500 } else { 5000 }),
@@ -108,9 +161,15 @@ impl Options {
                 Scenario::Fanout,
                 Scenario::List,
                 Scenario::Memory,
+                Scenario::Streams,
             ],
             variants: Vec::new(),
-            extra_wasm: Vec::new(),
+            extra: Vec::new(),
+            streams: if quick { 100 } else { 500 },
+            stream_backends: 4,
+            event_ms: 1000,
+            stream_measure: Duration::from_millis(if quick { 3000 } else { 10_000 }),
+            cg_requests: if quick { 300 } else { 2000 },
             note: None,
         };
         let mut it = args.iter();
@@ -136,11 +195,14 @@ impl Options {
                             "direct",
                             "plain",
                             "wasm-idle",
+                            "module-idle",
                             "native",
-                            "mcpgw",
-                            "mcpgw-quiet",
+                            "mcpgw-wasm",
+                            "mcpgw-wasm-quiet",
+                            "mcpgw-module",
+                            "mcpgw-2026",
                         ];
-                        if !known.contains(&v.as_str()) && !v.starts_with("mcpgw@") {
+                        if !known.contains(&v.as_str()) && !v.contains('@') {
                             return Err(format!("unknown variant {v:?}"));
                         }
                     }
@@ -151,12 +213,22 @@ impl Options {
                 "--delay-ms" => o.delay_ms = num(&val()?)?,
                 "--sessions" => o.sessions = num(&val()?)?,
                 "--wasm" => o.wasm = PathBuf::from(val()?),
-                "--wasm-variant" => {
+                "--module" => o.module = PathBuf::from(val()?),
+                "--streams" => o.streams = num::<usize>(&val()?)?.max(1),
+                "--event-ms" => o.event_ms = num::<u64>(&val()?)?.max(10),
+                "--cg-requests" => o.cg_requests = num::<u64>(&val()?)?.max(10),
+                "--wasm-variant" | "--module-variant" => {
+                    let engine = if a == "--wasm-variant" {
+                        Engine::Wasm
+                    } else {
+                        Engine::Module
+                    };
                     let v = val()?;
                     let (label, path) = v
                         .split_once('=')
-                        .ok_or_else(|| format!("--wasm-variant wants LABEL=PATH, not {v:?}"))?;
-                    o.extra_wasm.push((label.to_string(), PathBuf::from(path)));
+                        .ok_or_else(|| format!("{a} wants LABEL=PATH, not {v:?}"))?;
+                    o.extra
+                        .push((label.to_string(), engine, PathBuf::from(path)));
                 }
                 "--note" => o.note = Some(val()?),
                 "-h" | "--help" => return Err(USAGE.into()),
@@ -183,22 +255,21 @@ pub async fn run(o: Options) -> Result<(), String> {
             o.envoy.display()
         ));
     }
-    if !o.wasm.exists() {
-        return Err(format!(
-            "{} is missing (run ./build.sh wasm)",
-            o.wasm.display()
-        ));
-    }
-    for (label, w) in &o.extra_wasm {
-        if !w.exists() {
+    for (path, build) in [(&o.wasm, "wasm"), (&o.module, "module")] {
+        if !path.exists() {
             return Err(format!(
-                "--wasm-variant {label}: {} is missing",
-                w.display()
+                "{} is missing (run ./build.sh {build})",
+                path.display()
             ));
         }
     }
+    for (label, _, w) in &o.extra {
+        if !w.exists() {
+            return Err(format!("variant {label}: {} is missing", w.display()));
+        }
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let info = sys::MachineInfo::collect(&o.envoy, &o.wasm);
+    let info = sys::MachineInfo::collect(&o.envoy, &[&o.module, &o.wasm]);
     progress(&format!(
         "{} cores ({}), Envoy {}, load average {:.2}",
         info.cores, info.cpu_model, info.envoy_version, info.load_start
@@ -211,6 +282,8 @@ pub async fn run(o: Options) -> Result<(), String> {
             Scenario::Fanout => scenario_fanout(&o, &exe, &mut report).await?,
             Scenario::List => scenario_list(&o, &exe, &mut report).await?,
             Scenario::Memory => scenario_memory(&o, &exe, &mut report).await?,
+            Scenario::Streams => scenario_streams(&o, &exe, &mut report).await?,
+            Scenario::Callgrind => scenario_callgrind(&o, &exe, &mut report).await?,
         }
     }
     report.finish(t0.elapsed(), sys::loadavg());
@@ -243,7 +316,8 @@ fn start_envoy(
     proxy: &Proxy,
     backends: &[&Backend],
 ) -> Result<Envoy, String> {
-    start_envoy_with(o, label, proxy, backends, &o.wasm)
+    let code = proxy.engine().map_or(&o.wasm as &Path, |e| o.code(e));
+    start_envoy_with(o, label, proxy, backends, code)
 }
 
 fn start_envoy_with(
@@ -251,9 +325,9 @@ fn start_envoy_with(
     label: &str,
     proxy: &Proxy,
     backends: &[&Backend],
-    wasm: &Path,
+    code: &Path,
 ) -> Result<Envoy, String> {
-    let yaml = render(proxy, backends, wasm);
+    let yaml = render(proxy, backends, code);
     if matches!(proxy, Proxy::Native) {
         // The native filters' config is checked by Envoy itself first.
         Envoy::validate(&o.envoy, &yaml)
@@ -267,6 +341,16 @@ fn start_envoy_with(
         e.admin_port
     ));
     Ok(e)
+}
+
+/// Check that the 2026-07-28 clients' tools answer (no session, no list:
+/// they are called by name, routed from the headers).
+async fn check_modern_tools(port: u16, want: &[String], label: &str) -> Result<(), String> {
+    let mut c = client::Conn::open(&Target::modern(port)).await?;
+    for w in want {
+        c.call_tool(w).await.map_err(|e| format!("{label}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Check that a gateway lists the tools the run will call.
@@ -300,17 +384,7 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
     progress("scenario 1: tools/call throughput and latency");
     let b0 = start_backend(exe, "b0", |_| {})?;
     let b1 = start_backend(exe, "b1", |_| {})?;
-    let plain = start_envoy(o, "plain", &Proxy::Plain, &[&b0])?;
-    let native = start_envoy(o, "native", &Proxy::Native, &[&b0, &b1])?;
     let plugin = mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({}));
-    let mcpgw = start_envoy(
-        o,
-        "mcpgw",
-        &Proxy::Mcpgw {
-            plugin: plugin.clone(),
-        },
-        &[&b0, &b1],
-    )?;
     // The same with its per-request stats and access-log fields off: what
     // observability costs.
     let quiet_plugin = mcpgw_plugin(
@@ -318,71 +392,132 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
         &json!({}),
         &json!({"observability": {"metrics": false, "access_log_fields": false}}),
     );
-    let quiet = start_envoy(
-        o,
-        "mcpgw-quiet",
-        &Proxy::Mcpgw {
-            plugin: quiet_plugin,
-        },
-        &[&b0, &b1],
-    )?;
+    // 2026-07-28 clients, routed from the headers alone: b0 unprefixed
+    // (`echo`), b1 prefixed (`b1__echo`), both speak 2026-07-28.
+    let modern_plugin = {
+        let mut p: serde_json::Value =
+            serde_json::from_str(&mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({})))
+                .map_err(|e| e.to_string())?;
+        p["backends"][0]["prefix"] = json!("never");
+        p["backends"][1]["prefix"] = json!("always");
+        p.to_string()
+    };
     let idle_plugin = mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({"path": "/not-mcp"}));
-    let idle = start_envoy(
-        o,
-        "wasm-idle",
-        &Proxy::WasmIdle {
-            plugin: idle_plugin,
-        },
-        &[&b0],
-    )?;
-    let mut extras = Vec::new();
-    for (label, wasm) in &o.extra_wasm {
-        let name = format!("mcpgw@{label}");
-        let proxy = Proxy::Mcpgw {
-            plugin: plugin.clone(),
-        };
-        extras.push((
-            name.clone(),
-            start_envoy_with(o, &name, &proxy, &[&b0, &b1], wasm)?,
-        ));
-    }
+    let gw = |engine, plugin: &String| Proxy::Mcpgw {
+        engine,
+        plugin: plugin.clone(),
+    };
+    let idle = |engine| Proxy::Idle {
+        engine,
+        plugin: idle_plugin.clone(),
+    };
     let gw_tools = vec!["b0__echo".to_string(), "b1__echo".to_string()];
+    let modern_tools = vec!["echo".to_string()];
     let bare = vec!["echo".to_string()];
-    check_tools(b0.port, &bare, "direct").await?;
-    check_tools(plain.port, &bare, "plain Envoy").await?;
-    check_tools(idle.port, &bare, "wasm-idle").await?;
-    check_tools(native.port, &gw_tools, "native mcp_router").await?;
-    check_tools(mcpgw.port, &gw_tools, "mcpgw").await?;
-    check_tools(quiet.port, &gw_tools, "mcpgw-quiet").await?;
-    for (name, e) in &extras {
-        check_tools(e.port, &gw_tools, name).await?;
-    }
-    // (label, port, tools, envoy pid)
-    let mut all: Vec<(String, u16, &Vec<String>, Option<u32>)> = vec![
-        ("direct".into(), b0.port, &bare, None),
-        ("plain".into(), plain.port, &bare, Some(plain.pid())),
-        ("wasm-idle".into(), idle.port, &bare, Some(idle.pid())),
-        ("native".into(), native.port, &gw_tools, Some(native.pid())),
-        ("mcpgw".into(), mcpgw.port, &gw_tools, Some(mcpgw.pid())),
+    // (label, proxy, backends, tools, build); "direct" has no proxy.
+    type Plan<'a> = (
+        String,
+        Option<Proxy>,
+        Vec<&'a Backend>,
+        &'a Vec<String>,
+        Option<&'a Path>,
+    );
+    let mut plan: Vec<Plan<'_>> = vec![
+        ("direct".into(), None, vec![&b0], &bare, None),
+        ("plain".into(), Some(Proxy::Plain), vec![&b0], &bare, None),
         (
-            "mcpgw-quiet".into(),
-            quiet.port,
+            "wasm-idle".into(),
+            Some(idle(Engine::Wasm)),
+            vec![&b0],
+            &bare,
+            None,
+        ),
+        (
+            "module-idle".into(),
+            Some(idle(Engine::Module)),
+            vec![&b0],
+            &bare,
+            None,
+        ),
+        (
+            "native".into(),
+            Some(Proxy::Native),
+            vec![&b0, &b1],
             &gw_tools,
-            Some(quiet.pid()),
+            None,
+        ),
+        (
+            label(Engine::Module).into(),
+            Some(gw(Engine::Module, &plugin)),
+            vec![&b0, &b1],
+            &gw_tools,
+            None,
+        ),
+        (
+            label(Engine::Wasm).into(),
+            Some(gw(Engine::Wasm, &plugin)),
+            vec![&b0, &b1],
+            &gw_tools,
+            None,
+        ),
+        (
+            "mcpgw-wasm-quiet".into(),
+            Some(gw(Engine::Wasm, &quiet_plugin)),
+            vec![&b0, &b1],
+            &gw_tools,
+            None,
+        ),
+        (
+            "mcpgw-2026".into(),
+            Some(gw(Engine::Module, &modern_plugin)),
+            vec![&b0, &b1],
+            &modern_tools,
+            None,
         ),
     ];
-    for (name, e) in &extras {
-        all.push((name.clone(), e.port, &gw_tools, Some(e.pid())));
+    for (l, engine, path) in &o.extra {
+        plan.push((
+            format!("{}@{l}", label(*engine)),
+            Some(gw(*engine, &plugin)),
+            vec![&b0, &b1],
+            &gw_tools,
+            Some(path.as_path()),
+        ));
     }
-    let variants: Vec<_> = all
-        .into_iter()
-        .filter(|v| o.variants.is_empty() || o.variants.contains(&v.0))
+    plan.retain(|v| o.variants.is_empty() || o.variants.contains(&v.0));
+    // (label, port, tools, envoy)
+    let mut running: Vec<(String, u16, &Vec<String>, Option<Envoy>)> = Vec::new();
+    for (name, proxy, backends, tools, code) in plan {
+        let envoy = match (&proxy, code) {
+            (None, _) => None,
+            (Some(p), Some(code)) => Some(start_envoy_with(o, &name, p, &backends, code)?),
+            (Some(p), None) => Some(start_envoy(o, &name, p, &backends)?),
+        };
+        let port = envoy.as_ref().map_or(b0.port, |e| e.port);
+        if name == "mcpgw-2026" {
+            check_modern_tools(port, tools, &name).await?;
+        } else {
+            check_tools(port, tools, &name).await?;
+        }
+        running.push((name, port, tools, envoy));
+    }
+    let variants: Vec<(String, Target, &Vec<String>, Option<u32>)> = running
+        .iter()
+        .map(|(n, port, tools, e)| {
+            let target = if n == "mcpgw-2026" {
+                Target::modern(*port)
+            } else {
+                Target::new(*port)
+            };
+            (n.clone(), target, *tools, e.as_ref().map(Envoy::pid))
+        })
         .collect();
     let backend_pids = [b0.pid(), b1.pid()];
     for round in 0..o.rounds {
         for k in 0..variants.len() {
             // Rotate the order every round so no variant always goes first.
-            let Some((label, port, tools, pid)) = variants.get((k + round) % variants.len()) else {
+            let Some((label, target, tools, pid)) = variants.get((k + round) % variants.len())
+            else {
                 continue;
             };
             for conns in [1usize, 16] {
@@ -395,13 +530,8 @@ async fn scenario_call(o: &Options, exe: &Path, report: &mut Report) -> Result<(
                     timeout: Duration::from_secs(5),
                     session: true,
                 };
-                let r = client::closed_loop(
-                    &Target::new(*port),
-                    &Op::CallTool((*tools).clone()),
-                    spec,
-                    &watch,
-                )
-                .await;
+                let r = client::closed_loop(target, &Op::CallTool((*tools).clone()), spec, &watch)
+                    .await;
                 progress(&format!(
                     "  round {}/{} {label:>9} x{conns:<2}: {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  Envoy {} µs/req{}",
                     round + 1,
@@ -452,9 +582,15 @@ async fn scenario_fanout(o: &Options, exe: &Path, report: &mut Report) -> Result
     for n in [1usize, 2, 4, 8] {
         let Some(set) = refs.get(..n) else { continue };
         let plugin = mcpgw_plugin(set, &json!({}), &json!({}));
-        let m = start_envoy(o, &format!("mcpgw-{n}"), &Proxy::Mcpgw { plugin }, set)?;
+        for engine in [Engine::Module, Engine::Wasm] {
+            let proxy = Proxy::Mcpgw {
+                engine,
+                plugin: plugin.clone(),
+            };
+            let m = start_envoy(o, &format!("{}-{n}", label(engine)), &proxy, set)?;
+            gateways.push((n, label(engine), m));
+        }
         let nat = start_envoy(o, &format!("native-{n}"), &Proxy::Native, set)?;
-        gateways.push((n, "mcpgw", m));
         gateways.push((n, "native", nat));
     }
     let spec = |measure| Spec {
@@ -543,29 +679,25 @@ async fn scenario_list(o: &Options, exe: &Path, report: &mut Report) -> Result<(
         &json!({"tools": {"exclude_regex": ["7$"]}}),
         &json!({"prefix": "always"}),
     );
-    let mcpgw = start_envoy(
-        o,
-        "mcpgw-big",
-        &Proxy::Mcpgw {
-            plugin: plugin.clone(),
-        },
-        &[&big],
-    )?;
+    let gw = |engine| Proxy::Mcpgw {
+        engine,
+        plugin: plugin.clone(),
+    };
     let native = start_envoy(o, "native-big", &Proxy::Native, &[&big])?;
-    let mut extras = Vec::new();
-    for (label, wasm) in &o.extra_wasm {
-        let name = format!("mcpgw@{label}");
-        let proxy = Proxy::Mcpgw {
-            plugin: plugin.clone(),
-        };
-        extras.push((
-            name.clone(),
-            start_envoy_with(o, &name, &proxy, &[&big], wasm)?,
-        ));
+    let mut gateways = Vec::new();
+    for engine in [Engine::Module, Engine::Wasm] {
+        let name = label(engine).to_string();
+        let e = start_envoy(o, &format!("{name}-big"), &gw(engine), &[&big])?;
+        gateways.push((name, e));
     }
-    // Check the filter really filtered and prefixed.
-    {
-        let mut c = client::Conn::open(&Target::new(mcpgw.port)).await?;
+    for (l, engine, path) in &o.extra {
+        let name = format!("{}@{l}", label(*engine));
+        let e = start_envoy_with(o, &name, &gw(*engine), &[&big], path)?;
+        gateways.push((name, e));
+    }
+    // Check each filter really filtered and prefixed.
+    for (name, e) in &gateways {
+        let mut c = client::Conn::open(&Target::new(e.port)).await?;
         c.initialize().await?;
         let (names, bytes) = c.tool_names().await?;
         let ok = names.len() == 1800
@@ -574,7 +706,7 @@ async fn scenario_list(o: &Options, exe: &Path, report: &mut Report) -> Result<(
                 .all(|n| n.starts_with("big__") && !n.ends_with('7'));
         if !ok {
             return Err(format!(
-                "mcpgw large list: {} tools, expected 1800 prefixed and filtered ({:?}...)",
+                "{name} large list: {} tools, expected 1800 prefixed and filtered ({:?}...)",
                 names.len(),
                 &names[..names.len().min(3)]
             ));
@@ -584,10 +716,9 @@ async fn scenario_list(o: &Options, exe: &Path, report: &mut Report) -> Result<(
     let mut variants = vec![
         ("direct".to_string(), big.port, None),
         ("plain".to_string(), plain.port, Some(plain.pid())),
-        ("mcpgw".to_string(), mcpgw.port, Some(mcpgw.pid())),
         ("native".to_string(), native.port, Some(native.pid())),
     ];
-    for (name, e) in &extras {
+    for (name, e) in &gateways {
         variants.push((name.clone(), e.port, Some(e.pid())));
     }
     for round in 0..o.rounds {
@@ -640,14 +771,32 @@ async fn scenario_list(o: &Options, exe: &Path, report: &mut Report) -> Result<(
 // ----- scenario 4: memory over many sessions ---------------------------------
 
 async fn scenario_memory(o: &Options, exe: &Path, report: &mut Report) -> Result<(), String> {
+    for engine in [Engine::Module, Engine::Wasm] {
+        memory_of(o, exe, engine, report).await?;
+    }
+    Ok(())
+}
+
+async fn memory_of(
+    o: &Options,
+    exe: &Path,
+    engine: Engine,
+    report: &mut Report,
+) -> Result<(), String> {
+    let name = label(engine);
     progress(&format!(
-        "scenario 4: Envoy RSS over {} sessions (initialize + tools/call each)",
+        "scenario 4: Envoy RSS over {} sessions (initialize + tools/call each), {name}",
         o.sessions
     ));
     let b0 = start_backend(exe, "b0", |_| {})?;
     let b1 = start_backend(exe, "b1", |_| {})?;
     let plugin = mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({}));
-    let envoy = start_envoy(o, "mcpgw-memory", &Proxy::Mcpgw { plugin }, &[&b0, &b1])?;
+    let envoy = start_envoy(
+        o,
+        &format!("{name}-memory"),
+        &Proxy::Mcpgw { engine, plugin },
+        &[&b0, &b1],
+    )?;
     let pid = envoy.pid();
     let target = Target::new(envoy.port);
     let deadline = Instant::now() + o.sessions_cap;
@@ -672,7 +821,10 @@ async fn scenario_memory(o: &Options, exe: &Path, report: &mut Report) -> Result
             seconds += r.seconds;
         }
         if let Some(e) = &r.first_error {
-            report.error(format!("sessions: {} error(s), first: {e}", r.errors));
+            report.error(format!(
+                "sessions ({name}): {} error(s), first: {e}",
+                r.errors
+            ));
         }
         // Let Envoy settle (deferred deletes, stats flush) before reading RSS.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -686,19 +838,463 @@ async fn scenario_memory(o: &Options, exe: &Path, report: &mut Report) -> Result
         if Instant::now() >= deadline || r.errors > 100 {
             if done < o.sessions {
                 report.error(format!(
-                    "sessions: stopped after {done} of {} (time cap {:?} or errors)",
+                    "sessions ({name}): stopped after {done} of {} (time cap {:?} or errors)",
                     o.sessions, o.sessions_cap
                 ));
             }
             break;
         }
     }
-    report.memory = Some(super::report::Memory {
-        points,
-        warm,
-        target: o.sessions,
-        rate: (done.saturating_sub(warm)) as f64 / seconds.max(1e-9),
-        errors,
-    });
+    report.memory.push((
+        name.to_string(),
+        super::report::Memory {
+            points,
+            warm,
+            target: o.sessions,
+            rate: (done.saturating_sub(warm)) as f64 / seconds.max(1e-9),
+            errors,
+        },
+    ));
+    Ok(())
+}
+
+// ----- scenario 5: merged GET streams -------------------------------------------
+
+/// The streams of one side of the merged-streams scenario, open.
+struct OpenStreams {
+    /// The connections (dropped to close the streams).
+    conns: Vec<client::Conn>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl OpenStreams {
+    fn close(self) {
+        for r in &self.readers {
+            r.abort();
+        }
+        drop(self.conns);
+    }
+}
+
+/// `n` client streams: merged through `gateway` (a session each, then its
+/// `GET`), or, without a gateway, the client's own stream to every backend
+/// (the same events, with no gateway between).
+async fn open_streams(
+    n: usize,
+    gateway: Option<u16>,
+    backends: &[&Backend],
+    sink: &Rc<RefCell<EventSink>>,
+) -> Result<OpenStreams, String> {
+    let mut out = OpenStreams {
+        conns: Vec::new(),
+        readers: Vec::new(),
+    };
+    let ports: Vec<u16> = match gateway {
+        Some(p) => vec![p],
+        None => backends.iter().map(|b| b.port).collect(),
+    };
+    for i in 0..n {
+        for port in &ports {
+            let one = async {
+                let mut c = client::Conn::open(&Target::new(*port)).await?;
+                if gateway.is_some() {
+                    c.initialize().await?;
+                }
+                let body = c.open_event_stream().await?;
+                Ok::<_, String>((c, body))
+            };
+            let (c, body) = tokio::time::timeout(Duration::from_secs(20), one)
+                .await
+                .map_err(|_| format!("stream {i}: not open within 20 s"))?
+                .map_err(|e| format!("stream {i}: {e}"))?;
+            out.conns.push(c);
+            out.readers
+                .push(tokio::task::spawn_local(client::read_events(
+                    body,
+                    Rc::clone(sink),
+                )));
+        }
+    }
+    Ok(out)
+}
+
+async fn scenario_streams(o: &Options, exe: &Path, report: &mut Report) -> Result<(), String> {
+    let n = o.streams;
+    let nb = o.stream_backends;
+    progress(&format!(
+        "scenario 5: merged GET streams, {n} client streams over {nb} backends, an event every {} ms from each",
+        o.event_ms
+    ));
+    let mut backends = Vec::new();
+    for i in 0..nb {
+        backends.push(start_backend(exe, &format!("s{i}"), |b| {
+            b.events = true;
+            b.ping_ms = o.event_ms;
+        })?);
+    }
+    let refs: Vec<&Backend> = backends.iter().collect();
+    let plugin = mcpgw_plugin(&refs, &json!({}), &json!({}));
+    let name = label(Engine::Module);
+    let proxy = Proxy::Mcpgw {
+        engine: Engine::Module,
+        plugin,
+    };
+    let rounds = o.rounds.min(3);
+    let sides = [("direct", false), (name, true)];
+    for round in 0..rounds {
+        for k in 0..sides.len() {
+            let Some((variant, gw)) = sides.get((k + round) % sides.len()) else {
+                continue;
+            };
+            // A fresh Envoy per round: memory figures from the same start
+            // (Envoy's allocator keeps what an earlier round freed).
+            let envoy = match gw {
+                true => Some(start_envoy(o, &format!("{name}-streams"), &proxy, &refs)?),
+                false => None,
+            };
+            let pid = envoy.as_ref().map_or(0, Envoy::pid);
+            let heap = || envoy.as_ref().and_then(heap_allocated);
+            if envoy.is_some() {
+                // Let the new Envoy settle (workers, first stats flush).
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
+            let sink = Rc::new(RefCell::new(EventSink::default()));
+            let (rss0, heap0) = (sys::rss_kib(pid), heap());
+            let t_open = Instant::now();
+            let open = match open_streams(n, envoy.as_ref().map(|e| e.port), &refs, &sink).await {
+                Ok(s) => s,
+                Err(e) => {
+                    report.error(format!("streams {variant}: {e}"));
+                    continue;
+                }
+            };
+            let opened_in = t_open.elapsed();
+            // Every stream has had an event or two before the window.
+            tokio::time::sleep(Duration::from_millis(o.event_ms.max(500) + 500)).await;
+            let (rss1, heap1) = (sys::rss_kib(pid), heap());
+            let cpu0 = sys::cpu_us(pid);
+            sink.borrow_mut().recording = true;
+            tokio::time::sleep(o.stream_measure).await;
+            sink.borrow_mut().recording = false;
+            let cpu1 = sys::cpu_us(pid);
+            open.close();
+            // Envoy closes the upstream streams; what is left once it has.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let (rss2, heap2) = (sys::rss_kib(pid), heap());
+            let mut s = std::mem::take(&mut *sink.borrow_mut());
+            s.lat_us.sort_unstable();
+            let pct = |p: f64| {
+                let len = s.lat_us.len();
+                if len == 0 {
+                    return f64::NAN;
+                }
+                let i = ((len as f64 - 1.0) * p).round() as usize;
+                f64::from(s.lat_us[i.min(len - 1)])
+            };
+            let expected =
+                (n * nb) as f64 * o.stream_measure.as_secs_f64() * 1000.0 / o.event_ms as f64;
+            let gw = *gw;
+            // KiB from `a` to `b` (`unit` bytes each), with the gateway only.
+            let grew = |a: Option<u64>, b: Option<u64>, unit: f64| match (gw, a, b) {
+                (true, Some(a), Some(b)) => Some((b as f64 - a as f64) * unit / 1024.0),
+                _ => None,
+            };
+            let per_stream = |kib: Option<f64>| kib.map(|k| k / n as f64);
+            let row = StreamRow {
+                variant: variant.to_string(),
+                round,
+                streams: n,
+                events: s.events,
+                expected,
+                p50_us: pct(0.5),
+                p99_us: pct(0.99),
+                rss_per_stream_kib: per_stream(grew(rss0, rss1, 1024.0)),
+                rss_after_close_kib: grew(rss0, rss2, 1024.0),
+                heap_per_stream_kib: per_stream(grew(heap0, heap1, 1.0)),
+                heap_after_close_kib: grew(heap0, heap2, 1.0),
+                envoy_cpu_per_event: match (gw, cpu0, cpu1) {
+                    (true, Some(a), Some(b)) if s.events > 0 => {
+                        Some(b.saturating_sub(a) as f64 / s.events as f64)
+                    }
+                    _ => None,
+                },
+                opened_in,
+                ended: s.ended,
+            };
+            progress(&format!(
+                "  round {}/{rounds} {variant:>12}: {} events ({:.0} expected), late by p50 {:.0} µs p99 {:.0} µs; opened in {:.1} s{}{}",
+                round + 1,
+                row.events,
+                row.expected,
+                row.p50_us,
+                row.p99_us,
+                opened_in.as_secs_f64(),
+                row.rss_per_stream_kib
+                    .map_or(String::new(), |k| format!("; Envoy RSS {k:.1} KiB per stream")),
+                if s.ended > 0 {
+                    format!("; {} stream(s) ended early: {}", s.ended, s.first_error.unwrap_or_default())
+                } else {
+                    String::new()
+                }
+            ));
+            if row.ended > 0 {
+                report.error(format!(
+                    "streams {variant} round {}: {} stream(s) ended while measured",
+                    round + 1,
+                    row.ended
+                ));
+            }
+            report.streams.push(row);
+        }
+    }
+    Ok(())
+}
+
+/// Envoy's heap in use now (tcmalloc's `allocated` from the admin `/memory`
+/// endpoint, read live; the `server.memory_allocated` stat lags until the
+/// next stats flush), bytes.
+fn heap_allocated(envoy: &Envoy) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(&envoy.admin_get("/memory")?).ok()?;
+    // Envoy prints the uint64 fields as JSON strings.
+    match &v["allocated"] {
+        serde_json::Value::String(s) => s.parse().ok(),
+        n => n.as_u64(),
+    }
+}
+
+// ----- scenario 6: instructions per request (callgrind) -------------------------
+
+/// `tools/call` of `tool`, or `tools/list` without one.
+async fn one_request(c: &mut client::Conn, tool: Option<&str>) -> Result<(), String> {
+    match tool {
+        Some(t) => c.call_tool(t).await.map(|_| ()),
+        None => c.list_tools().await.map(|_| ()),
+    }
+}
+
+/// Run `requests` of `op` on one connection (after a warm-up) with Envoy's
+/// instrumentation on, and read the instructions Envoy executed.
+async fn callgrind_one(
+    envoy: &Envoy,
+    op: &Op,
+    warmup: u64,
+    requests: u64,
+    out: &Path,
+) -> Result<u64, String> {
+    let mut c = client::Conn::open(&Target::new(envoy.port)).await?;
+    c.initialize().await?;
+    let tool = match op {
+        Op::CallTool(t) => t.first().cloned(),
+        Op::ListTools => None,
+    };
+    for _ in 0..warmup {
+        one_request(&mut c, tool.as_deref()).await?;
+    }
+    let ctl = |arg: &str| {
+        std::process::Command::new("callgrind_control")
+            .args([arg, &envoy.pid().to_string()])
+            .output()
+            .map_err(|e| format!("callgrind_control: {e}"))
+            .and_then(|o| {
+                o.status.success().then_some(()).ok_or_else(|| {
+                    format!(
+                        "callgrind_control {arg}: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
+            })
+    };
+    ctl("--instr=on")?;
+    for _ in 0..requests {
+        one_request(&mut c, tool.as_deref()).await?;
+    }
+    ctl("--instr=off")?;
+    ctl("--dump")?;
+    // The dump is the newest file next to `out` (callgrind numbers them).
+    let dir = out.parent().ok_or("no callgrind dir")?;
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let p = e.path();
+        let is_out = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("callgrind.out"));
+        if let (true, Ok(m)) = (is_out, e.metadata().and_then(|m| m.modified())) {
+            if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+                newest = Some((m, p));
+            }
+        }
+    }
+    let (_, file) = newest.ok_or("callgrind wrote no dump")?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    // `totals:` is this dump's cost (`summary:` can be 0 when the
+    // instrumentation was off at the start).
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    field("totals:")
+        .or_else(|| field("summary:"))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{}: no instructions counted", file.display()))
+}
+
+async fn scenario_callgrind(o: &Options, exe: &Path, report: &mut Report) -> Result<(), String> {
+    progress(&format!(
+        "scenario 6: instructions Envoy executes per request (valgrind --tool=callgrind, {} tools/call)",
+        o.cg_requests
+    ));
+    let b0 = start_backend(exe, "b0", |_| {})?;
+    let b1 = start_backend(exe, "b1", |_| {})?;
+    let big = start_backend(exe, "big", |b| {
+        b.tools = 2000;
+        b.tool_bytes = 1000;
+    })?;
+    let plugin = mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({}));
+    let idle_plugin = mcpgw_plugin(&[&b0, &b1], &json!({}), &json!({"path": "/not-mcp"}));
+    let big_plugin = mcpgw_plugin(
+        &[&big],
+        &json!({"tools": {"exclude_regex": ["7$"]}}),
+        &json!({"prefix": "always"}),
+    );
+    let gw = |engine, plugin: &String| Proxy::Mcpgw {
+        engine,
+        plugin: plugin.clone(),
+    };
+    let gw_tools = vec!["b0__echo".to_string()];
+    let bare = vec!["echo".to_string()];
+    let call = |t: &Vec<String>| Op::CallTool(t.clone());
+    // (label, what, proxy, backends, op, build)
+    type Plan<'a> = (
+        String,
+        &'a str,
+        Proxy,
+        Vec<&'a Backend>,
+        Op,
+        Option<&'a Path>,
+    );
+    let mut plan: Vec<Plan<'_>> = vec![
+        (
+            "plain".into(),
+            "tools/call",
+            Proxy::Plain,
+            vec![&b0],
+            call(&bare),
+            None,
+        ),
+        (
+            "native".into(),
+            "tools/call",
+            Proxy::Native,
+            vec![&b0, &b1],
+            call(&gw_tools),
+            None,
+        ),
+    ];
+    for engine in [Engine::Module, Engine::Wasm] {
+        plan.push((
+            idle_label(engine).into(),
+            "tools/call",
+            Proxy::Idle {
+                engine,
+                plugin: idle_plugin.clone(),
+            },
+            vec![&b0],
+            call(&bare),
+            None,
+        ));
+        plan.push((
+            label(engine).into(),
+            "tools/call",
+            gw(engine, &plugin),
+            vec![&b0, &b1],
+            call(&gw_tools),
+            None,
+        ));
+    }
+    for (l, engine, path) in &o.extra {
+        plan.push((
+            format!("{}@{l}", label(*engine)),
+            "tools/call",
+            gw(*engine, &plugin),
+            vec![&b0, &b1],
+            call(&gw_tools),
+            Some(path.as_path()),
+        ));
+    }
+    plan.push((
+        "plain".into(),
+        "tools/list",
+        Proxy::Plain,
+        vec![&big],
+        Op::ListTools,
+        None,
+    ));
+    for engine in [Engine::Module, Engine::Wasm] {
+        plan.push((
+            label(engine).into(),
+            "tools/list",
+            gw(engine, &big_plugin),
+            vec![&big],
+            Op::ListTools,
+            None,
+        ));
+    }
+    for (l, engine, path) in &o.extra {
+        plan.push((
+            format!("{}@{l}", label(*engine)),
+            "tools/list",
+            gw(*engine, &big_plugin),
+            vec![&big],
+            Op::ListTools,
+            Some(path.as_path()),
+        ));
+    }
+    for (name, what, proxy, backends, op, build) in plan {
+        let code = build.unwrap_or_else(|| proxy.engine().map_or(&o.wasm as &Path, |e| o.code(e)));
+        let yaml = render(&proxy, &backends, code);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = dir.path().join("callgrind.out");
+        let wrapper: Vec<String> = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("--callgrind-out-file={}", out.display())])
+            .collect();
+        let envoy = Envoy::start_with(
+            &o.envoy,
+            &name,
+            &yaml,
+            1,
+            &wrapper,
+            Duration::from_secs(600),
+        )?;
+        progress(&format!(
+            "  {name} {what}: Envoy under callgrind, pid {}",
+            envoy.pid()
+        ));
+        let (warmup, requests) = match op {
+            Op::ListTools => (3, (o.cg_requests / 100).max(3)),
+            Op::CallTool(_) => (200.min(o.cg_requests), o.cg_requests),
+        };
+        let ir = match callgrind_one(&envoy, &op, warmup, requests, &out).await {
+            Ok(ir) => ir,
+            Err(e) => {
+                report.error(format!("callgrind {name} {what}: {e}"));
+                continue;
+            }
+        };
+        let per = ir as f64 / requests as f64;
+        progress(&format!(
+            "  {name} {what}: {per:.0} instructions per request"
+        ));
+        report.callgrind.push(CgRow {
+            variant: name,
+            what: what.to_string(),
+            ir_per_req: per,
+            requests,
+        });
+    }
     Ok(())
 }

@@ -1284,7 +1284,14 @@ fn start_gateway(
     let yaml = format!(
         "{}{}",
         mcpgw_core::gateway::stats::envoy_stats_config_yaml(),
-        render(&Proxy::Mcpgw { plugin }, &refs, &o.wasm)
+        render(
+            &Proxy::Mcpgw {
+                engine: crate::envoy::Engine::Wasm,
+                plugin,
+            },
+            &refs,
+            &o.wasm,
+        )
     );
     let envoy = Envoy::start(&o.envoy, label, &yaml, o.envoy_concurrency)?;
     progress(&format!(
@@ -1427,7 +1434,7 @@ pub async fn run(o: Options) -> Result<(), String> {
         ));
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let info = sys::MachineInfo::collect(&o.envoy, &o.wasm);
+    let info = sys::MachineInfo::collect(&o.envoy, &[&o.wasm]);
     progress(&format!(
         "{} cores ({}), Envoy {}, load average {:.2}; {} of traffic, {} workers, at most {} requests/s, samples every {}",
         info.cores,

@@ -65,7 +65,8 @@ pub struct MachineInfo {
 }
 
 impl MachineInfo {
-    pub fn collect(envoy: &std::path::Path, wasm: &std::path::Path) -> MachineInfo {
+    /// `builds`: the filter builds under test (named in the report).
+    pub fn collect(envoy: &std::path::Path, builds: &[&std::path::Path]) -> MachineInfo {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
@@ -94,10 +95,14 @@ impl MachineInfo {
             .unwrap_or_else(|| "unknown".into());
         let dirty =
             run("git", &["-C", &root_s, "status", "--porcelain"]).is_some_and(|s| !s.is_empty());
-        let wasm_desc = match std::fs::metadata(wasm) {
-            Ok(m) => format!("{} ({} bytes)", wasm.display(), m.len()),
-            Err(_) => format!("{} (missing)", wasm.display()),
-        };
+        let wasm_desc = builds
+            .iter()
+            .map(|b| match std::fs::metadata(b) {
+                Ok(m) => format!("{} ({} bytes)", b.display(), m.len()),
+                Err(_) => format!("{} (missing)", b.display()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         MachineInfo {
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())

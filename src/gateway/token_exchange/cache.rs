@@ -154,6 +154,19 @@ impl TokenCache {
         Lookup::Lead
     }
 
+    /// `key`'s token if it is ready at `now_ms`, without joining or leading
+    /// an exchange (for calls that cannot wait).
+    pub fn peek(&self, key: &Key, now_ms: u64) -> Option<Arc<str>> {
+        let map = self.entries.lock().ok()?;
+        match map.get(key) {
+            Some(Entry::Ready {
+                value,
+                use_until_ms,
+            }) if now_ms < *use_until_ms => Some(Arc::clone(value)),
+            _ => None,
+        }
+    }
+
     /// The leader's exchange ended: remember its outcome and return the
     /// followers to wake. `Ok((value, reuse_ms))`: reuse for that long
     /// (0: not at all, but followers still get it).

@@ -31,7 +31,7 @@ mod step;
 pub use cache::TokenCache;
 pub use config::{compile, RawTokenExchange, TokenExchange};
 pub use meters::TokenMeters;
-pub(crate) use step::Waits;
+pub(crate) use step::{Sent, Waits};
 
 use super::config::Config;
 use super::host::Configure;

@@ -35,6 +35,8 @@ pub struct Waits {
     then: Vec<Then>,
     /// Credentials this request already has, by backend.
     resolved: Vec<(usize, Arc<str>)>,
+    /// Backends whose fan-out credential failed in this request.
+    failed: Vec<(usize, Failure)>,
     /// The routed request carries its credential (or needs none).
     attached: bool,
     /// The routed request's decision once its credential is known.
@@ -168,7 +170,11 @@ impl Exchange {
                     self.upstream.then.push(Then::Dispatch { backend: i, call });
                     return Sent::Deferred;
                 }
-                Credential::Failed(f) => return Sent::Failed(failure_reason(&f)),
+                Credential::Failed(f) => {
+                    let why = failure_reason(&f);
+                    self.upstream.failed.push((i, f));
+                    return Sent::Failed(why);
+                }
             }
         }
         match host.dispatch(&call) {
@@ -181,6 +187,49 @@ impl Exchange {
                 );
                 Sent::Dropped
             }
+        }
+    }
+
+    /// Whether backend `i`'s credential failed in this request's fan-out.
+    pub(crate) fn credential_failed_in_fanout(&self, i: usize) -> bool {
+        self.upstream.failed.iter().any(|(b, _)| *b == i)
+    }
+
+    /// The client's answer when the request needs backend `i` alone and its
+    /// credential failed in this request's fan-out (learning it): what a
+    /// routed request gets for the same failure.
+    pub(crate) fn fanout_credential_failed(
+        &mut self,
+        host: &dyn Host,
+        i: usize,
+    ) -> Option<LocalResponse> {
+        let (_, f) = self.upstream.failed.iter().find(|(b, _)| *b == i)?;
+        let f = f.clone();
+        Some(self.credential_failed(host, i, &f))
+    }
+
+    /// Backend `i`'s credential header for a call that cannot wait for an
+    /// exchange (a stream opened at once, an answer to a backend's request):
+    /// `Some(None)` when it needs none, `None` when it is not at hand (this
+    /// request's own, or a fresh one in the cache).
+    pub(crate) fn credential_at_hand(
+        &self,
+        host: &dyn Host,
+        i: usize,
+    ) -> Option<Option<(String, String)>> {
+        if self.token_exchange(i).is_none() {
+            return Some(None);
+        }
+        let value = match self.upstream.resolved.iter().find(|(b, _)| *b == i) {
+            Some((_, v)) => Arc::clone(v),
+            None => {
+                let key = self.key(i)?;
+                self.gw.tokens.cache(i)?.peek(&key, host.now_ms())?
+            }
+        };
+        match self.credential_header(i, &value) {
+            HeaderOp::Set(k, v) => Some(Some((k, v))),
+            _ => None,
         }
     }
 
@@ -427,6 +476,7 @@ impl Exchange {
                     self.add_call(i, sent);
                 }
                 (Then::Dispatch { .. }, Err(f)) => {
+                    self.upstream.failed.push((i, f.clone()));
                     self.add_call(i, Sent::Failed(failure_reason(f)))
                 }
             }
