@@ -770,3 +770,92 @@ fn config_errors_name_the_field() {
     assert_eq!(e.field, "backends[0].token_exchange");
     assert!(e.problem.contains("auth"), "{e}");
 }
+
+/// A 2026-07-28 `tools/call` of `alpha__echo` by `sub` (no session).
+fn modern_call(gw: &Arc<Gateway>, host: &mut FakeHost, sub: &str) -> (Exchange, Flow) {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}});
+    let msg = json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"alpha__echo","arguments":{},"_meta":meta}});
+    let mut h = headers(sub, None);
+    for (k, v) in [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "alpha__echo"),
+    ] {
+        h.push((k.into(), v.into()));
+    }
+    host.request_headers = h;
+    host.request_body = msg.to_string().into_bytes();
+    let mut ex = Exchange::new(gw.clone());
+    assert_eq!(ex.request_headers(host, false), Flow::Stop);
+    let size = host.request_body.len();
+    let flow = ex.request_body(host, size, true);
+    (ex, flow)
+}
+
+#[test]
+fn modern_clients_learn_and_call_with_the_exchanged_token() {
+    let gw = gw("");
+    let mut host = host_for("alice", 1);
+    let (mut ex, flow) = modern_call(&gw, &mut host, "alice");
+    assert_eq!(flow, Flow::Stop);
+    // Learning alpha's era waits for alpha's credential.
+    let clusters: Vec<String> = host.calls.iter().map(|(_, c)| c.cluster.clone()).collect();
+    assert_eq!(clusters, ["sts"]);
+    let (sts, _) = host.call_to("sts");
+    ex.call_done(&mut host, sts, token_ok(EXCHANGED, 3600));
+    let (discover, call) = host.call_to("c_alpha");
+    assert_eq!(header(&call.headers, "mcp-method"), Some("server/discover"));
+    assert_eq!(
+        header(&call.headers, "authorization"),
+        Some(format!("Bearer {EXCHANGED}").as_str())
+    );
+    let answer = json!({"jsonrpc":"2.0","id":"mcpgw-discover","result":{
+        "resultType":"complete","supportedVersions":["2026-07-28"],
+        "capabilities":{"tools":{}}}});
+    ex.call_done(&mut host, discover, json_response(&answer.to_string()));
+    // The routed call goes with the same token; the client's never.
+    assert_eq!(host.resumed, 1, "{:?}", host.sent);
+    assert_eq!(
+        header(&host.request_headers, "authorization"),
+        Some(format!("Bearer {EXCHANGED}").as_str())
+    );
+    let client = client_token("alice");
+    for (_, c) in &host.calls {
+        assert!(c.headers.iter().all(|(_, v)| !v.contains(&client)));
+    }
+    ex.stream_done(&mut host);
+    assert_eq!(
+        host.counter("mcpgw.token_exchanges_total;.;backend=.=alpha;.;outcome=.=ok"),
+        1
+    );
+}
+
+#[test]
+fn a_modern_call_whose_exchange_is_refused_names_the_backend() {
+    let gw = gw("");
+    let mut host = host_for("alice", 1);
+    let (mut ex, _) = modern_call(&gw, &mut host, "alice");
+    let (sts, _) = host.call_to("sts");
+    let refused = CallResponse {
+        status: 400,
+        headers: vec![],
+        body: br#"{"error":"invalid_target"}"#.to_vec(),
+    };
+    ex.call_done(&mut host, sts, refused);
+    assert!(host.calls.iter().all(|(_, c)| c.cluster != "c_alpha"));
+    let r = host.sent.last().expect("answered");
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["id"], 9, "{v}");
+    let m = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        m.contains("backend alpha") && m.contains("invalid_target"),
+        "{v}"
+    );
+    assert_eq!(host.resumed, 0, "never forwarded");
+    ex.stream_done(&mut host);
+    // One user's refusal says nothing of alpha's era: still to learn.
+    assert!(matches!(
+        gw.eras.status(0, host.now.get()),
+        crate::gateway::modern::eras::Status::Unknown
+    ));
+}
