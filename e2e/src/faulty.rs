@@ -452,12 +452,29 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Vec<u8> {
     }
 }
 
-/// A loopback port with nothing listening (bound, then released).
-pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
+/// A loopback port with nothing listening, held for as long as this lives:
+/// bound but never listened on, so a connection to it is refused and no
+/// other server started meanwhile (tests run in parallel) can take it.
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+pub fn closed_port() -> ClosedPort {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&any.into()).expect("bind a loopback port");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
         .map(|a| a.port())
-        .expect("bind a loopback port")
+        .expect("the bound port");
+    ClosedPort {
+        _socket: socket,
+        port,
+    }
 }
 
 // ----- what Envoy shows -------------------------------------------------------------

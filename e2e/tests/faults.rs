@@ -242,7 +242,8 @@ const INIT_FAILURES: &str = "mcpgw_initialize_backend_failures_total{backend=\"f
 // ----- down ---------------------------------------------------------------------------
 
 async fn a_backend_that_is_down_is_left_out(engine: Engine) {
-    let s = setup(engine, Options::named("faulty"), Some(closed_port()), |y| y).await;
+    let down = closed_port();
+    let s = setup(engine, Options::named("faulty"), Some(down.port), |y| y).await;
     let started = Instant::now();
     let a = s.initialize().await;
     assert!(started.elapsed() < FANOUT_TIMEOUT + SLACK);
@@ -271,7 +272,8 @@ async fn a_backend_that_is_down_is_left_out(engine: Engine) {
 }
 
 async fn every_backend_down_is_a_json_rpc_error(engine: Engine) {
-    let down = closed_port();
+    let closed = closed_port();
+    let down = closed.port;
     let s = setup(engine, Options::named("faulty"), Some(down), |y| {
         // The healthy backend is down too.
         let good_port = y
