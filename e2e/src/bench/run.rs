@@ -64,6 +64,8 @@ pub struct Options {
     pub stream_measure: Duration,
     /// Requests per variant under callgrind.
     pub cg_requests: u64,
+    /// Keep each callgrind dump here (for `callgrind_annotate`).
+    pub cg_keep: Option<PathBuf>,
     pub note: Option<String>,
 }
 
@@ -131,6 +133,8 @@ on 127.0.0.1 only, and writes a Markdown report. Envoy: $ENVOY_BIN, else
   --streams N             client streams in the merged-streams scenario (default 500, quick 100)
   --event-ms MS           each backend stream's event interval there (default 1000)
   --cg-requests N         tools/call requests per variant under callgrind (default 2000, quick 300)
+  --cg-keep DIR           keep each callgrind dump there as callgrind.<variant>.<request>
+                          (read it with callgrind_annotate)
   --wasm PATH             another build of the wasm filter
   --module PATH           another build of the dynamic module
   --note TEXT             a note printed at the top of the report";
@@ -170,6 +174,7 @@ impl Options {
             event_ms: 1000,
             stream_measure: Duration::from_millis(if quick { 3000 } else { 10_000 }),
             cg_requests: if quick { 300 } else { 2000 },
+            cg_keep: None,
             note: None,
         };
         let mut it = args.iter();
@@ -217,6 +222,7 @@ impl Options {
                 "--streams" => o.streams = num::<usize>(&val()?)?.max(1),
                 "--event-ms" => o.event_ms = num::<u64>(&val()?)?.max(10),
                 "--cg-requests" => o.cg_requests = num::<u64>(&val()?)?.max(10),
+                "--cg-keep" => o.cg_keep = Some(PathBuf::from(val()?)),
                 "--wasm-variant" | "--module-variant" => {
                     let engine = if a == "--wasm-variant" {
                         Engine::Wasm
@@ -1080,6 +1086,7 @@ async fn callgrind_one(
     warmup: u64,
     requests: u64,
     out: &Path,
+    keep: Option<&Path>,
 ) -> Result<u64, String> {
     let mut c = client::Conn::open(&Target::new(envoy.port)).await?;
     c.initialize().await?;
@@ -1110,8 +1117,40 @@ async fn callgrind_one(
     }
     ctl("--instr=off")?;
     ctl("--dump")?;
-    // The dump is the newest file next to `out` (callgrind numbers them).
+    // The dump is the newest file next to `out` (callgrind numbers them);
+    // Valgrind takes the dump when Envoy next runs code, which an idle Envoy
+    // may not do for a long time: poke its admin port while waiting
+    // (bounded) for the totals. Instrumentation is already off.
     let dir = out.parent().ok_or("no callgrind dir")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let dump = newest_dump(dir)?;
+        let counted = dump.as_ref().and_then(|(_, text)| dump_total(text));
+        match (dump, counted) {
+            (Some((_, text)), Some(n)) => {
+                if let Some(keep) = keep {
+                    std::fs::create_dir_all(keep.parent().unwrap_or(Path::new(".")))
+                        .and_then(|()| std::fs::write(keep, &text))
+                        .map_err(|e| format!("{}: {e}", keep.display()))?;
+                }
+                return Ok(n);
+            }
+            (dump, _) if std::time::Instant::now() > deadline => {
+                return Err(match dump {
+                    Some((file, _)) => format!("{}: no instructions counted", file.display()),
+                    None => "callgrind wrote no dump".into(),
+                });
+            }
+            _ => {
+                let _ = envoy.admin_get("/ready");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The newest `callgrind.out*` file in `dir` and its text.
+fn newest_dump(dir: &Path) -> Result<Option<(PathBuf, String)>, String> {
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
     for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let p = e.path();
@@ -1125,23 +1164,33 @@ async fn callgrind_one(
             }
         }
     }
-    let (_, file) = newest.ok_or("callgrind wrote no dump")?;
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    // `totals:` is this dump's cost (`summary:` can be 0 when the
-    // instrumentation was off at the start).
+    Ok(newest.map(|(_, p)| {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        (p, text)
+    }))
+}
+
+/// A dump's instruction count: `totals:` is this dump's cost (`summary:`
+/// can be 0 when the instrumentation was off at the start).
+fn dump_total(text: &str) -> Option<u64> {
     let field = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse::<u64>().ok())
     };
-    field("totals:")
-        .or_else(|| field("summary:"))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{}: no instructions counted", file.display()))
+    field("totals:").or_else(|| field("summary:")).filter(|n| *n > 0)
 }
 
 async fn scenario_callgrind(o: &Options, exe: &Path, report: &mut Report) -> Result<(), String> {
+    // Valgrind does not follow a launcher script into the real binary.
+    let head = std::fs::read(&o.envoy).map_err(|e| format!("{}: {e}", o.envoy.display()))?;
+    if head.starts_with(b"#!") {
+        return Err(format!(
+            "{} is a script: callgrind needs Envoy's binary (set ENVOY_BIN, as ./build.sh bench does)",
+            o.envoy.display()
+        ));
+    }
     progress(&format!(
         "scenario 6: instructions Envoy executes per request (valgrind --tool=callgrind, {} tools/call)",
         o.cg_requests
@@ -1278,7 +1327,13 @@ async fn scenario_callgrind(o: &Options, exe: &Path, report: &mut Report) -> Res
             Op::ListTools => (3, (o.cg_requests / 100).max(3)),
             Op::CallTool(_) => (200.min(o.cg_requests), o.cg_requests),
         };
-        let ir = match callgrind_one(&envoy, &op, warmup, requests, &out).await {
+        let keep = o.cg_keep.as_ref().map(|d| {
+            d.join(format!(
+                "callgrind.{name}.{}",
+                what.replace('/', "-")
+            ))
+        });
+        let ir = match callgrind_one(&envoy, &op, warmup, requests, &out, keep.as_deref()).await {
             Ok(ir) => ir,
             Err(e) => {
                 report.error(format!("callgrind {name} {what}: {e}"));
