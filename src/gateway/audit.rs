@@ -13,7 +13,10 @@ use super::host::LogField;
 use super::policy::{Kind, Resource};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use crate::protocol::jsonrpc::RawObject;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// Where a member of the audit record comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,27 +169,37 @@ impl Audit {
             .find(|(b, t, _)| b == backend && t == tool)
             .map(|(_, _, n)| n.as_slice())
             .unwrap_or(&[]);
+        // Borrowed parsing: only kept values are decoded. Members are written
+        // sorted by name, compact, the last of a repeated name winning (as a
+        // JSON object read into a map and written back).
         let Some(args) = params
-            .and_then(|p| serde_json::from_str::<Map<String, Value>>(p.get()).ok())
-            .and_then(|mut p| p.remove("arguments"))
+            .and_then(|p| RawObject::parse(p).ok())
+            .and_then(|p| p.members.iter().rev().find(|(k, _)| k == "arguments").map(|(_, v)| *v))
         else {
             return;
         };
-        let Value::Object(args) = args else {
+        let Ok(args) = serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(args.get()) else {
             return;
         };
-        let redacted: Map<String, Value> = args
-            .into_iter()
-            .map(|(k, v)| {
-                let v = if keep.contains(&k) {
-                    v
-                } else {
-                    Value::String("[redacted]".into())
-                };
-                (k, v)
-            })
-            .collect();
-        self.arguments = Some(Value::Object(redacted).to_string());
+        let mut out = String::with_capacity(2 + args.len() * 24);
+        out.push('{');
+        for (i, (k, v)) in args.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(k.as_ref()).unwrap_or_default());
+            out.push(':');
+            if keep.iter().any(|n| n == k.as_ref()) {
+                let compact = serde_json::from_str::<Value>(v.get())
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| "null".into());
+                out.push_str(&compact);
+            } else {
+                out.push_str("\"[redacted]\"");
+            }
+        }
+        out.push('}');
+        self.arguments = Some(out);
     }
 }
 
@@ -220,6 +233,25 @@ mod tests {
             v,
             serde_json::json!({"repo": "acme/x", "body": "[redacted]"})
         );
+        // The exact record: sorted names, compact kept values, as a JSON
+        // object read into a map and written back.
+        let spaced = RawValue::from_string(
+            r#"{"arguments":{"zeta":1,"repo":{ "a" : [1, 2] },"b\u0061d":"x","repo2":true,"body":"s"},"name":"gh__create_issue"}"#.into(),
+        )
+        .unwrap();
+        let mut c = Audit::default();
+        c.arguments(&cfg, "gh", "create_issue", Some(&spaced));
+        let mut want: serde_json::Map<String, Value> = serde_json::from_str::<Value>(spaced.get())
+            .unwrap()["arguments"]
+            .as_object()
+            .unwrap()
+            .clone();
+        for (k, v) in want.iter_mut() {
+            if k != "repo" {
+                *v = Value::String("[redacted]".into());
+            }
+        }
+        assert_eq!(c.arguments.as_deref().unwrap(), Value::Object(want).to_string());
         let mut b = Audit::default();
         b.arguments(&cfg, "gh", "delete_repo", Some(&params));
         let v: Value = serde_json::from_str(b.arguments.as_deref().unwrap()).unwrap();

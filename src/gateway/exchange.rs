@@ -457,13 +457,40 @@ impl Exchange {
 
     // ----- request headers ---------------------------------------------------
 
+    /// Whether a request for `path` is none of the gateway's business: not
+    /// its path, nor a metadata document it serves. Decided from `:path`
+    /// alone, before the other headers are read.
+    pub fn passes_by(&self, path: &str) -> bool {
+        let p = path_only(path);
+        p != self.cfg().path
+            && !self.gw.cfg.auth.as_ref().is_some_and(|a| {
+                a.serves_metadata(p)
+                    || (a.as_metadata.is_some() && super::auth::AS_METADATA_PATHS.contains(&p))
+            })
+    }
+
+    /// Let a request that is not the gateway's go on, without the headers
+    /// only the gateway may set (`present`: whether the request has one).
+    pub fn not_ours(&mut self, mut present: impl FnMut(&str) -> bool) -> HeadersAction {
+        self.state = State::NotOurs;
+        let mut ops = vec![HeaderOp::Remove(self.cfg().route_header.clone())];
+        if self.cfg().rate_limit_headers {
+            ops.extend(
+                super::config::RATE_LIMIT_HEADERS
+                    .iter()
+                    .filter(|n| present(n))
+                    .map(|n| HeaderOp::Remove(n.to_string())),
+            );
+        }
+        HeadersAction::Continue(ops)
+    }
+
     pub fn on_request_headers(
         &mut self,
         host: &mut dyn Host,
         headers: &[(String, String)],
         end_of_stream: bool,
     ) -> HeadersAction {
-        let strip_route = HeaderOp::Remove(self.cfg().route_header.clone());
         let path = header(headers, ":path").unwrap_or("");
         let method = header(headers, ":method").unwrap_or("").to_string();
         self.req.stats.method = Some(format!("http.{}", method.to_ascii_lowercase()));
@@ -471,17 +498,7 @@ impl Exchange {
             return action;
         }
         if path_only(path) != self.cfg().path {
-            self.state = State::NotOurs;
-            let mut ops = vec![strip_route];
-            if self.cfg().rate_limit_headers {
-                ops.extend(
-                    super::config::RATE_LIMIT_HEADERS
-                        .iter()
-                        .filter(|n| header(headers, n).is_some())
-                        .map(|n| HeaderOp::Remove(n.to_string())),
-                );
-            }
-            return HeadersAction::Continue(ops);
+            return self.not_ours(|n| header(headers, n).is_some());
         }
         self.req.authority = header(headers, ":authority").unwrap_or("").to_string();
         self.req.query = path.len() != path_only(path).len();

@@ -33,6 +33,20 @@ impl Exchange {
         host: &mut H,
         end_of_stream: bool,
     ) -> Flow {
+        // Most requests through a shared listener are not the gateway's:
+        // one header read decides, without copying the others.
+        let pass = host
+            .header(Dir::Request, ":path")
+            .is_some_and(|p| self.passes_by(&p));
+        if pass {
+            let HeadersAction::Continue(ops) =
+                self.not_ours(|n| host.header(Dir::Request, n).is_some())
+            else {
+                return Flow::Continue;
+            };
+            host.apply(Dir::Request, &ops);
+            return Flow::Continue;
+        }
         let headers = host.headers(Dir::Request);
         let action = self.on_request_headers(host, &headers, end_of_stream);
         match self.with_credential_headers(host, action) {

@@ -197,6 +197,15 @@ pub trait HttpStream {
     /// The request or response headers (pseudo-headers included). Values that
     /// are not UTF-8 are read with U+FFFD in place of the bad bytes.
     fn headers(&mut self, dir: Dir) -> Vec<(String, String)>;
+    /// One header's value (the first of a repeated one; the name in lower
+    /// case). Hosts with a cheaper single read than [`HttpStream::headers`]
+    /// override it: it decides whether a request is the gateway's at all.
+    fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
+        self.headers(dir)
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
     /// The body the hook sees: `size` bytes as the hook reported them (all
     /// that is held so far when earlier hooks stopped).
     fn body(&mut self, dir: Dir, size: usize) -> Vec<u8>;

@@ -88,16 +88,40 @@ impl EnvoyBuffer {
         length: 0,
     };
 
+    /// The bytes, borrowed: copy what must outlive the hook.
+    ///
+    /// # Safety
+    /// `ptr` must be null or point at `length` readable bytes that stay
+    /// valid and unchanged for `'a` (Envoy's buffers: during the hook).
+    pub unsafe fn as_bytes<'a>(&self) -> &'a [u8] {
+        if self.ptr.is_null() || self.length == 0 {
+            return &[];
+        }
+        // SAFETY: the caller guarantees `length` readable bytes at `ptr`.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.length) }
+    }
+
     /// The bytes, copied.
     ///
     /// # Safety
-    /// `ptr` must be null or point at `length` readable bytes.
+    /// As for [`EnvoyBuffer::as_bytes`].
     pub unsafe fn to_vec(&self) -> Vec<u8> {
-        if self.ptr.is_null() || self.length == 0 {
-            return Vec::new();
+        // SAFETY: see above.
+        unsafe { self.as_bytes() }.to_vec()
+    }
+
+    /// The bytes as text, copied once (bytes that are not UTF-8 become
+    /// U+FFFD).
+    ///
+    /// # Safety
+    /// As for [`EnvoyBuffer::as_bytes`].
+    pub unsafe fn to_text(&self) -> String {
+        // SAFETY: see above.
+        let b = unsafe { self.as_bytes() };
+        match std::str::from_utf8(b) {
+            Ok(t) => t.to_owned(),
+            Err(_) => String::from_utf8_lossy(b).into_owned(),
         }
-        // SAFETY: the caller guarantees `length` readable bytes at `ptr`.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.length) }.to_vec()
     }
 }
 

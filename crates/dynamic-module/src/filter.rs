@@ -505,11 +505,7 @@ pub unsafe fn envoy_headers(headers: *const EnvoyHeader, n: usize) -> Vec<(Strin
                 length: h.value_length,
             };
             // SAFETY: Envoy's header buffers, valid during the hook.
-            let (k, v) = unsafe { (k.to_vec(), v.to_vec()) };
-            (
-                String::from_utf8_lossy(&k).into_owned(),
-                String::from_utf8_lossy(&v).into_owned(),
-            )
+            unsafe { (k.to_text(), v.to_text()) }
         })
         .collect()
 }
@@ -527,7 +523,7 @@ pub unsafe fn envoy_chunks(chunks: *const EnvoyBuffer, n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(cs.iter().map(|c| c.length).sum());
     for c in cs {
         // SAFETY: each buffer is Envoy's, valid during the hook.
-        out.extend_from_slice(&unsafe { c.to_vec() });
+        out.extend_from_slice(unsafe { c.as_bytes() });
     }
     out
 }
@@ -589,7 +585,7 @@ impl EnvoyHost<'_> {
             let mut chunks = vec![EnvoyBuffer::NULL; n];
             if (api.http_get_body_chunks)(self.envoy(), ty, chunks.as_mut_ptr()) {
                 for c in &chunks {
-                    out.extend_from_slice(&c.to_vec());
+                    out.extend_from_slice(c.as_bytes());
                 }
             }
         }
@@ -624,9 +620,7 @@ impl EnvoyHost<'_> {
         unsafe {
             let mut s = EnvoyBuffer::NULL;
             if (api.http_get_metadata_string)(e, src, ns, k, &mut s) {
-                return Some(MetaValue::Str(
-                    String::from_utf8_lossy(&s.to_vec()).into_owned(),
-                ));
+                return Some(MetaValue::Str(s.to_text()));
             }
             let mut n = 0f64;
             if (api.http_get_metadata_number)(e, src, ns, k, &mut n) {
@@ -644,9 +638,7 @@ impl EnvoyHost<'_> {
                     let mut n = 0f64;
                     let mut b = false;
                     if (api.http_get_metadata_list_string)(e, src, ns, k, i, &mut s) {
-                        items.push(MetaValue::Str(
-                            String::from_utf8_lossy(&s.to_vec()).into_owned(),
-                        ));
+                        items.push(MetaValue::Str(s.to_text()));
                     } else if (api.http_get_metadata_list_number)(e, src, ns, k, i, &mut n) {
                         items.push(MetaValue::Num(n));
                     } else if (api.http_get_metadata_list_bool)(e, src, ns, k, i, &mut b) {
@@ -660,7 +652,7 @@ impl EnvoyHost<'_> {
             if n > 0 {
                 let mut keys = vec![EnvoyBuffer::NULL; n];
                 if (api.http_get_metadata_keys)(e, src, ns, keys.as_mut_ptr())
-                    && keys.iter().any(|k| k.to_vec() == key.as_bytes())
+                    && keys.iter().any(|k| k.as_bytes() == key.as_bytes())
                 {
                     return Some(MetaValue::Opaque);
                 }
@@ -773,7 +765,7 @@ impl Host for EnvoyHost<'_> {
             if !(self.api().http_filter_get_attribute_string)(self.envoy(), id, &mut b) {
                 return None;
             }
-            Some(String::from_utf8_lossy(&b.to_vec()).into_owned())
+            Some(b.to_text())
         }
     }
 
@@ -908,6 +900,28 @@ impl HttpStream for EnvoyHost<'_> {
                 return Vec::new();
             }
             envoy_headers(hs.as_ptr(), n)
+        }
+    }
+
+    fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
+        let ty = match dir {
+            Dir::Request => header_type::REQUEST,
+            Dir::Response => header_type::RESPONSE,
+        };
+        let mut v = EnvoyBuffer::NULL;
+        let mut total = 0usize;
+        // SAFETY: the stream is alive; the out-parameters are valid and the
+        // value is copied before the hook returns.
+        unsafe {
+            let found = (self.api().http_get_header)(
+                self.envoy(),
+                ty,
+                ModuleBuffer::new(name.as_bytes()),
+                &mut v,
+                0,
+                &mut total,
+            );
+            (found && total > 0).then(|| v.to_text())
         }
     }
 

@@ -259,6 +259,18 @@ impl HttpStream for WasmHost {
         header_map(map(dir))
     }
 
+    fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
+        // Bytes, not text: the SDK's text read panics on a value that is not
+        // UTF-8.
+        hostcalls::get_map_value_bytes(map(dir), name)
+            .ok()
+            .flatten()
+            .map(|b| match String::from_utf8(b) {
+                Ok(t) => t,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            })
+    }
+
     fn body(&mut self, dir: Dir, size: usize) -> Vec<u8> {
         buffer(body_buffer(dir), size)
     }
