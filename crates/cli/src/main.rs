@@ -58,7 +58,8 @@ Quick start:
   mcpgw run mcp-route.yaml
   mcpgw check mcp-route.yaml
   mcpgw render --mcp-config mcp.json > envoy.yaml
-  mcpgw render --kubernetes mcp-route.yaml --wasm-image ghcr.io/you/mcpgw:0.1.0";
+  mcpgw render --kubernetes mcp-route.yaml --wasm-image ghcr.io/you/mcpgw:0.1.0
+  mcpgw render --kubernetes mcp-route.yaml --engine module --module-image ghcr.io/you/mcpgw-module:0.1.0";
 
 #[derive(Parser, Debug)]
 #[command(name = "mcpgw", about = ABOUT, long_about = LONG_ABOUT, disable_version_flag = true)]
@@ -284,9 +285,11 @@ struct RenderArgs {
     /// Also accept $MCPGW_PREVIOUS_SESSION_KEY (key rotation).
     #[arg(long)]
     previous_session_key: bool,
-    /// Print Envoy Gateway manifests instead: EnvoyExtensionPolicy (the wasm),
-    /// Backends, HTTPRoute, SecurityPolicy (JWT), EnvoyProxy + Secret (the
-    /// session key), EnvoyPatchPolicy and ClientTrafficPolicy.
+    /// Print Envoy Gateway manifests instead: EnvoyExtensionPolicy (the wasm,
+    /// or with --engine module the dynamic module), Backends, HTTPRoute,
+    /// SecurityPolicy (JWT), EnvoyProxy + Secret (the session key; for the
+    /// module also its registration and the Envoy 1.40 image), EnvoyPatchPolicy
+    /// (wasm) and ClientTrafficPolicy.
     #[arg(long)]
     kubernetes: bool,
     /// With --kubernetes: HTTP(S) URL the cluster downloads mcpgw.wasm from

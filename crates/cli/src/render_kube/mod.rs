@@ -49,6 +49,16 @@
 //!   key), `failOpen` (v1.9+) so the filter answers the MCP 401 itself.
 //! * Timeouts: rules have `timeouts.request: 0s`; a ClientTrafficPolicy on the
 //!   Gateway's listener sets the stream idle timeout SSE needs.
+//!
+//! The dynamic module instead (`Code::Module`, Envoy Gateway v1.8+ API): the
+//! EnvoyExtensionPolicy's `dynamicModule` names a module the Gateway's
+//! EnvoyProxy registers (`dynamicModules`, a local path in the Envoy
+//! container); that EnvoyProxy also sets the Envoy 1.40 image the module's
+//! ABI needs and mounts `--module-image` as an image volume. Envoy Gateway
+//! passes `config` to the module as a JSON string (`filter_config`), as the
+//! local envoy.yaml does; no EnvoyPatchPolicy (its settings are wasm-only).
+//! The module reads the verified JWT's claims only from jwt_authn's
+//! `forward_payload_header`, which Envoy Gateway cannot set: OAuth is refused.
 
 mod names;
 pub mod objects;

@@ -98,8 +98,8 @@ fn golden_mcproute_full() {
     assert!(!r.text.contains("v1alpha3"));
 }
 
-#[test]
-fn golden_mcp_servers_json() {
+/// testdata/cli/mcp-servers.json, attached to Gateway `eg`, listener `http`.
+fn servers_file() -> Gateway {
     let (p, text) = golden::testdata("mcp-servers.json");
     let (mut g, _) = crate::mcp_config::load(&p, &text, &golden::env, EnvCheck::Require).unwrap();
     g.kube.parent_refs.push(ParentRef {
@@ -108,6 +108,12 @@ fn golden_mcp_servers_json() {
         section_name: Some("http".into()),
         port: None,
     });
+    g
+}
+
+#[test]
+fn golden_mcp_servers_json() {
+    let g = servers_file();
     let r = render(&g, &[], &http_code()).unwrap();
     golden::check("mcp-servers.kube.yaml", &r.text);
     assert!(r.text.contains("--from-literal=GITHUB_TOKEN=..."));
@@ -429,14 +435,7 @@ pub fn module_image() -> Options {
 
 #[test]
 fn golden_module_mcp_servers_json() {
-    let (p, text) = golden::testdata("mcp-servers.json");
-    let (mut g, _) = crate::mcp_config::load(&p, &text, &golden::env, EnvCheck::Require).unwrap();
-    g.kube.parent_refs.push(ParentRef {
-        name: "eg".into(),
-        namespace: None,
-        section_name: Some("http".into()),
-        port: None,
-    });
+    let g = servers_file();
     let r = render(&g, &[], &module_image()).unwrap();
     golden::check("mcp-servers.module.kube.yaml", &r.text);
     assert!(docs(&r.text, "EnvoyPatchPolicy").is_empty(), "wasm only");
