@@ -58,7 +58,8 @@ Quick start:
   mcpgw run mcp-route.yaml
   mcpgw check mcp-route.yaml
   mcpgw render --mcp-config mcp.json > envoy.yaml
-  mcpgw render --kubernetes mcp-route.yaml --wasm-image ghcr.io/you/mcpgw:0.1.0";
+  mcpgw render --kubernetes mcp-route.yaml --wasm-image ghcr.io/you/mcpgw:0.1.0
+  mcpgw render --kubernetes mcp-route.yaml --engine module --module-image ghcr.io/you/mcpgw-module:0.1.0";
 
 #[derive(Parser, Debug)]
 #[command(name = "mcpgw", about = ABOUT, long_about = LONG_ABOUT, disable_version_flag = true)]
@@ -265,7 +266,7 @@ struct RenderArgs {
     listen: Listen,
     /// Which build of the filter the config runs: `module` (the dynamic
     /// module libmcpgw.so) or `wasm` (mcpgw.wasm) [default: module; with
-    /// --kubernetes: wasm, the only build rendered for Envoy Gateway].
+    /// --kubernetes: wasm (the module needs Envoy 1.40 in the cluster)].
     #[arg(long, value_enum)]
     engine: Option<engine::Engine>,
     /// Path of mcpgw.wasm in the rendered envoy.yaml [default: where `mcpgw
@@ -276,15 +277,19 @@ struct RenderArgs {
     /// Path of libmcpgw.so in the rendered envoy.yaml [default: where `mcpgw
     /// run` keeps it, $XDG_CACHE_HOME/mcpgw/libmcpgw-<sha256>.so, written
     /// there by this command]. It must be built for the Envoy it runs in
-    /// (the Envoy 1.40 Linux x86_64 build).
-    #[arg(long, value_name = "PATH")]
+    /// (the Envoy 1.40 Linux x86_64 build). With --kubernetes --engine
+    /// module: its absolute path in the Envoy container, already there (your
+    /// own Envoy image, or a volume you add).
+    #[arg(long, value_name = "PATH", conflicts_with = "module_image")]
     module: Option<PathBuf>,
     /// Also accept $MCPGW_PREVIOUS_SESSION_KEY (key rotation).
     #[arg(long)]
     previous_session_key: bool,
-    /// Print Envoy Gateway manifests instead: EnvoyExtensionPolicy (the wasm),
-    /// Backends, HTTPRoute, SecurityPolicy (JWT), EnvoyProxy + Secret (the
-    /// session key), EnvoyPatchPolicy and ClientTrafficPolicy.
+    /// Print Envoy Gateway manifests instead: EnvoyExtensionPolicy (the wasm,
+    /// or with --engine module the dynamic module), Backends, HTTPRoute,
+    /// SecurityPolicy (JWT), EnvoyProxy + Secret (the session key; for the
+    /// module also its registration and the Envoy 1.40 image), EnvoyPatchPolicy
+    /// (wasm) and ClientTrafficPolicy.
     #[arg(long)]
     kubernetes: bool,
     /// With --kubernetes: HTTP(S) URL the cluster downloads mcpgw.wasm from
@@ -301,6 +306,20 @@ struct RenderArgs {
     /// checks the image's manifest digest) or REPO:TAG (not pinned).
     #[arg(long, value_name = "REF", requires = "kubernetes")]
     wasm_image: Option<String>,
+    /// With --kubernetes --engine module: OCI image holding the embedded
+    /// build's libmcpgw.so at its root, mounted into the Envoy container as
+    /// an image volume: REPO@sha256:<manifest digest> (pinned) or REPO:TAG.
+    #[arg(long, value_name = "REF", requires = "kubernetes")]
+    module_image: Option<String>,
+    /// With --kubernetes --engine module: the Envoy image the EnvoyProxy sets;
+    /// it must run Envoy 1.40.x, whose dynamic-module ABI the module speaks.
+    #[arg(
+        long,
+        value_name = "REF",
+        requires = "kubernetes",
+        default_value = render_kube::MODULE_ENVOY_IMAGE
+    )]
+    envoy_image: String,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
@@ -316,6 +335,10 @@ struct CheckArgs {
     /// Envoy Gateway would refuse.
     #[arg(long)]
     kubernetes: bool,
+    /// With --kubernetes: the build `render --kubernetes` would render for
+    /// [default: wasm].
+    #[arg(long, value_enum, requires = "kubernetes")]
+    engine: Option<engine::Engine>,
     #[command(flatten)]
     kube: KubeArgs,
 }
@@ -538,7 +561,8 @@ fn cmd_check(a: &CheckArgs) -> Result<(), String> {
             discovery::metadata_urls(&o.issuer)
         });
     if a.kubernetes {
-        let opts = render_kube::Options::for_check(a.kube.deploy());
+        let engine = a.engine.unwrap_or(engine::Engine::Wasm);
+        let opts = render_kube::Options::for_check(a.kube.deploy(), engine);
         let r = render_kube::render(&checked, &loaded.passthrough, &opts)?;
         warn_list(&r.warnings);
     } else {
@@ -669,6 +693,55 @@ pub fn render_options(
     }
 }
 
+/// The build `render --kubernetes` renders, where the cluster gets it, and
+/// its sha256; contradictory or missing flags are refused with the fix.
+fn kube_code(a: &RenderArgs) -> Result<(render_kube::Code, String), String> {
+    let engine = a.engine.unwrap_or(engine::Engine::Wasm);
+    let wasm_flag = match (&a.wasm_url, &a.wasm_image) {
+        (Some(_), _) => Some("--wasm-url"),
+        (None, Some(_)) => Some("--wasm-image"),
+        (None, None) => None,
+    };
+    let module_flag = match (&a.module, &a.module_image) {
+        (Some(_), _) => Some("--module"),
+        (None, Some(_)) => Some("--module-image"),
+        (None, None) => None,
+    };
+    let custom_envoy = a.envoy_image != render_kube::MODULE_ENVOY_IMAGE;
+    match engine {
+        engine::Engine::Wasm => {
+            if let Some(f) = module_flag.or(custom_envoy.then_some("--envoy-image")) {
+                return Err(format!(
+                    "{f} is for the dynamic module: add --engine module (render --kubernetes renders the wasm build by default), or drop {f} and give --wasm-url URL or --wasm-image REF"
+                ));
+            }
+            let code = match (&a.wasm_url, &a.wasm_image) {
+                (Some(u), None) => render_kube::WasmCode::Http(u.clone()),
+                (None, Some(i)) => render_kube::WasmCode::Image(i.clone()),
+                _ => return Err("render --kubernetes needs --wasm-url URL or --wasm-image REF: where the cluster gets mcpgw.wasm (publish the embedded build; `mcpgw --version` prints its sha256); or --engine module with --module-image REF or --module PATH".into()),
+            };
+            Ok((code.into(), wasm_sha256()))
+        }
+        engine::Engine::Module => {
+            if let Some(f) = wasm_flag {
+                return Err(format!(
+                    "{f} is for the wasm build: with --engine module give --module-image REF (an OCI image holding libmcpgw.so) or --module PATH (its path in the Envoy container), or drop --engine module"
+                ));
+            }
+            let source = match (&a.module, &a.module_image) {
+                (None, Some(i)) => render_kube::ModuleSource::Image(i.clone()),
+                (Some(p), None) => render_kube::ModuleSource::Path(p.display().to_string()),
+                _ => return Err("render --kubernetes --engine module needs --module-image REF (an OCI image holding the embedded build's libmcpgw.so at its root; `mcpgw --version` prints its sha256) or --module PATH (where libmcpgw.so already is in the Envoy container)".into()),
+            };
+            let code = render_kube::ModuleCode {
+                source,
+                envoy_image: a.envoy_image.clone(),
+            };
+            Ok((code.into(), engine::Engine::Module.sha256()))
+        }
+    }
+}
+
 fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     let mode = if a.kubernetes {
         mcproute::Mode::Kubernetes
@@ -680,9 +753,7 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     loaded.gateway.limits = a.listen.limits()?;
     discover_jwks_blocking(&mut loaded.gateway, a.listen.ca_file.as_deref())?;
     if a.kubernetes {
-        if a.engine == Some(engine::Engine::Module) {
-            return Err("render --kubernetes renders the wasm build only (--engine wasm, the default here): Envoy Gateway manifests for the dynamic module are not rendered (see README, Kubernetes with Envoy Gateway)".into());
-        }
+        let (code, sha256) = kube_code(a)?;
         if !loaded.gateway.limits.is_empty() {
             return Err("--limit-per-caller / --limit-tool: not rendered for Kubernetes; use Envoy Gateway's BackendTrafficPolicy rateLimit on the headers x-mcpgw-tool / x-mcpgw-caller (see README)".into());
         }
@@ -692,12 +763,6 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
             a.keys.previous_session_key_file.as_deref(),
             &env_var,
         )?;
-        let code = match (&a.wasm_url, &a.wasm_image) {
-            (Some(u), None) => render_kube::WasmCode::Http(u.clone()),
-            (None, Some(i)) => render_kube::WasmCode::Image(i.clone()),
-            _ => return Err("render --kubernetes needs --wasm-url URL or --wasm-image REF: where the cluster gets mcpgw.wasm (publish the embedded build; `mcpgw --version` prints its sha256)".into()),
-        };
-        let sha256 = wasm_sha256();
         let opts = render_kube::Options {
             code,
             sha256,
@@ -757,4 +822,154 @@ fn cmd_render(a: &RenderArgs) -> Result<(), String> {
     plugin::validate(&served, &json, &check_env(&served, true))?;
     print!("{yaml}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use clap::Parser;
+
+    fn render_args(args: &[&str]) -> RenderArgs {
+        let mut argv = vec!["mcpgw", "render", "--kubernetes", "route.yaml"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Render(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn code(args: &[&str]) -> Result<(render_kube::Code, String), String> {
+        kube_code(&render_args(args))
+    }
+
+    #[test]
+    fn kubernetes_code_flags() {
+        // The module, from an image or a path in the Envoy container.
+        let (c, sha) = code(&["--engine", "module", "--module-image", "r.example/m:1"]).unwrap();
+        assert_eq!(sha, engine::Engine::Module.sha256());
+        assert!(matches!(&c, render_kube::Code::Module(m)
+            if matches!(&m.source, render_kube::ModuleSource::Image(i) if i == "r.example/m:1")
+            && m.envoy_image == render_kube::MODULE_ENVOY_IMAGE));
+        let (c, _) = code(&[
+            "--engine",
+            "module",
+            "--module",
+            "/opt/mcpgw/libmcpgw.so",
+            "--envoy-image",
+            "r.example/envoy:1.40",
+        ])
+        .unwrap();
+        assert!(matches!(&c, render_kube::Code::Module(m)
+            if matches!(&m.source, render_kube::ModuleSource::Path(p) if p == "/opt/mcpgw/libmcpgw.so")
+            && m.envoy_image == "r.example/envoy:1.40"));
+        // The wasm stays the default.
+        let (c, sha) = code(&["--wasm-url", "https://x.example/mcpgw.wasm"]).unwrap();
+        assert_eq!(sha, wasm_sha256());
+        assert!(matches!(c, render_kube::Code::Wasm(_)));
+
+        for (args, want) in [
+            (
+                &["--engine", "module"][..],
+                "--engine module needs --module-image REF",
+            ),
+            (
+                &["--engine", "module", "--wasm-url", "https://x/m.wasm"][..],
+                "--wasm-url is for the wasm build: with --engine module give --module-image REF",
+            ),
+            (
+                &[
+                    "--engine",
+                    "module",
+                    "--wasm-image",
+                    "r/m:1",
+                    "--module-image",
+                    "r/m:1",
+                ][..],
+                "--wasm-image is for the wasm build",
+            ),
+            (
+                &["--module-image", "r.example/m:1"][..],
+                "--module-image is for the dynamic module: add --engine module",
+            ),
+            (
+                &[
+                    "--wasm-url",
+                    "https://x/m.wasm",
+                    "--module",
+                    "/opt/libmcpgw.so",
+                ][..],
+                "--module is for the dynamic module",
+            ),
+            (
+                &["--wasm-url", "https://x/m.wasm", "--envoy-image", "r/e:1"][..],
+                "--envoy-image is for the dynamic module",
+            ),
+            (&[][..], "needs --wasm-url URL or --wasm-image REF"),
+            (
+                &["--engine", "wasm"][..],
+                "or --engine module with --module-image REF or --module PATH",
+            ),
+        ] {
+            let e = code(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        // Both sources at once, or the module flags without --kubernetes.
+        assert!(Cli::try_parse_from([
+            "mcpgw",
+            "render",
+            "--kubernetes",
+            "r.yaml",
+            "--engine",
+            "module",
+            "--module",
+            "/a/libmcpgw.so",
+            "--module-image",
+            "r/m:1",
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["mcpgw", "render", "r.yaml", "--module-image", "r/m:1"]).is_err()
+        );
+    }
+
+    #[test]
+    fn check_kubernetes_renders_the_module_too() {
+        let data = std::env::temp_dir().join(format!("mcpgw-check-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            data.join("servers.json"),
+            r#"{"mcpServers": {"a": {"url": "https://a.example.com/mcp"}}}"#,
+        )
+        .unwrap();
+        std::fs::copy(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/cli/mcproute-full.yaml"),
+            data.join("mcproute-full.yaml"),
+        )
+        .unwrap();
+        let check = |engine: &str, file: &str| {
+            let file = data.join(file);
+            let argv = [
+                "mcpgw",
+                "check",
+                "--kubernetes",
+                "--engine",
+                engine,
+                file.to_str().unwrap(),
+            ];
+            let Some(Command::Check(a)) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("check")
+            };
+            cmd_check(&a)
+        };
+        check("module", "servers.json").unwrap();
+        check("wasm", "servers.json").unwrap();
+        check("wasm", "mcproute-full.yaml").unwrap();
+        // The same rendering, so the same refusal: OAuth needs the wasm here.
+        let e = check("module", "mcproute-full.yaml").unwrap_err();
+        assert!(e.contains("OAuth with --engine module"), "{e}");
+        assert!(Cli::try_parse_from(["mcpgw", "check", "--engine", "module", "x.yaml"]).is_err());
+        std::fs::remove_dir_all(&data).unwrap();
+    }
 }

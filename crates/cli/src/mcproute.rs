@@ -1803,8 +1803,10 @@ mod tests {
                 + "  securityPolicy: {oauth: {issuer: 'https://auth.example.com', audiences: ['https://mcp.example.com/mcp'], jwks: {remoteJWKS: {uri: 'https://auth.example.com/jwks'}}, protectedResourceMetadata: {resource: 'https://mcp.example.com/mcp'}}}\n"
                 + BACKEND
         };
-        let opts =
-            crate::render_kube::Options::for_check(crate::render_kube::Deploy::GatewayNamespace);
+        let opts = crate::render_kube::Options::for_check(
+            crate::render_kube::Deploy::GatewayNamespace,
+            crate::engine::Engine::Wasm,
+        );
         let (l, _) = load_str(&route("ES256"), Mode::Kubernetes).unwrap();
         let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts)
             .unwrap()
@@ -1856,8 +1858,10 @@ mod tests {
             "only in the cluster"
         );
         // Kubernetes: the Secrets reach Envoy's environment, the token endpoint gets a rule (a cluster).
-        let opts =
-            crate::render_kube::Options::for_check(crate::render_kube::Deploy::GatewayNamespace);
+        let opts = crate::render_kube::Options::for_check(
+            crate::render_kube::Deploy::GatewayNamespace,
+            crate::engine::Engine::Wasm,
+        );
         let out = crate::render_kube::render(&l.gateway, &l.passthrough, &opts)
             .unwrap()
             .text;

@@ -30,7 +30,7 @@ use gateway_api::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesFiltersType, HttpRouteRulesFiltersUrlRewritePathType,
     HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType, HttpRouteRulesMatchesPathType,
 };
-use k8s_openapi::api::core::v1::{EnvVar, Secret};
+use k8s_openapi::api::core::v1::{EnvVar, Secret, Volume, VolumeMount};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -305,7 +305,50 @@ fn check_backend(v: &Value, tls_policies: &[BackendTlsPolicy]) -> (String, Endpo
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct EnvoyProxySpec {
     provider: Provider,
+    dynamic_modules: Option<Vec<DynamicModuleEntry>>,
     merge_type: Option<String>,
+}
+
+/// `api/v1alpha1/dynamic_module_types.go` (v1.8+).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DynamicModuleEntry {
+    name: String,
+    source: DynamicModuleSource,
+    do_not_close: Option<bool>,
+    load_globally: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct DynamicModuleSource {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    local: Option<LocalDynamicModuleSource>,
+    remote: Option<RemoteDynamicModuleSource>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct LocalDynamicModuleSource {
+    path: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct RemoteDynamicModuleSource {
+    url: String,
+    sha256: String,
+}
+
+/// The `name` pattern of DynamicModuleEntry and DynamicModule.
+fn is_module_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    (1..=253).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b.first().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 #[derive(Deserialize)]
@@ -325,30 +368,128 @@ struct KubernetesProvider {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KubernetesDeployment {
+    pod: Option<KubernetesPod>,
     container: Option<Container>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct KubernetesPod {
+    /// core/v1 Volume, read with k8s-openapi below.
+    volumes: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Container {
     /// core/v1 EnvVar, read with k8s-openapi below.
     env: Vec<Value>,
+    image: Option<String>,
+    image_repository: Option<String>,
+    /// core/v1 VolumeMount, read with k8s-openapi below.
+    volume_mounts: Option<Vec<Value>>,
+}
+
+/// What an EnvoyProxy gives the dynamic module: its registrations, the
+/// Envoy image, and the image volumes mounted (mount path, image).
+#[derive(Debug, Default, Clone)]
+struct ProxyModules {
+    entries: Vec<DynamicModuleEntry>,
+    envoy_image: Option<String>,
+    image_mounts: Vec<(String, String)>,
+}
+
+fn check_dynamic_modules(entries: &[DynamicModuleEntry]) {
+    assert!(entries.len() <= 16, "dynamicModules: MaxItems=16");
+    let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        entries.len(),
+        "dynamicModules: listMapKey=name"
+    );
+    for e in entries {
+        assert!(is_module_name(&e.name), "dynamicModules name {}", e.name);
+        let s = &e.source;
+        let ty = s.ty.as_deref().unwrap_or("Local");
+        assert!(["Local", "Remote"].contains(&ty), "source.type {ty}");
+        // The CRD's CEL rules on DynamicModuleSource.
+        assert_eq!(
+            ty == "Remote",
+            s.remote.is_some(),
+            "If type is Remote, remote field needs to be set."
+        );
+        assert!(
+            ty != "Local" || s.local.is_some(),
+            "If type is Local, local field needs to be set."
+        );
+        assert!(
+            ty != "Remote" || s.local.is_none(),
+            "If type is Remote, local field must not be set."
+        );
+        if let Some(l) = &s.local {
+            assert!(
+                (1..=4096).contains(&l.path.len()) && l.path.starts_with('/'),
+                "absolute path: {}",
+                l.path
+            );
+        }
+        if let Some(r) = &s.remote {
+            assert!(r.url.starts_with("https://") || r.url.starts_with("http://"));
+            assert!(is_sha256(&r.sha256));
+        }
+    }
 }
 
 /// The EnvoyProxy's environment: variable -> (Secret, key).
-fn check_envoy_proxy(v: &Value) -> (String, Vec<(String, String, String)>) {
+fn check_envoy_proxy(v: &Value) -> (String, Vec<(String, String, String)>, ProxyModules) {
     let o: EgObject<EnvoyProxySpec> = eg("EnvoyProxy", v);
     assert_eq!(o.spec.provider.ty, "Kubernetes");
     assert!(["Replace", "StrategicMerge", "JSONMerge"]
         .contains(&o.spec.merge_type.as_deref().unwrap_or("Replace")));
-    let env = o
-        .spec
-        .provider
-        .kubernetes
-        .and_then(|k| k.envoy_deployment)
-        .and_then(|d| d.container)
-        .map(|c| c.env)
-        .unwrap_or_default();
+    let entries = o.spec.dynamic_modules.unwrap_or_default();
+    check_dynamic_modules(&entries);
+    let deployment = o.spec.provider.kubernetes.and_then(|k| k.envoy_deployment);
+    let (pod, container) = match deployment {
+        Some(d) => (d.pod, d.container),
+        None => (None, None),
+    };
+    let volumes: Vec<Volume> = pod
+        .and_then(|p| p.volumes)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| strict("Volume", v))
+        .collect();
+    let mut modules = ProxyModules {
+        entries,
+        ..Default::default()
+    };
+    let env = match container {
+        Some(c) => {
+            assert!(
+                c.image.is_none() || c.image_repository.is_none(),
+                "image and imageRepository are mutually exclusive"
+            );
+            modules.envoy_image = c.image;
+            for m in c.volume_mounts.unwrap_or_default() {
+                let m: VolumeMount = strict("VolumeMount", &m);
+                let vol = volumes
+                    .iter()
+                    .find(|v| v.name == m.name)
+                    .unwrap_or_else(|| panic!("volumeMount {} has no pod volume", m.name));
+                assert!(m.mount_path.starts_with('/'));
+                if let Some(i) = &vol.image {
+                    assert_eq!(m.read_only, Some(true), "an image volume is read-only");
+                    let r = i.reference.clone().expect("image volume reference");
+                    assert!(!r.is_empty() && !r.contains(char::is_whitespace));
+                    modules.image_mounts.push((m.mount_path, r));
+                }
+            }
+            c.env
+        }
+        None => vec![],
+    };
     let vars = env
         .iter()
         .map(|e| {
@@ -360,7 +501,7 @@ fn check_envoy_proxy(v: &Value) -> (String, Vec<(String, String, String)>) {
             (e.name, r.name, r.key)
         })
         .collect();
-    (o.metadata.namespace, vars)
+    (o.metadata.namespace, vars, modules)
 }
 
 #[derive(Deserialize)]
@@ -368,7 +509,27 @@ fn check_envoy_proxy(v: &Value) -> (String, Vec<(String, String, String)>) {
 struct ExtensionPolicySpec {
     target_ref: Option<TargetRef>,
     target_refs: Option<Vec<TargetRef>>,
-    wasm: Vec<Wasm>,
+    wasm: Option<Vec<Wasm>>,
+    dynamic_module: Option<Vec<DynamicModule>>,
+}
+
+/// `api/v1alpha1/dynamic_module_types.go` DynamicModule.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DynamicModule {
+    name: String,
+    filter_name: Option<String>,
+    config: Option<Value>,
+    terminal_filter: Option<bool>,
+}
+
+/// The filter an EnvoyExtensionPolicy loads.
+#[derive(Debug, Clone, PartialEq)]
+enum Loaded {
+    /// Its env.hostKeys.
+    Wasm(Vec<String>),
+    /// The registered module's name.
+    Module(String),
 }
 
 #[derive(Deserialize)]
@@ -412,9 +573,9 @@ fn is_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The filter's config (checked by the filter's own compile) and the names of
-/// the HTTPRoutes it is enabled on.
-fn check_extension_policy(v: &Value) -> (Value, Vec<String>, Vec<String>) {
+/// The filter's config (checked by the filter's own compile), the names of
+/// the HTTPRoutes it is enabled on, and what it loads.
+fn check_extension_policy(v: &Value) -> (Value, Vec<String>, Loaded) {
     let o: EgObject<ExtensionPolicySpec> = eg("EnvoyExtensionPolicy", v);
     let kinds = [
         "Gateway",
@@ -431,8 +592,36 @@ fn check_extension_policy(v: &Value) -> (Value, Vec<String>, Vec<String>) {
         o.spec.target_refs.as_ref(),
         &kinds,
     );
-    assert!(!o.spec.wasm.is_empty() && o.spec.wasm.len() <= 16);
-    let w = o.spec.wasm.into_iter().next().unwrap();
+    let targets = o
+        .spec
+        .target_refs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|t| t.kind == "HTTPRoute")
+        .map(|t| t.name.clone())
+        .collect();
+    let wasm = o.spec.wasm.unwrap_or_default();
+    let modules = o.spec.dynamic_module.unwrap_or_default();
+    assert!(wasm.len() <= 16 && modules.len() <= 16, "MaxItems=16");
+    assert_eq!(
+        wasm.len() + modules.len(),
+        1,
+        "one mcpgw filter: the wasm or the module"
+    );
+    if let Some(m) = modules.into_iter().next() {
+        assert!(is_module_name(&m.name), "{}", m.name);
+        assert_eq!(m.name, mcpgw_module::names::MODULE_NAME);
+        assert_eq!(
+            m.filter_name.as_deref(),
+            Some(mcpgw_module::names::FILTER_NAME),
+            "the module's filter (filter_name)"
+        );
+        assert!(m.filter_name.as_ref().is_some_and(|f| f.len() <= 253));
+        assert_ne!(m.terminal_filter, Some(true), "the route's backends answer");
+        return (m.config.expect("config"), targets, Loaded::Module(m.name));
+    }
+    let w = wasm.into_iter().next().unwrap();
     assert_eq!(w.name.as_deref(), Some("mcpgw"));
     assert_eq!(
         w.root_id.as_deref(),
@@ -467,18 +656,10 @@ fn check_extension_policy(v: &Value) -> (Value, Vec<String>, Vec<String>) {
         assert_eq!(i.sha256, digest, "{}", i.url);
     }
     let config = w.config.expect("config");
-    let targets = o
-        .spec
-        .target_refs
-        .unwrap()
-        .into_iter()
-        .filter(|t| t.kind == "HTTPRoute")
-        .map(|t| t.name)
-        .collect();
     (
         config,
         targets,
-        w.env.map(|e| e.host_keys).unwrap_or_default(),
+        Loaded::Wasm(w.env.map(|e| e.host_keys).unwrap_or_default()),
     )
 }
 
@@ -843,7 +1024,10 @@ struct Cluster {
     jwt_routes: Option<Vec<String>>,
     /// (namespace, variable, Secret, key) the Envoy container reads.
     env: Vec<(String, String, String, String)>,
-    host_keys: Vec<String>,
+    /// What the EnvoyExtensionPolicy loads.
+    loaded: Option<Loaded>,
+    /// Per EnvoyProxy (namespace): what it gives the module.
+    proxies: Vec<(String, ProxyModules)>,
     /// (namespace, name) of the Secrets in the output.
     secrets: Vec<(String, String)>,
 }
@@ -863,7 +1047,8 @@ fn read(text: &str) -> Cluster {
         wasm_routes: vec![],
         jwt_routes: None,
         env: vec![],
-        host_keys: vec![],
+        loaded: None,
+        proxies: vec![],
         secrets: vec![],
     };
     let mut filter_name = String::new();
@@ -882,12 +1067,13 @@ fn read(text: &str) -> Cluster {
             }
             "Backend" => c.backends.push(check_backend(d, &tls_policies)),
             "EnvoyProxy" => {
-                let (ns, vars) = check_envoy_proxy(d);
+                let (ns, vars, modules) = check_envoy_proxy(d);
                 c.env
                     .extend(vars.into_iter().map(|(v, s, k)| (ns.clone(), v, s, k)));
+                c.proxies.push((ns, modules));
             }
             "EnvoyExtensionPolicy" => {
-                let (config, routes, keys) = check_extension_policy(d);
+                let (config, routes, loaded) = check_extension_policy(d);
                 filter_name = format!(
                     "envoy.filters.http.wasm/envoyextensionpolicy/{}/{}/wasm/0",
                     d["metadata"]["namespace"].as_str().unwrap(),
@@ -895,7 +1081,7 @@ fn read(text: &str) -> Cluster {
                 );
                 c.config = config;
                 c.wasm_routes = routes;
-                c.host_keys = keys;
+                c.loaded = Some(loaded);
             }
             "SecurityPolicy" => c.jwt_routes = Some(check_security_policy(d)),
             "ClientTrafficPolicy" => check_traffic_policy(d),
@@ -903,7 +1089,11 @@ fn read(text: &str) -> Cluster {
             other => panic!("unexpected kind {other}"),
         }
     }
-    for d in docs.iter().filter(|d| kind(d) == "EnvoyPatchPolicy") {
+    let patches: Vec<&Value> = docs
+        .iter()
+        .filter(|d| kind(d) == "EnvoyPatchPolicy")
+        .collect();
+    for d in &patches {
         check_patch_policy(d, &filter_name);
     }
     let route_names: Vec<String> = c
@@ -915,14 +1105,61 @@ fn read(text: &str) -> Cluster {
     if let Some(j) = &c.jwt_routes {
         assert_eq!(j, &route_names, "and so does the JWT check");
     }
-    // Every variable the filter reads is in the Envoy container's environment.
-    let mut env_vars: Vec<&str> = c.env.iter().map(|e| e.1.as_str()).collect();
+    // Every variable the filter reads is in the Envoy container's
+    // environment: the wasm sees those its hostKeys name, the module all.
+    let mut env_vars: Vec<String> = c.env.iter().map(|e| e.1.clone()).collect();
     env_vars.sort();
     env_vars.dedup();
-    assert_eq!(
-        env_vars,
-        c.host_keys.iter().map(String::as_str).collect::<Vec<_>>()
+    let read = std::cell::RefCell::new(Vec::new());
+    mcpgw_core::gateway::config::compile(c.config.to_string().as_bytes(), &|n| {
+        read.borrow_mut().push(n.to_string());
+        Some(crate::golden::KEY.to_string())
+    })
+    .unwrap();
+    let mut read = read.into_inner();
+    read.sort();
+    read.dedup();
+    assert!(
+        read.iter().all(|n| env_vars.contains(n)),
+        "{read:?} in {env_vars:?}"
     );
+    match c.loaded.clone().expect("an EnvoyExtensionPolicy") {
+        Loaded::Wasm(keys) => {
+            assert_eq!(env_vars, keys);
+            assert!(c.proxies.iter().all(|(_, m)| m.entries.is_empty()
+                && m.envoy_image.is_none()
+                && m.image_mounts.is_empty()));
+        }
+        Loaded::Module(name) => {
+            assert!(patches.is_empty(), "no wasm patch for the module");
+            assert!(!c.proxies.is_empty());
+            // Envoy Gateway refuses a policy whose module the Gateway's
+            // EnvoyProxy does not register; the .so must be in the
+            // container and Envoy 1.40 must run it.
+            for (ns, m) in &c.proxies {
+                let e = m
+                    .entries
+                    .iter()
+                    .find(|e| e.name == name)
+                    .unwrap_or_else(|| panic!("EnvoyProxy in {ns}: module {name} not registered"));
+                let path = e
+                    .source
+                    .local
+                    .as_ref()
+                    .expect("a local module")
+                    .path
+                    .clone();
+                assert!(path.ends_with(&format!("/{}", mcpgw_module::names::LIBRARY_FILE)));
+                assert_eq!(e.do_not_close, Some(true));
+                assert!(e.load_globally.is_none());
+                for (mount, _) in &m.image_mounts {
+                    assert!(path.starts_with(&format!("{mount}/")), "{path} in {mount}");
+                }
+                let image = m.envoy_image.as_deref().expect("the Envoy image");
+                assert!(!image.is_empty());
+            }
+        }
+    }
     c
 }
 
@@ -1508,7 +1745,8 @@ fn token_endpoints_have_their_own_rule_backend_and_cluster() {
     assert_eq!(rule_cluster, cluster);
     let ep = &c.backends.iter().find(|(n, _)| *n == backend).unwrap().1;
     assert_eq!((ep.host.as_str(), ep.port), ("sts.example.com", 8443));
-    assert!(c.host_keys.contains(&"GITHUB_TOKEN".to_string()));
+    assert!(matches!(&c.loaded, Some(Loaded::Wasm(k)) if k.contains(&"GITHUB_TOKEN".to_string())));
+    assert!(c.env.iter().any(|e| e.1 == "GITHUB_TOKEN"));
     // A token endpoint Envoy Gateway would refuse is an error, not a silent gap.
     let local = servers(
         r#"{"mcpServers": {"gh": {"url": "https://gh.example.com/mcp", "mcpgw": {"tokenExchange": {
@@ -1519,4 +1757,83 @@ fn token_endpoints_have_their_own_rule_backend_and_cluster() {
         e.contains("server \"gh\": its token endpoint: 127.0.0.1 is a loopback address"),
         "{e}"
     );
+}
+
+#[test]
+fn module_renderings_read_back_and_route() {
+    use super::tests::{mcproute_full_without_oauth, module, module_image};
+    let (mut g, p) = announcement();
+    g.oauth = None;
+    let text = render(&g, &p, &module_image()).unwrap().text;
+    let c = check_routing(&text, &["localhost:1975", "mcp.example.com"], &[]);
+    assert_eq!(c.loaded, Some(Loaded::Module("mcpgw".into())));
+    let (_, m) = &c.proxies[0];
+    assert_eq!(m.envoy_image.as_deref(), Some(MODULE_ENVOY_IMAGE));
+    assert_eq!(
+        m.image_mounts,
+        [(
+            "/etc/envoy/mcpgw".to_string(),
+            format!("ghcr.io/example/mcpgw-module@sha256:{DIGEST}")
+        )]
+    );
+    let (g, p) = mcproute_full_without_oauth();
+    let mut g2 = g.clone();
+    g2.kube.parent_refs[0].namespace = Some("infra".into());
+    for deploy in [
+        Deploy::GatewayNamespace,
+        Deploy::ControllerNamespace("eg".into()),
+    ] {
+        let mut o = module(ModuleSource::Path("/opt/mcpgw/libmcpgw.so".into()));
+        o.deploy = deploy;
+        let c = check_routing(
+            &render(&g2, &p, &o).unwrap().text,
+            &["mcp.example.com"],
+            &[],
+        );
+        assert!(c
+            .proxies
+            .iter()
+            .all(|(ns, m)| ns == "infra" && m.image_mounts.is_empty()));
+    }
+    let text = render(&many(40), &[], &module_image()).unwrap().text;
+    assert_eq!(
+        check_routing(&text, &["anything.example.com"], &[])
+            .routes
+            .len(),
+        3
+    );
+}
+
+/// The read-back refuses what Envoy Gateway would: an unregistered module,
+/// a module path outside the mounted image, an unknown field.
+#[test]
+fn module_read_back_catches_what_envoy_gateway_refuses() {
+    use super::tests::module_image;
+    let (mut g, p) = announcement();
+    g.oauth = None;
+    let text = render(&g, &p, &module_image()).unwrap().text;
+    for (from, to) in [
+        (
+            "  dynamicModules:\n  - name: mcpgw\n",
+            "  dynamicModules:\n  - name: other\n",
+        ),
+        (
+            "path: /etc/envoy/mcpgw/libmcpgw.so",
+            "path: /elsewhere/libmcpgw.so",
+        ),
+        (
+            "    filterName: mcpgw\n",
+            "    filterName: mcpgw\n    terminalFilter: true\n",
+        ),
+        ("      type: Local\n", "      type: Remote\n"),
+        (
+            "    doNotClose: true\n",
+            "    doNotClose: true\n    unknownField: 1\n",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let bad = text.replace(from, to);
+        let r = std::panic::catch_unwind(|| read(&bad));
+        assert!(r.is_err(), "accepted: {to}");
+    }
 }

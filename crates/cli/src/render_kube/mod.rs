@@ -49,6 +49,16 @@
 //!   key), `failOpen` (v1.9+) so the filter answers the MCP 401 itself.
 //! * Timeouts: rules have `timeouts.request: 0s`; a ClientTrafficPolicy on the
 //!   Gateway's listener sets the stream idle timeout SSE needs.
+//!
+//! The dynamic module instead (`Code::Module`, Envoy Gateway v1.8+ API): the
+//! EnvoyExtensionPolicy's `dynamicModule` names a module the Gateway's
+//! EnvoyProxy registers (`dynamicModules`, a local path in the Envoy
+//! container); that EnvoyProxy also sets the Envoy 1.40 image the module's
+//! ABI needs and mounts `--module-image` as an image volume. Envoy Gateway
+//! passes `config` to the module as a JSON string (`filter_config`), as the
+//! local envoy.yaml does; no EnvoyPatchPolicy (its settings are wasm-only).
+//! The module reads the verified JWT's claims only from jwt_authn's
+//! `forward_payload_header`, which Envoy Gateway cannot set: OAuth is refused.
 
 mod names;
 pub mod objects;
@@ -85,6 +95,51 @@ pub enum WasmCode {
     Image(String),
 }
 
+/// The dynamic module's build and where the Envoy pods get it.
+#[derive(Debug, Clone)]
+pub struct ModuleCode {
+    pub source: ModuleSource,
+    /// The Envoy image the EnvoyProxy sets: it must run Envoy 1.40.x.
+    pub envoy_image: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum ModuleSource {
+    /// An OCI image holding libmcpgw.so at its root, mounted into the Envoy
+    /// container as a Kubernetes image volume.
+    Image(String),
+    /// An absolute path in the Envoy container (the user's own Envoy image,
+    /// or a volume the user adds).
+    Path(String),
+}
+
+/// Which build the cluster runs.
+#[derive(Debug, Clone)]
+pub enum Code {
+    Wasm(WasmCode),
+    Module(ModuleCode),
+}
+
+impl From<WasmCode> for Code {
+    fn from(c: WasmCode) -> Code {
+        Code::Wasm(c)
+    }
+}
+
+impl From<ModuleCode> for Code {
+    fn from(c: ModuleCode) -> Code {
+        Code::Module(c)
+    }
+}
+
+/// The Envoy the module is built for: 1.40.0's dynamic-module ABI v0.2.0
+/// (Envoy refuses a module of another ABI). Envoy Gateway v1.9 runs 1.39 by
+/// default, so the EnvoyProxy sets this image.
+pub const MODULE_ENVOY_IMAGE: &str = "docker.io/envoyproxy/envoy:distroless-v1.40.0";
+/// Where `--module-image` is mounted in the Envoy container.
+const MODULE_MOUNT: &str = "/etc/envoy/mcpgw";
+const MODULE_VOLUME: &str = "mcpgw-module";
+
 /// Where Envoy Gateway runs the Envoy pods (its
 /// `provider.kubernetes.deploy.type`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +152,8 @@ pub enum Deploy {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub code: WasmCode,
-    /// sha256 of the embedded mcpgw.wasm.
+    pub code: Code,
+    /// sha256 of the embedded build of `code` (mcpgw.wasm or libmcpgw.so).
     pub sha256: String,
     pub session_key: String,
     pub previous_key: Option<String>,
@@ -107,10 +162,22 @@ pub struct Options {
 
 impl Options {
     /// Placeholders for the code and the key, for `check --kubernetes`.
-    pub fn for_check(deploy: Deploy) -> Options {
+    pub fn for_check(deploy: Deploy, engine: crate::engine::Engine) -> Options {
+        let code = match engine {
+            crate::engine::Engine::Wasm => {
+                Code::Wasm(WasmCode::Http("https://example.com/mcpgw.wasm".into()))
+            }
+            crate::engine::Engine::Module => Code::Module(ModuleCode {
+                source: ModuleSource::Image(format!(
+                    "example.com/mcpgw-module@sha256:{}",
+                    "0".repeat(64)
+                )),
+                envoy_image: MODULE_ENVOY_IMAGE.into(),
+            }),
+        };
         Options {
-            code: WasmCode::Http("https://example.com/mcpgw.wasm".into()),
-            sha256: crate::wasm_sha256(),
+            code,
+            sha256: engine.sha256(),
             session_key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
             previous_key: None,
             deploy,
@@ -170,6 +237,20 @@ pub fn render(
     }
     check_hostnames(g)?;
     let route = names::object(&[&g.kube.name]);
+    let module = match &o.code {
+        Code::Module(m) => Some(module_code(m, &o.sha256, &mut w)?),
+        Code::Wasm(_) => None,
+    };
+    if module.is_some() && g.oauth.is_some() {
+        // The module reads the verified token's claims from the payload
+        // header jwt_authn forwards: the ABI reads only a metadata
+        // namespace's top-level keys, and Envoy Gateway's JWT provider
+        // stores the payload in metadata only.
+        return Err(format!(
+            "{}: OAuth with --engine module: the module reads the verified token's claims from jwt_authn's forward_payload_header, which Envoy Gateway's SecurityPolicy cannot set (its JWT provider only stores the payload in metadata, whose claims the dynamic-module ABI cannot read); render this route with the wasm build (--engine wasm, the default)",
+            g.source
+        ));
+    }
 
     // Backends Envoy Gateway can serve, in order.
     let mut dropped = Vec::new();
@@ -350,7 +431,7 @@ pub fn render(
                 p.name
             ));
         }
-        if p.section_name.is_none() {
+        if p.section_name.is_none() && module.is_none() {
             w.push(format!(
                 "EnvoyPatchPolicy: the listener of Gateway {gw_ns}/{} is assumed to be named \"http\"; name it (MCPRoute parentRefs[].sectionName, or --listener)",
                 p.name
@@ -449,7 +530,8 @@ pub fn render(
     for gn in &gateway_namespaces {
         let env = env_for(&proxy_ns(gn), &mut creds, &mut w, &mut host_env_warned);
         let name = names::owned(ns, &g.kube.name, gn, "proxy");
-        docs.push(yaml(&objects::envoy_proxy(&name, gn, env))?);
+        let m = module.as_ref().map(|m| m.proxy());
+        docs.push(yaml(&objects::envoy_proxy(&name, gn, env, m))?);
         proxies.push((gn.clone(), name));
     }
 
@@ -611,28 +693,48 @@ pub fn render(
         .collect();
 
     // The filter.
-    let (code, code_note) = wasm_code(&o.code, &o.sha256, &mut w)?;
+    let (wasm, dynamic_module, code_note) = match (&o.code, &module) {
+        (Code::Module(_), Some(m)) => (
+            vec![],
+            vec![objects::DynamicModule {
+                name: mcpgw_module::names::MODULE_NAME,
+                filter_name: mcpgw_module::names::FILTER_NAME,
+                config: plugin_value,
+            }],
+            m.note.clone(),
+        ),
+        (Code::Wasm(c), _) => {
+            let (code, note) = wasm_code(c, &o.sha256, &mut w)?;
+            (
+                vec![objects::Wasm {
+                    name: "mcpgw",
+                    root_id: "mcpgw",
+                    code,
+                    config: plugin_value,
+                    fail_open: false,
+                    env: objects::WasmEnv {
+                        host_keys: keys.clone(),
+                    },
+                }],
+                vec![],
+                note,
+            )
+        }
+        (Code::Module(_), None) => return Err("internal: module code not checked".into()),
+    };
     docs.push(yaml(&objects::eg(
         "EnvoyExtensionPolicy",
         &route,
         ns,
         objects::ExtensionPolicySpec {
             target_refs: route_targets.clone(),
-            wasm: vec![objects::Wasm {
-                name: "mcpgw",
-                root_id: "mcpgw",
-                code,
-                config: plugin_value,
-                fail_open: false,
-                env: objects::WasmEnv {
-                    host_keys: keys.clone(),
-                },
-            }],
+            wasm,
+            dynamic_module,
         },
     ))?);
 
-    // Per Gateway listener: the wasm settings the Wasm API lacks, and the
-    // timeouts SSE needs.
+    // Per Gateway listener: the wasm settings the Wasm API lacks (the
+    // module needs none), and the timeouts SSE needs.
     let filter_name = format!("envoy.filters.http.wasm/envoyextensionpolicy/{ns}/{route}/wasm/0");
     let mut seen = Vec::new();
     for p in &parents {
@@ -659,22 +761,24 @@ pub fn render(
             Some(l) => format!("{}-{l}", p.r.name),
             None => p.r.name.clone(),
         };
-        docs.push(yaml(&objects::eg(
-            "EnvoyPatchPolicy",
-            &names::owned(ns, &g.kube.name, &p.ns, &format!("wasm-{suffix}")),
-            &p.ns,
-            objects::PatchPolicySpec {
-                target_ref: gateway_ref.clone(),
-                ty: "JSONPatch",
-                json_patches: vec![
-                    op(
-                        "allow_on_headers_stop_iteration",
-                        serde_json::Value::Bool(true),
-                    ),
-                    op("failure_policy", serde_json::Value::from("FAIL_RELOAD")),
-                ],
-            },
-        ))?);
+        if module.is_none() {
+            docs.push(yaml(&objects::eg(
+                "EnvoyPatchPolicy",
+                &names::owned(ns, &g.kube.name, &p.ns, &format!("wasm-{suffix}")),
+                &p.ns,
+                objects::PatchPolicySpec {
+                    target_ref: gateway_ref.clone(),
+                    ty: "JSONPatch",
+                    json_patches: vec![
+                        op(
+                            "allow_on_headers_stop_iteration",
+                            serde_json::Value::Bool(true),
+                        ),
+                        op("failure_policy", serde_json::Value::from("FAIL_RELOAD")),
+                    ],
+                },
+            ))?);
+        }
         docs.push(yaml(&objects::eg(
             "ClientTrafficPolicy",
             &names::owned(ns, &g.kube.name, &p.ns, &suffix),
@@ -848,22 +952,10 @@ fn wasm_code(
             ))
         }
         WasmCode::Image(reference) => {
-            let (sha, note) = match reference.split_once('@') {
-                Some((_, digest)) => {
-                    let hex = digest
-                        .strip_prefix("sha256:")
-                        .filter(|h| {
-                            h.len() == 64
-                                && h.bytes()
-                                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                        })
-                        .ok_or_else(|| {
-                            format!(
-                                "--wasm-image \"{reference}\": the digest must be sha256: and 64 lower-case hex digits (the image's manifest digest)"
-                            )
-                        })?;
+            let (sha, note) = match image_digest("--wasm-image", reference)? {
+                Some(hex) => {
                     (
-                        Some(hex.to_string()),
+                        Some(hex),
                         format!("from the OCI image {reference}, pinned by its manifest digest; the image must hold this build (sha256 {sha256}) as plugin.wasm"),
                     )
                 }
@@ -888,6 +980,143 @@ fn wasm_code(
                 },
                 note,
             ))
+        }
+    }
+}
+
+/// The dynamic module's code, checked: what the EnvoyProxy adds and the
+/// header's line about it.
+struct Module {
+    /// Absolute path of libmcpgw.so in the Envoy container.
+    path: String,
+    /// `--module-image`: mounted as an image volume.
+    image: Option<String>,
+    envoy_image: String,
+    note: String,
+}
+
+impl Module {
+    fn proxy(&self) -> objects::ModuleProxy {
+        let (pod, volume_mounts) = match &self.image {
+            Some(reference) => (
+                Some(objects::Pod {
+                    volumes: vec![objects::Volume {
+                        name: MODULE_VOLUME,
+                        image: objects::ImageVolumeSource {
+                            reference: reference.clone(),
+                        },
+                    }],
+                }),
+                vec![objects::VolumeMount {
+                    name: MODULE_VOLUME,
+                    mount_path: MODULE_MOUNT,
+                    read_only: true,
+                }],
+            ),
+            None => (None, vec![]),
+        };
+        objects::ModuleProxy {
+            envoy_image: self.envoy_image.clone(),
+            pod,
+            volume_mounts,
+            entry: objects::DynamicModuleEntry {
+                name: mcpgw_module::names::MODULE_NAME,
+                source: objects::DynamicModuleSource {
+                    ty: "Local",
+                    local: objects::LocalModule {
+                        path: self.path.clone(),
+                    },
+                },
+                // The module keeps process-wide state (its shared store, the
+                // resolved Envoy callbacks); Envoy Gateway re-sends the
+                // listener on every change, which must not unload it.
+                do_not_close: true,
+            },
+        }
+    }
+}
+
+/// An OCI reference's `@sha256:` digest, checked; `None` for a tag.
+fn image_digest(flag: &str, reference: &str) -> Result<Option<String>, String> {
+    let Some((_, digest)) = reference.split_once('@') else {
+        return Ok(None);
+    };
+    digest
+        .strip_prefix("sha256:")
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .map(|h| Some(h.to_string()))
+        .ok_or_else(|| {
+            format!(
+                "{flag} \"{reference}\": the digest must be sha256: and 64 lower-case hex digits (the image's manifest digest)"
+            )
+        })
+}
+
+fn is_image_ref(r: &str) -> bool {
+    !r.is_empty() && !r.starts_with(['-', '/', ':', '@']) && !r.contains(char::is_whitespace)
+}
+
+fn module_code(m: &ModuleCode, sha256: &str, w: &mut Vec<String>) -> Result<Module, String> {
+    let file = mcpgw_module::names::LIBRARY_FILE;
+    if !is_image_ref(&m.envoy_image) {
+        return Err(format!(
+            "--envoy-image \"{}\": not an image reference (REPO:TAG or REPO@sha256:DIGEST of an Envoy 1.40 image)",
+            m.envoy_image
+        ));
+    }
+    if m.envoy_image != MODULE_ENVOY_IMAGE {
+        w.push(format!(
+            "--envoy-image {}: it must run Envoy 1.40.x on Linux x86_64; {file} speaks Envoy 1.40's dynamic-module ABI v0.2.0 and any other Envoy refuses to load it ({MODULE_ENVOY_IMAGE} does)",
+            m.envoy_image
+        ));
+    }
+    match &m.source {
+        ModuleSource::Image(reference) => {
+            if !is_image_ref(reference) {
+                return Err(format!(
+                    "--module-image \"{reference}\": not an image reference (REPO:TAG, or REPO@sha256:DIGEST to pin it)"
+                ));
+            }
+            let pinned = image_digest("--module-image", reference)?.is_some();
+            if !pinned {
+                w.push(format!(
+                    "--module-image {reference}: not pinned; the kubelet mounts whatever the tag points to. Pin it with REF@sha256:<manifest digest> (`crane digest REF`, or `docker buildx imagetools inspect REF`)"
+                ));
+            }
+            let path = format!("{MODULE_MOUNT}/{file}");
+            Ok(Module {
+                note: format!(
+                    "from the OCI image {reference}{}, an image volume mounted at {MODULE_MOUNT} (Kubernetes v1.35+, or the ImageVolume feature gate); the image must hold this build (sha256 {sha256}) as /{file}",
+                    if pinned { " (pinned by its manifest digest)" } else { " (tag, not pinned)" }
+                ),
+                path,
+                image: Some(reference.clone()),
+                envoy_image: m.envoy_image.clone(),
+            })
+        }
+        ModuleSource::Path(path) => {
+            if !path.starts_with('/') || path.len() > 4096 || path.contains(['\0', '\n']) {
+                return Err(format!(
+                    "--module \"{path}\": with --kubernetes, the absolute path of {file} in the Envoy container (Envoy Gateway's dynamicModules source.local.path), e.g. /opt/mcpgw/{file}"
+                ));
+            }
+            if m.envoy_image == MODULE_ENVOY_IMAGE {
+                w.push(format!(
+                    "--module {path}: the stock image {MODULE_ENVOY_IMAGE} has no {file}; bring it there with your own Envoy 1.40 image (--envoy-image) or a volume in the GatewayClass's EnvoyProxy, or use --module-image"
+                ));
+            }
+            Ok(Module {
+                note: format!(
+                    "loaded from {path} in the Envoy container, which must hold this build (sha256 {sha256})"
+                ),
+                path: path.clone(),
+                image: None,
+                envoy_image: m.envoy_image.clone(),
+            })
         }
     }
 }
@@ -971,9 +1200,31 @@ impl Header<'_> {
             env!("CARGO_PKG_VERSION"),
             g.source
         ));
-        line(format!("mcpgw.wasm: {}.", self.code_note));
-        line("Envoy Gateway's configuration (EnvoyGateway) must have:".into());
-        line("  extensionApis: {enableBackend: true, enableEnvoyPatchPolicy: true}".into());
+        let module = match &self.o.code {
+            Code::Module(m) => Some(m),
+            Code::Wasm(_) => None,
+        };
+        match module {
+            Some(m) => {
+                line(format!(
+                    "{}: {}.",
+                    mcpgw_module::names::LIBRARY_FILE,
+                    self.code_note
+                ));
+                line(format!(
+                    "Envoy: the EnvoyProxy sets the image {}: the module is built for Envoy 1.40 (dynamic-module ABI v0.2.0)",
+                    m.envoy_image
+                ));
+                line("on Linux x86_64 and no other Envoy version loads it (Envoy Gateway v1.9 runs Envoy 1.39 by default).".into());
+                line("Envoy Gateway's configuration (EnvoyGateway) must have:".into());
+                line("  extensionApis: {enableBackend: true}".into());
+            }
+            None => {
+                line(format!("mcpgw.wasm: {}.", self.code_note));
+                line("Envoy Gateway's configuration (EnvoyGateway) must have:".into());
+                line("  extensionApis: {enableBackend: true, enableEnvoyPatchPolicy: true}".into());
+            }
+        }
         match &self.o.deploy {
             Deploy::ControllerNamespace(c) => line(format!(
                 "  provider.kubernetes.deploy.type ControllerNamespace (the default), the controller in namespace {c}: the Envoy pods and the Secrets they read are there"
@@ -983,10 +1234,14 @@ impl Header<'_> {
             ),
         }
         line("  no mergeBackends (GatewayClass or default EnvoyProxy) and no XDSNameSchemeV2 runtime flag: the filter addresses".into());
-        line(format!(
-            "  the per-rule clusters {} and the EnvoyPatchPolicy names the listener <namespace>/<gateway>/<listener>.",
-            eg_cluster(ns, self.route, 0).replace("/rule/0", "/rule/<i>")
-        ));
+        let clusters = eg_cluster(ns, self.route, 0).replace("/rule/0", "/rule/<i>");
+        if module.is_some() {
+            line(format!("  the per-rule clusters {clusters}."));
+        } else {
+            line(format!(
+                "  the per-rule clusters {clusters} and the EnvoyPatchPolicy names the listener <namespace>/<gateway>/<listener>."
+            ));
+        }
         line(format!(
             "Routing: the filter runs on the HTTPRoute rule for {} (and the OAuth discovery paths it answers); for a routed call it",
             g.path
@@ -1006,8 +1261,13 @@ impl Header<'_> {
         for (gn, proxy) in self.proxies {
             for p in self.parents.iter().filter(|p| &p.ns == gn) {
                 line(format!(
-                    " - Gateway {gn}/{} must use the EnvoyProxy {proxy} (it gets the Envoy container's environment):",
-                    p.r.name
+                    " - Gateway {gn}/{} must use the EnvoyProxy {proxy} (it gets the Envoy container's environment{}):",
+                    p.r.name,
+                    if module.is_some() {
+                        ", the Envoy image and the module"
+                    } else {
+                        ""
+                    }
                 ));
                 line(format!(
                     "   kubectl -n {gn} patch gateway {} --type merge -p '{{\"spec\":{{\"infrastructure\":{{\"parametersRef\":{{\"group\":\"gateway.envoyproxy.io\",\"kind\":\"EnvoyProxy\",\"name\":\"{proxy}\"}}}}}}}}'",

@@ -90,9 +90,33 @@ pub fn secret(name: &str, ns: &str, data: BTreeMap<String, String>) -> Object<Se
 #[serde(rename_all = "camelCase")]
 pub struct EnvoyProxySpec {
     pub provider: Provider,
+    /// The dynamic modules EnvoyExtensionPolicies may load (v1.8+).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dynamic_modules: Vec<DynamicModuleEntry>,
     /// Merged onto the GatewayClass's EnvoyProxy (and Envoy Gateway's
     /// defaults) instead of replacing them.
     pub merge_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicModuleEntry {
+    pub name: &'static str,
+    pub source: DynamicModuleSource,
+    pub do_not_close: bool,
+}
+
+#[derive(Serialize)]
+pub struct DynamicModuleSource {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub local: LocalModule,
+}
+
+#[derive(Serialize)]
+pub struct LocalModule {
+    /// Absolute path in the Envoy container.
+    pub path: String,
 }
 
 #[derive(Serialize)]
@@ -110,12 +134,44 @@ pub struct KubernetesProvider {
 
 #[derive(Serialize)]
 pub struct EnvoyDeployment {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
     pub container: Container,
 }
 
 #[derive(Serialize)]
+pub struct Pod {
+    pub volumes: Vec<Volume>,
+}
+
+/// A core/v1 Volume from an OCI image (Kubernetes image volumes).
+#[derive(Serialize)]
+pub struct Volume {
+    pub name: &'static str,
+    pub image: ImageVolumeSource,
+}
+
+#[derive(Serialize)]
+pub struct ImageVolumeSource {
+    pub reference: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Container {
     pub env: Vec<EnvVar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    pub name: &'static str,
+    pub mount_path: &'static str,
+    pub read_only: bool,
 }
 
 #[derive(Serialize)]
@@ -137,7 +193,25 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-pub fn envoy_proxy(name: &str, ns: &str, env: Vec<EnvVar>) -> Object<Spec<EnvoyProxySpec>> {
+/// What the EnvoyProxy adds for the dynamic module: the Envoy image it
+/// needs, where the library comes from, and its registration.
+pub struct ModuleProxy {
+    pub envoy_image: String,
+    pub pod: Option<Pod>,
+    pub volume_mounts: Vec<VolumeMount>,
+    pub entry: DynamicModuleEntry,
+}
+
+pub fn envoy_proxy(
+    name: &str,
+    ns: &str,
+    env: Vec<EnvVar>,
+    module: Option<ModuleProxy>,
+) -> Object<Spec<EnvoyProxySpec>> {
+    let (pod, image, volume_mounts, dynamic_modules) = match module {
+        Some(m) => (m.pod, Some(m.envoy_image), m.volume_mounts, vec![m.entry]),
+        None => (None, None, vec![], vec![]),
+    };
     eg(
         "EnvoyProxy",
         name,
@@ -147,10 +221,16 @@ pub fn envoy_proxy(name: &str, ns: &str, env: Vec<EnvVar>) -> Object<Spec<EnvoyP
                 ty: "Kubernetes",
                 kubernetes: KubernetesProvider {
                     envoy_deployment: EnvoyDeployment {
-                        container: Container { env },
+                        pod,
+                        container: Container {
+                            env,
+                            image,
+                            volume_mounts,
+                        },
                     },
                 },
             },
+            dynamic_modules,
             merge_type: "StrategicMerge",
         },
     )
@@ -318,7 +398,21 @@ pub fn http_route(name: &str, ns: &str, spec: HttpRouteSpec) -> Object<Spec<Http
 #[serde(rename_all = "camelCase")]
 pub struct ExtensionPolicySpec {
     pub target_refs: Vec<ObjectRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub wasm: Vec<Wasm>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dynamic_module: Vec<DynamicModule>,
+}
+
+/// One `dynamicModule` filter: a module the EnvoyProxy registers, by name.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicModule {
+    pub name: &'static str,
+    pub filter_name: &'static str,
+    /// The filter's plugin configuration (Envoy Gateway hands it to the
+    /// module as a JSON string, as the local envoy.yaml does).
+    pub config: serde_json::Value,
 }
 
 #[derive(Serialize)]

@@ -11,9 +11,9 @@ use crate::model::ParentRef;
 
 pub const DIGEST: &str = "4d3c2b1a00112233445566778899aabbccddeeff00112233445566778899aabb";
 
-pub fn opts(code: WasmCode) -> Options {
+pub fn opts(code: impl Into<Code>) -> Options {
     Options {
-        code,
+        code: code.into(),
         sha256: "0".repeat(64),
         session_key: golden::KEY.into(),
         previous_key: None,
@@ -98,8 +98,8 @@ fn golden_mcproute_full() {
     assert!(!r.text.contains("v1alpha3"));
 }
 
-#[test]
-fn golden_mcp_servers_json() {
+/// testdata/cli/mcp-servers.json, attached to Gateway `eg`, listener `http`.
+fn servers_file() -> Gateway {
     let (p, text) = golden::testdata("mcp-servers.json");
     let (mut g, _) = crate::mcp_config::load(&p, &text, &golden::env, EnvCheck::Require).unwrap();
     g.kube.parent_refs.push(ParentRef {
@@ -108,6 +108,12 @@ fn golden_mcp_servers_json() {
         section_name: Some("http".into()),
         port: None,
     });
+    g
+}
+
+#[test]
+fn golden_mcp_servers_json() {
+    let g = servers_file();
     let r = render(&g, &[], &http_code()).unwrap();
     golden::check("mcp-servers.kube.yaml", &r.text);
     assert!(r.text.contains("--from-literal=GITHUB_TOKEN=..."));
@@ -409,4 +415,175 @@ fn every_object_name_is_valid() {
             );
         }
     }
+}
+
+/// The module, from `source`, on the Envoy 1.40 image.
+pub fn module(source: ModuleSource) -> Options {
+    let mut o = opts(ModuleCode {
+        source,
+        envoy_image: MODULE_ENVOY_IMAGE.into(),
+    });
+    o.sha256 = "1".repeat(64);
+    o
+}
+
+pub fn module_image() -> Options {
+    module(ModuleSource::Image(format!(
+        "ghcr.io/example/mcpgw-module@sha256:{DIGEST}"
+    )))
+}
+
+#[test]
+fn golden_module_mcp_servers_json() {
+    let g = servers_file();
+    let r = render(&g, &[], &module_image()).unwrap();
+    golden::check("mcp-servers.module.kube.yaml", &r.text);
+    assert!(docs(&r.text, "EnvoyPatchPolicy").is_empty(), "wasm only");
+    assert_eq!(docs(&r.text, "ClientTrafficPolicy").len(), 1);
+    let proxy = docs(&r.text, "EnvoyProxy")[0];
+    assert!(proxy.contains(&format!("image: {MODULE_ENVOY_IMAGE}\n")));
+    assert!(proxy.contains("path: /etc/envoy/mcpgw/libmcpgw.so\n"));
+    assert!(r.text.contains("extensionApis: {enableBackend: true}\n"));
+    assert!(r.text.contains("Envoy 1.40 (dynamic-module ABI v0.2.0)"));
+    assert!(!r.text.contains("enableEnvoyPatchPolicy"));
+    // Pinned: no warning about the code.
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("--module")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+/// mcproute-full.yaml without its OAuth, which the module cannot run on
+/// Envoy Gateway.
+pub fn mcproute_full_without_oauth() -> (Gateway, Vec<serde_norway::Value>) {
+    let (mut g, p) = mcproute(&["mcproute-full.yaml"]);
+    g.oauth = None;
+    (g, p)
+}
+
+#[test]
+fn golden_module_mcproute_full() {
+    let (g, p) = mcproute_full_without_oauth();
+    let mut o = module(ModuleSource::Path("/opt/mcpgw/libmcpgw.so".into()));
+    if let Code::Module(m) = &mut o.code {
+        m.envoy_image = "registry.example/envoy-mcpgw:1.40.0".into();
+    }
+    let r = render(&g, &p, &o).unwrap();
+    golden::check("mcproute-full.module.kube.yaml", &r.text);
+    let proxy = docs(&r.text, "EnvoyProxy")[0];
+    assert!(proxy.contains("image: registry.example/envoy-mcpgw:1.40.0\n"));
+    assert!(proxy.contains("path: /opt/mcpgw/libmcpgw.so\n"));
+    assert!(
+        !proxy.contains("volume"),
+        "the path is already there: {proxy}"
+    );
+    let has = |s: &str| r.warnings.iter().any(|w| w.contains(s));
+    assert!(has(
+        "--envoy-image registry.example/envoy-mcpgw:1.40.0: it must run Envoy 1.40.x"
+    ));
+}
+
+/// The module carries exactly the wasm's plugin configuration, and the Envoy
+/// container gets the same environment; the rest of the output is shared.
+#[test]
+fn the_module_and_the_wasm_carry_the_same_filter_config() {
+    let (g, p) = mcproute_full_without_oauth();
+    let wasm = render(&g, &p, &http_code()).unwrap().text;
+    let module = render(&g, &p, &module_image()).unwrap().text;
+    let value = |text: &str, kind: &str| -> serde_json::Value {
+        serde_norway::from_str(docs(text, kind)[0]).unwrap()
+    };
+    let (w, m) = (
+        value(&wasm, "EnvoyExtensionPolicy"),
+        value(&module, "EnvoyExtensionPolicy"),
+    );
+    assert_eq!(
+        w["spec"]["wasm"][0]["config"],
+        m["spec"]["dynamicModule"][0]["config"]
+    );
+    assert_eq!(w["spec"]["targetRefs"], m["spec"]["targetRefs"]);
+    assert_eq!(m["spec"]["dynamicModule"][0]["name"], "mcpgw");
+    assert_eq!(
+        m["spec"]["dynamicModule"][0]["filterName"],
+        mcpgw_module::names::FILTER_NAME
+    );
+    assert!(m["spec"].get("wasm").is_none());
+    let (w, m) = (value(&wasm, "EnvoyProxy"), value(&module, "EnvoyProxy"));
+    let env = |v: &serde_json::Value| {
+        v["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["env"].clone()
+    };
+    assert_eq!(env(&w), env(&m));
+    for kind in ["HTTPRoute", "Backend", "Secret", "ClientTrafficPolicy"] {
+        assert_eq!(docs(&wasm, kind), docs(&module, kind), "{kind}");
+    }
+}
+
+#[test]
+fn module_code_sources() {
+    let g = many(1);
+    let run = |o: &Options| render(&g, &[], o);
+    let r = run(&module(ModuleSource::Image(
+        "r.example/mcpgw-module:1".into(),
+    )))
+    .unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("--module-image r.example/mcpgw-module:1: not pinned")),
+        "{:?}",
+        r.warnings
+    );
+    let proxy = docs(&r.text, "EnvoyProxy")[0];
+    assert!(proxy.contains("        pod:\n          volumes:\n          - name: mcpgw-module\n            image:\n              reference: r.example/mcpgw-module:1\n"), "{proxy}");
+    assert!(proxy.contains("          volumeMounts:\n          - name: mcpgw-module\n            mountPath: /etc/envoy/mcpgw\n            readOnly: true\n"), "{proxy}");
+    assert!(r.text.contains("(tag, not pinned)"));
+    let r = run(&module(ModuleSource::Path("/opt/libmcpgw.so".into()))).unwrap();
+    assert!(
+        r.warnings.iter().any(|w| w.contains(
+            "the stock image docker.io/envoyproxy/envoy:distroless-v1.40.0 has no libmcpgw.so"
+        )),
+        "{:?}",
+        r.warnings
+    );
+    for (o, want) in [
+        (
+            module(ModuleSource::Image("r.example/m@sha256:abc".into())),
+            "--module-image \"r.example/m@sha256:abc\": the digest must be sha256:",
+        ),
+        (
+            module(ModuleSource::Image("has space".into())),
+            "--module-image \"has space\": not an image reference",
+        ),
+        (
+            module(ModuleSource::Path("libmcpgw.so".into())),
+            "--module \"libmcpgw.so\": with --kubernetes, the absolute path",
+        ),
+        (
+            {
+                let mut o = module_image();
+                if let Code::Module(m) = &mut o.code {
+                    m.envoy_image = String::new();
+                }
+                o
+            },
+            "--envoy-image \"\": not an image reference",
+        ),
+    ] {
+        let e = run(&o).unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+#[test]
+fn the_module_refuses_oauth_on_envoy_gateway() {
+    let (g, p) = mcproute(&["mcproute-full.yaml"]);
+    let e = render(&g, &p, &module_image()).unwrap_err();
+    assert!(
+        e.starts_with("testdata/cli/mcproute-full.yaml: OAuth with --engine module")
+            && e.contains("forward_payload_header")
+            && e.contains("--engine wasm"),
+        "{e}"
+    );
+    assert!(render(&g, &p, &http_code()).is_ok());
 }
