@@ -11,9 +11,9 @@
 
 use super::host::LogField;
 use super::policy::{Kind, Resource};
+use crate::protocol::jsonrpc::RawObject;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use crate::protocol::jsonrpc::RawObject;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -172,10 +172,13 @@ impl Audit {
         // Borrowed parsing: only kept values are decoded. Members are written
         // sorted by name, compact, the last of a repeated name winning (as a
         // JSON object read into a map and written back).
-        let Some(args) = params
-            .and_then(|p| RawObject::parse(p).ok())
-            .and_then(|p| p.members.iter().rev().find(|(k, _)| k == "arguments").map(|(_, v)| *v))
-        else {
+        let Some(args) = params.and_then(|p| RawObject::parse(p).ok()).and_then(|p| {
+            p.members
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "arguments")
+                .map(|(_, v)| *v)
+        }) else {
             return;
         };
         let Ok(args) = serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(args.get()) else {
@@ -251,7 +254,10 @@ mod tests {
                 *v = Value::String("[redacted]".into());
             }
         }
-        assert_eq!(c.arguments.as_deref().unwrap(), Value::Object(want).to_string());
+        assert_eq!(
+            c.arguments.as_deref().unwrap(),
+            Value::Object(want).to_string()
+        );
         let mut b = Audit::default();
         b.arguments(&cfg, "gh", "delete_repo", Some(&params));
         let v: Value = serde_json::from_str(b.arguments.as_deref().unwrap()).unwrap();

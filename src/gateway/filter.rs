@@ -25,8 +25,53 @@ pub struct NameFilterSpec {
 pub struct NameFilter {
     include: Vec<String>,
     exclude: Vec<String>,
-    include_regex: Vec<Regex>,
-    exclude_regex: Vec<Regex>,
+    include_regex: Vec<Pattern>,
+    exclude_regex: Vec<Pattern>,
+}
+
+/// A compiled regex; one that is plain text with optional anchors (the
+/// usual `^prefix_`, `_suffix$`, `^exact$`) matches without the regex
+/// engine, which costs far more per name on a large list.
+#[derive(Debug)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn new(re: &str) -> Result<Pattern, regex_lite::Error> {
+        // Validated by the engine either way, so errors read the same.
+        let compiled = Regex::new(re)?;
+        let (start, rest) = match re.strip_prefix('^') {
+            Some(r) => (true, r),
+            None => (false, re),
+        };
+        let (end, text) = match rest.strip_suffix('$') {
+            Some(t) => (true, t),
+            None => (false, rest),
+        };
+        let plain = !text.chars().any(|c| "\\.+*?()|[]{}^$".contains(c));
+        Ok(match (plain, start, end) {
+            (false, _, _) => Pattern::Regex(compiled),
+            (true, true, true) => Pattern::Exact(text.to_string()),
+            (true, true, false) => Pattern::Prefix(text.to_string()),
+            (true, false, true) => Pattern::Suffix(text.to_string()),
+            (true, false, false) => Pattern::Contains(text.to_string()),
+        })
+    }
+
+    fn is_match(&self, name: &str) -> bool {
+        match self {
+            Pattern::Exact(t) => name == t,
+            Pattern::Prefix(t) => name.starts_with(t.as_str()),
+            Pattern::Suffix(t) => name.ends_with(t.as_str()),
+            Pattern::Contains(t) => name.contains(t.as_str()),
+            Pattern::Regex(r) => r.is_match(name),
+        }
+    }
 }
 
 impl NameFilter {
@@ -42,7 +87,7 @@ impl NameFilter {
                             "regex longer than 1024 characters".to_string(),
                         ));
                     }
-                    Regex::new(r)
+                    Pattern::new(r)
                         .map_err(|e| (format!("{field}[{i}]"), format!("invalid regex: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -99,6 +144,28 @@ mod tests {
             exclude_regex: s(er),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn plain_patterns_match_as_the_regex_does() {
+        let patterns = [
+            "7$", "^get_", "^exact$", "mid", "", "^$", "^", "$", "a.b", "^a\\$", "x|y", "^gh__",
+            "é$", "^[a-z]+$", "(?i)^GET", "__",
+        ];
+        let names = [
+            "", "7", "x7", "77a", "get_x", "xget_", "exact", "exact2", "amid", "a.b", "axb", "a$",
+            "x", "y", "gh__list", "café", "GET_it", "a__b",
+        ];
+        for p in patterns {
+            let fast = Pattern::new(p).unwrap();
+            let re = Regex::new(p).unwrap();
+            for n in names {
+                assert_eq!(fast.is_match(n), re.is_match(n), "{p:?} on {n:?}");
+            }
+        }
+        assert!(matches!(Pattern::new("7$").unwrap(), Pattern::Suffix(_)));
+        assert!(matches!(Pattern::new("a.b").unwrap(), Pattern::Regex(_)));
+        assert!(Pattern::new("(").is_err());
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Exchange {
             }
             HeadersAction::NeedBody | HeadersAction::Wait => Flow::Stop,
             HeadersAction::Respond(r) => {
-                self.send(host, &r);
+                self.send(host, r);
                 Flow::Stop
             }
         }
@@ -65,7 +65,7 @@ impl Exchange {
     /// Answer with the gateway's own reply. Its access-log fields are
     /// published first: a host may not run the response hooks for a reply
     /// the filter made itself (an Envoy dynamic module does not).
-    fn send<H: Host + HttpStream>(&mut self, host: &mut H, r: &LocalResponse) {
+    fn send<H: Host + HttpStream>(&mut self, host: &mut H, r: LocalResponse) {
         self.hooks.published = true;
         self.on_response_start(host);
         host.send(r);
@@ -94,7 +94,7 @@ impl Exchange {
         if !end_of_stream {
             // Refused as soon as it is too big; otherwise held until complete.
             if let Some(r) = self.check_request_size(size) {
-                self.send(host, &r);
+                self.send(host, r);
             }
             return Flow::Stop;
         }
@@ -148,7 +148,7 @@ impl Exchange {
             }
             ResponseHeadersAction::Replace(r) => {
                 self.hooks.response_body = false;
-                self.send(host, &r);
+                self.send(host, r);
                 Flow::Stop
             }
         }
@@ -229,7 +229,7 @@ impl Exchange {
     /// Apply a merged stream's decision.
     fn apply_stream<H: Host + HttpStream>(&mut self, host: &mut H, out: StreamOutput) {
         match out.start {
-            Some(StreamStart::Reply(r)) => self.send(host, &r),
+            Some(StreamStart::Reply(r)) => self.send(host, r),
             Some(StreamStart::Stream(headers)) => {
                 self.hooks.published = true;
                 self.on_response_start(host);
@@ -265,7 +265,7 @@ impl Exchange {
             }
             BodyAction::Wait => Flow::Stop,
             BodyAction::Respond(r) => {
-                self.send(host, &r);
+                self.send(host, r);
                 Flow::Stop
             }
         }

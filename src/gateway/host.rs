@@ -213,7 +213,7 @@ pub trait HttpStream {
     /// Replace the `size` bytes [`HttpStream::body`] returned with `body`.
     fn replace_body(&mut self, dir: Dir, size: usize, body: &[u8]);
     /// Answer the client with this response instead of the upstream's.
-    fn send(&mut self, response: &LocalResponse);
+    fn send(&mut self, response: LocalResponse);
     /// Let a request held by an earlier [`Flow::Stop`] go on upstream.
     fn resume_request(&mut self);
 

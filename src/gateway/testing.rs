@@ -303,8 +303,8 @@ impl HttpStream for FakeHost {
         assert_eq!(b.len(), size, "the whole body the hook saw is replaced");
         *b = body.to_vec();
     }
-    fn send(&mut self, response: &LocalResponse) {
-        self.sent.push(response.clone());
+    fn send(&mut self, response: LocalResponse) {
+        self.sent.push(response);
     }
     fn resume_request(&mut self) {
         self.resumed += 1;

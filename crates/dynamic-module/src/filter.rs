@@ -974,11 +974,8 @@ impl HttpStream for EnvoyHost<'_> {
         unsafe { (self.api().http_append_body)(self.envoy(), target, ModuleBuffer::new(body)) };
     }
 
-    fn send(&mut self, response: &LocalResponse) {
-        self.s
-            .deferred
-            .borrow_mut()
-            .push(Effect::Send(response.clone()));
+    fn send(&mut self, response: LocalResponse) {
+        self.s.deferred.borrow_mut().push(Effect::Send(response));
     }
 
     fn resume_request(&mut self) {

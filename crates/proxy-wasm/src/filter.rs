@@ -288,7 +288,7 @@ impl HttpStream for WasmHost {
         let _ = hostcalls::set_buffer(body_buffer(dir), 0, size, body);
     }
 
-    fn send(&mut self, r: &LocalResponse) {
+    fn send(&mut self, r: LocalResponse) {
         let body = (!r.body.is_empty()).then_some(r.body.as_slice());
         if hostcalls::send_http_response(u32::from(r.status), borrowed(&r.headers), body).is_err() {
             let _ = hostcalls::log(LogLevel::Error, "mcpgw: could not send a local response");
@@ -419,7 +419,7 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_none() {
             self.host
-                .send(&GatewayError::not_configured().response(None));
+                .send(GatewayError::not_configured().response(None));
             return Action::Pause;
         }
         self.hook(Action::Continue, |ex, host| {

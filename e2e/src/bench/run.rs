@@ -1179,7 +1179,9 @@ fn dump_total(text: &str) -> Option<u64> {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse::<u64>().ok())
     };
-    field("totals:").or_else(|| field("summary:")).filter(|n| *n > 0)
+    field("totals:")
+        .or_else(|| field("summary:"))
+        .filter(|n| *n > 0)
 }
 
 async fn scenario_callgrind(o: &Options, exe: &Path, report: &mut Report) -> Result<(), String> {
@@ -1327,12 +1329,10 @@ async fn scenario_callgrind(o: &Options, exe: &Path, report: &mut Report) -> Res
             Op::ListTools => (3, (o.cg_requests / 100).max(3)),
             Op::CallTool(_) => (200.min(o.cg_requests), o.cg_requests),
         };
-        let keep = o.cg_keep.as_ref().map(|d| {
-            d.join(format!(
-                "callgrind.{name}.{}",
-                what.replace('/', "-")
-            ))
-        });
+        let keep = o
+            .cg_keep
+            .as_ref()
+            .map(|d| d.join(format!("callgrind.{name}.{}", what.replace('/', "-"))));
         let ir = match callgrind_one(&envoy, &op, warmup, requests, &out, keep.as_deref()).await {
             Ok(ir) => ir,
             Err(e) => {
