@@ -622,8 +622,8 @@ fn check_version_and_kubernetes() {
     );
     assert!(!ok);
     assert!(err.contains("--wasm-url URL or --wasm-image REF"), "{err}");
-    // Envoy Gateway manifests run the wasm build: the module is refused,
-    // saying so.
+    // The module on Envoy Gateway: the wasm's flags are refused with the
+    // module's, naming the fix; with an image for the module, rendered.
     let (ok, out, err) = mcpgw(
         &[
             "render",
@@ -638,7 +638,32 @@ fn check_version_and_kubernetes() {
         &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")],
     );
     assert!(!ok && out.is_empty(), "{out}");
-    assert!(err.contains("renders the wasm build only"), "{err}");
+    assert!(err.contains("--wasm-url is for the wasm build"), "{err}");
+    assert!(err.contains("--module-image REF"), "{err}");
+    let digest = format!("ghcr.io/acme/mcpgw-module@sha256:{}", "a".repeat(64));
+    let (ok, out, err) = mcpgw(
+        &[
+            "render",
+            "--kubernetes",
+            "--engine",
+            "module",
+            "--mcp-config",
+            "testdata/cli/mcp-servers.json",
+            "--gateway",
+            "infra/eg",
+            "--listener",
+            "http",
+            "--module-image",
+            &digest,
+        ],
+        &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("dynamicModule:") && out.contains(&digest),
+        "{out}"
+    );
+    assert!(!out.contains("kind: EnvoyPatchPolicy"), "{out}");
 
     // What Envoy Gateway would refuse or change, said by `check --kubernetes`
     // exactly as `render --kubernetes` says it.
