@@ -148,6 +148,11 @@ fn routed_call_is_rewritten_on_the_way_up_and_held_whole_on_the_way_back() {
     assert_eq!(v["error"]["code"], crate::protocol::jsonrpc::BACKEND_ERROR);
     ex.stream_done(&mut host);
     assert_eq!(
+        host.stream_ids_asked.get(),
+        0,
+        "a request that waited on nothing needs no id to be woken by"
+    );
+    assert_eq!(
         host.published
             .borrow()
             .get("mcpgw.error")

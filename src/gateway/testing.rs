@@ -60,6 +60,9 @@ pub struct FakeHost {
     pub stream: Option<StreamId>,
     /// Wakes asked for: (request, deadline or `None` for soon).
     pub wakes: Vec<(StreamId, Option<u64>)>,
+    /// Times the core asked for this stream's id (a module makes a
+    /// scheduler and a shared-map entry for it).
+    pub stream_ids_asked: Cell<u32>,
     /// Streams side calls and replies (a dynamic module) or not (proxy-wasm).
     pub streaming: bool,
     /// Streaming side calls opened, with their ids.
@@ -95,6 +98,7 @@ impl Default for FakeHost {
             resumed: 0,
             stream: None,
             wakes: Vec::new(),
+            stream_ids_asked: Cell::new(0),
             streaming: false,
             streams: Vec::new(),
             closed: Vec::new(),
@@ -244,6 +248,7 @@ impl Host for FakeHost {
         self.add(family.kind, series_name(family, labels), value);
     }
     fn stream_id(&self) -> Option<StreamId> {
+        self.stream_ids_asked.set(self.stream_ids_asked.get() + 1);
         self.stream
     }
     fn wake(&mut self, id: StreamId, at_ms: Option<u64>) {

@@ -522,8 +522,11 @@ impl Exchange {
                 }
             }
         }
-        if let Some(me) = host.stream_id() {
-            for key in std::mem::take(&mut self.upstream.following) {
+        // Only a request that waited on another has a stream id to drop:
+        // asking for one makes it (a scheduler and a shared-map entry).
+        let following = std::mem::take(&mut self.upstream.following);
+        if let Some(me) = (!following.is_empty()).then(|| host.stream_id()).flatten() {
+            for key in following {
                 if let Some(cache) = gw.tokens.cache(key.backend) {
                     cache.unfollow(&key, me);
                 }
