@@ -624,40 +624,31 @@ fn check_version_and_kubernetes() {
     assert!(err.contains("--wasm-url URL or --wasm-image REF"), "{err}");
     // The module on Envoy Gateway: the wasm's flags are refused with the
     // module's, naming the fix; with an image for the module, rendered.
-    let (ok, out, err) = mcpgw(
-        &[
+    let render_module = |more: &[&str]| {
+        let mut args = vec![
             "render",
             "--kubernetes",
             "--engine",
             "module",
             "--mcp-config",
             "testdata/cli/mcp-servers.json",
-            "--wasm-url",
-            "https://example.com/mcpgw.wasm",
-        ],
-        &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")],
-    );
+        ];
+        args.extend_from_slice(more);
+        mcpgw(&args, &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")])
+    };
+    let (ok, out, err) = render_module(&["--wasm-url", "https://example.com/mcpgw.wasm"]);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("--wasm-url is for the wasm build"), "{err}");
     assert!(err.contains("--module-image REF"), "{err}");
     let digest = format!("ghcr.io/acme/mcpgw-module@sha256:{}", "a".repeat(64));
-    let (ok, out, err) = mcpgw(
-        &[
-            "render",
-            "--kubernetes",
-            "--engine",
-            "module",
-            "--mcp-config",
-            "testdata/cli/mcp-servers.json",
-            "--gateway",
-            "infra/eg",
-            "--listener",
-            "http",
-            "--module-image",
-            &digest,
-        ],
-        &[("MCPGW_SESSION_KEY", KEY), ("GITHUB_TOKEN", "x")],
-    );
+    let (ok, out, err) = render_module(&[
+        "--gateway",
+        "infra/eg",
+        "--listener",
+        "http",
+        "--module-image",
+        &digest,
+    ]);
     assert!(ok, "{err}");
     assert!(
         out.contains("dynamicModule:") && out.contains(&digest),
