@@ -93,7 +93,17 @@ impl Engine {
     /// indentation, 10 spaces) running mcpgw with `plugin_json`; `env_keys`
     /// name the environment variables the configuration reads.
     pub fn filter_yaml(self, plugin_json: &str, env_keys: &[&str]) -> String {
+        let code = match self {
+            Engine::Wasm => wasm_path(),
+            Engine::Module => module_path(),
+        };
+        self.filter_yaml_at(plugin_json, env_keys, &code)
+    }
+
+    /// [`Engine::filter_yaml`] with the build at `code`.
+    pub fn filter_yaml_at(self, plugin_json: &str, env_keys: &[&str], code: &Path) -> String {
         let json = serde_json::to_string(plugin_json).unwrap_or_default();
+        let code = code.display();
         match self {
             Engine::Wasm => {
                 let env = if env_keys.is_empty() {
@@ -119,9 +129,8 @@ impl Engine {
                 vm_config:
                   runtime: envoy.wasm.runtime.v8
                   vm_id: mcpgw
-                  code: {{local: {{filename: {wasm}}}}}{env}
-"#,
-                    wasm = wasm_path().display()
+                  code: {{local: {{filename: {code}}}}}{env}
+"#
                 )
             }
             // The module reads `${VAR}`s from Envoy's own environment.
@@ -131,14 +140,13 @@ impl Engine {
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               dynamic_module_config:
                 name: {module}
-                module: {{local: {{filename: {path}}}}}
+                module: {{local: {{filename: {code}}}}}
               filter_name: {filter}
               filter_config:
                 "@type": type.googleapis.com/google.protobuf.StringValue
                 value: {json}
 "#,
                 module = mcpgw_module::names::MODULE_NAME,
-                path = module_path().display(),
                 filter = mcpgw_module::names::FILTER_NAME,
             ),
         }

@@ -65,6 +65,14 @@ fn header_map(map_type: MapType) -> Vec<(String, String)> {
     decode_header_pairs(&raw)
 }
 
+/// The answer to a side call, read in its response hook.
+fn call_response(body_size: usize) -> CallResponse {
+    CallResponse::from_parts(
+        header_map(MapType::HttpCallResponseHeaders),
+        buffer(BufferType::HttpCallResponseBody, body_size),
+    )
+}
+
 fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
     if size == 0 {
         return Vec::new();
@@ -313,10 +321,7 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let response = CallResponse::from_parts(
-            header_map(MapType::HttpCallResponseHeaders),
-            buffer(BufferType::HttpCallResponseBody, body_size),
-        );
+        let response = call_response(body_size);
         if let Some(ctx) = wakes::owner_of(token) {
             wakes::run_for(ctx, |ex| {
                 ex.call_done(&mut WasmHost { ctx }, CallId::from(token), response)
@@ -405,10 +410,7 @@ impl Context for Http {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let response = CallResponse::from_parts(
-            header_map(MapType::HttpCallResponseHeaders),
-            buffer(BufferType::HttpCallResponseBody, body_size),
-        );
+        let response = call_response(body_size);
         self.hook((), |ex, host| {
             ex.call_done(host, CallId::from(token), response)
         });

@@ -199,7 +199,7 @@ pub fn render(proxy: &Proxy, backends: &[&Backend], code: &Path) -> String {
             } else {
                 "              - match: {prefix: \"/\", headers: [{name: x-mcpgw-cluster, present_match: true}]}\n                route: {cluster_header: x-mcpgw-cluster, timeout: 0s}\n              - match: {prefix: \"/\"}\n                direct_response: {status: 404, body: {inline_string: \"not found\"}}\n".to_string()
             },
-            filter_yaml(*engine, plugin, code),
+            engine.filter_yaml_at(plugin, &[], code),
         ),
     };
     // The router is terminal except with mcp_router, which replaces it.
@@ -232,47 +232,6 @@ static_resources:
 {filters}{router}  clusters:
 {clusters}"#
     )
-}
-
-/// mcpgw's entry in `http_filters` (indented for [`render`]).
-fn filter_yaml(engine: Engine, plugin: &str, code: &Path) -> String {
-    let plugin = serde_json::Value::String(plugin.to_string());
-    let code = code.display();
-    match engine {
-        Engine::Module => format!(
-            r#"          - name: envoy.filters.http.dynamic_modules
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config:
-                name: {module}
-                module: {{local: {{filename: {code}}}}}
-              filter_name: {filter}
-              filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {plugin}
-"#,
-            module = mcpgw_module::names::MODULE_NAME,
-            filter = mcpgw_module::names::FILTER_NAME,
-        ),
-        Engine::Wasm => format!(
-            r#"          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: mcpgw
-                root_id: mcpgw
-                allow_on_headers_stop_iteration: true
-                failure_policy: FAIL_RELOAD
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {plugin}
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  vm_id: mcpgw
-                  code: {{local: {{filename: {code}}}}}
-"#
-        ),
-    }
 }
 
 /// A running Envoy.
