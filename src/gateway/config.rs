@@ -494,7 +494,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
 }
 
 /// Headers the gateway sets itself on upstream requests.
-const RESERVED_HEADERS: &[&str] = &[
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",

@@ -3,7 +3,7 @@
 //! `${VAR}` references, expanded once here.
 
 use super::assertion::{Algorithm, SigningKey};
-use crate::gateway::config::{expand, parse_duration};
+use crate::gateway::config::{expand, parse_duration, RESERVED_HEADERS};
 use crate::protocol::http::is_safe_header_value;
 use serde::Deserialize;
 
@@ -298,7 +298,7 @@ pub fn compile(
     {
         return Err(problem("header", "must be an HTTP header name"));
     }
-    if RESERVED.contains(&header.as_str()) {
+    if reserved(&header) {
         return Err(problem(
             "header",
             "is managed by the gateway; use \"authorization\" or a header of your own",
@@ -402,21 +402,11 @@ fn compile_actor(
     }
 }
 
-/// Headers the exchanged token cannot be put in.
-const RESERVED: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "accept",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-    "te",
-    "upgrade",
-    "cookie",
-];
+/// Headers the exchanged token cannot be put in: those the gateway sets
+/// itself, and the client's cookies (never forwarded).
+fn reserved(header: &str) -> bool {
+    RESERVED_HEADERS.contains(&header) || header == "cookie"
+}
 
 fn is_scope_token(s: &str) -> bool {
     !s.is_empty()

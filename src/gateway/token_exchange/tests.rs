@@ -761,6 +761,17 @@ fn config_errors_name_the_field() {
         r#","headers":{"Authorization":"Bearer x"}"#,
     );
     assert_eq!(e.field, "backends[0].headers.authorization");
+    // The exchanged token never goes in a header the gateway manages, nor
+    // in the client's cookies.
+    for h in ["Cookie", "mcp-session-id", "content-length"] {
+        let e = bad(
+            &format!(
+                r#"{{"cluster":"sts","token_endpoint":"https://sts/t","audience":"a","header":"{h}"}}"#
+            ),
+            "",
+        );
+        assert_eq!(e.field, "backends[0].token_exchange.header", "{h}");
+    }
     // Without `auth`, nothing verified the client's token.
     let json = format!(
         r#"{{"session":{{"key":"{}"}},"backends":[{{"name":"alpha","cluster":"c","token_exchange":{{"cluster":"sts","token_endpoint":"https://sts/t","audience":"a"}}}}]}}"#,
